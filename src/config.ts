@@ -1,0 +1,161 @@
+import { z } from 'zod';
+
+/**
+ * The one place that reads the environment. Every variable of SPEC 4.2 is
+ * parsed here with zod; all problems are reported at once, and the rest of the
+ * code receives typed values (money limits as bigint, durations in ms).
+ */
+const positiveIntFromEnv = (name: string, fallback: number, max = 1_000_000_000) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return fallback;
+      if (!/^[0-9]+$/.test(v.trim())) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${name} must be a positive integer, got "${v}"` });
+        return z.NEVER;
+      }
+      const n = Number(v.trim());
+      if (n < 1 || n > max) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${name} must be between 1 and ${max}, got ${v}` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+const moneyFromEnv = (name: string, fallback: bigint) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return fallback;
+      if (!/^[0-9]{1,15}$/.test(v.trim()) || BigInt(v.trim()) <= 0n) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${name} must be a positive integer amount of KRW, got "${v}"` });
+        return z.NEVER;
+      }
+      return BigInt(v.trim());
+    });
+
+const optionalUrl = (name: string, protocols: string[]) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === '') return undefined;
+      try {
+        const u = new URL(v);
+        if (!protocols.includes(u.protocol)) throw new Error('protocol');
+        return v.trim().replace(/\/+$/, '');
+      } catch {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${name} must be a ${protocols.join(' or ')} URL` });
+        return z.NEVER;
+      }
+    });
+
+const timeZone = z
+  .string()
+  .optional()
+  .transform((v, ctx) => {
+    const tz = v === undefined || v === '' ? 'Asia/Seoul' : v;
+    try {
+      new Intl.DateTimeFormat('en-US', { timeZone: tz });
+      return tz;
+    } catch {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `SETTLEMENT_TIMEZONE is not a known IANA time zone: "${tz}"` });
+      return z.NEVER;
+    }
+  });
+
+const digits = (name: string, fallback: string, len: number) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const s = v === undefined || v === '' ? fallback : v.trim();
+      if (!new RegExp(`^[0-9]{1,${len}}$`).test(s)) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${name} must be 1-${len} digits` });
+        return z.NEVER;
+      }
+      return s;
+    });
+
+export const envSchema = z.object({
+  DATABASE_URL: optionalUrl('DATABASE_URL', ['postgres:', 'postgresql:']),
+  BANK_URL: optionalUrl('BANK_URL', ['http:', 'https:']),
+  BANK_ISCD: digits('BANK_ISCD', '000001', 6),
+  BANK_FINTECH_APSNO: digits('BANK_FINTECH_APSNO', '001', 3),
+  BANK_ACCESS_TOKEN: z.string().optional().transform((v) => (v === undefined || v === '' ? 'local-dev-token' : v)),
+  BANK_PER_CALL_LIMIT: moneyFromEnv('BANK_PER_CALL_LIMIT', 100_000n),
+  BANK_MAX_IN_FLIGHT: positiveIntFromEnv('BANK_MAX_IN_FLIGHT', 50, 10_000),
+  BANK_TIMEOUT_MS: positiveIntFromEnv('BANK_TIMEOUT_MS', 10_000, 600_000),
+  WORKER_CONCURRENCY: positiveIntFromEnv('WORKER_CONCURRENCY', 25, 1_000),
+  SETTLEMENT_TIMEZONE: timeZone,
+  LOG_LEVEL: z
+    .string()
+    .optional()
+    .transform((v) => (v === undefined || v === '' ? 'info' : v.toLowerCase()))
+    .pipe(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+      errorMap: () => ({ message: 'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent' }),
+    })),
+  HTTP_PORT: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return 0;
+      const n = Number(v);
+      if (!/^[0-9]+$/.test(v) || n > 65535) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `HTTP_PORT must be 0-65535, got "${v}"` });
+        return z.NEVER;
+      }
+      return n;
+    }),
+});
+
+export interface Config {
+  databaseUrl: string | undefined;
+  bank: {
+    url: string | undefined;
+    iscd: string;
+    fintechApsno: string;
+    accessToken: string;
+    perCallLimit: bigint;
+    maxInFlight: number;
+    timeoutMs: number;
+  };
+  workerConcurrency: number;
+  timeZone: string;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  httpPort: number;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  readonly code = 'config_invalid';
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration: ${problems.join('; ')}`);
+  }
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((i) => i.message));
+  }
+  const e = parsed.data;
+  return {
+    databaseUrl: e.DATABASE_URL,
+    bank: {
+      url: e.BANK_URL,
+      iscd: e.BANK_ISCD,
+      fintechApsno: e.BANK_FINTECH_APSNO,
+      accessToken: e.BANK_ACCESS_TOKEN,
+      perCallLimit: e.BANK_PER_CALL_LIMIT,
+      maxInFlight: e.BANK_MAX_IN_FLIGHT,
+      timeoutMs: e.BANK_TIMEOUT_MS,
+    },
+    workerConcurrency: e.WORKER_CONCURRENCY,
+    timeZone: e.SETTLEMENT_TIMEZONE,
+    logLevel: e.LOG_LEVEL,
+    httpPort: e.HTTP_PORT,
+  };
+}
