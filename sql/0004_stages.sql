@@ -4,6 +4,9 @@
 
 create type settlement.stage_result as (outcome text, detail text);
 
+create function settlement.outcome(p_outcome text, p_detail text) returns settlement.stage_result
+language sql immutable as $$ select row(p_outcome, p_detail)::settlement.stage_result $$;
+
 create function settlement.stage_lock_key(p_stage settlement.stage, p_date date, p_kind settlement.kind) returns bigint
 language sql immutable as $$
   select ('x' || substr(md5('daily-settlement:' || p_stage || ':' || p_date || ':' || p_kind), 1, 16))::bit(64)::bigint
@@ -65,11 +68,11 @@ declare
   v_detail text;
 begin
   if p_date >= settlement.today() then
-    return row('not_ready', format('%s is not over yet in %s (today is %s)', p_date, settlement.time_zone(), settlement.today()));
+    return settlement.outcome('not_ready'::text, format('%s is not over yet in %s (today is %s)', p_date, settlement.time_zone(), settlement.today()));
   end if;
   perform settlement.ensure_day(p_date, p_kind);
   if settlement.lock_stage(p_date, p_kind, 'record') = 'done' then
-    return row('already_done', 'recorded earlier');
+    return settlement.outcome('already_done'::text, 'recorded earlier');
   end if;
 
   insert into settlement.entries (business_date, kind, account_no, amount, accrual_count, late_count)
@@ -97,7 +100,7 @@ begin
   v_detail := format('%s entries, %s KRW from %s accruals (%s late)', v_entries, v_total, v_accruals, v_late);
   perform settlement.set_stage(p_date, p_kind, 'record', 'done', v_detail);
   perform settlement.add_stage_job('pay', p_date, p_kind);
-  return row('done', v_detail);
+  return settlement.outcome('done'::text, v_detail);
 end $$;
 
 ------------------------------------------------------------------------------
@@ -122,16 +125,16 @@ declare
   v_detail text;
 begin
   if settlement.stage_state_of(p_date, p_kind, 'record') is distinct from 'done' then
-    return row('not_ready', 'record is not done');
+    return settlement.outcome('not_ready'::text, 'record is not done');
   end if;
   if settlement.lock_stage(p_date, p_kind, 'pay') = 'done' then
-    return row('already_done', 'paid out earlier');
+    return settlement.outcome('already_done'::text, 'paid out earlier');
   end if;
   select settlement_account into v_to from settlement.kind_accounts where kind = p_kind;
   if v_to is null then
     v_detail := format('no settlement account is configured for %s (settlement.kind_accounts)', p_kind);
     perform settlement.set_stage(p_date, p_kind, 'pay', 'blocked', v_detail);
-    return row('blocked', v_detail);
+    return settlement.outcome('blocked'::text, v_detail);
   end if;
   select per_call_limit into v_limit from settlement.config where id;
 
@@ -153,7 +156,7 @@ begin
   if v_chunks = 0 then
     perform settlement.add_stage_job('confirm', p_date, p_kind);
   end if;
-  return row('done', v_detail);
+  return settlement.outcome('done'::text, v_detail);
 end $$;
 
 ------------------------------------------------------------------------------
@@ -165,10 +168,10 @@ declare
   v_detail text;
 begin
   if settlement.stage_state_of(p_date, p_kind, 'pay') is distinct from 'done' then
-    return row('not_ready', 'pay is not done');
+    return settlement.outcome('not_ready'::text, 'pay is not done');
   end if;
   if settlement.lock_stage(p_date, p_kind, 'confirm') = 'done' then
-    return row('already_done', 'confirmed earlier');
+    return settlement.outcome('already_done'::text, 'confirmed earlier');
   end if;
   select count(*), count(*) filter (where state = 'succeeded'), count(*) filter (where state = 'failed'),
          count(*) filter (where state in ('pending', 'sending')), coalesce(sum(amount) filter (where state = 'succeeded'), 0)
@@ -179,15 +182,15 @@ begin
     v_detail := format('%s of %s chunks failed for good (see settlement.payout_failures; fix, then settlement.retry_failed(%L, %L)); %s in flight',
                        v_failed, v_total, p_date, p_kind, v_open);
     perform settlement.set_stage(p_date, p_kind, 'confirm', 'blocked', v_detail);
-    return row('blocked', v_detail);
+    return settlement.outcome('blocked'::text, v_detail);
   end if;
   if v_open > 0 then
-    return row('not_ready', format('%s of %s chunks still in flight', v_open, v_total));
+    return settlement.outcome('not_ready'::text, format('%s of %s chunks still in flight', v_open, v_total));
   end if;
   v_detail := format('%s chunks succeeded, %s KRW', v_ok, v_amount);
   perform settlement.set_stage(p_date, p_kind, 'confirm', 'done', v_detail);
   perform settlement.add_stage_job('withdraw', p_date, p_kind);
-  return row('done', v_detail);
+  return settlement.outcome('done'::text, v_detail);
 end $$;
 
 ------------------------------------------------------------------------------
@@ -201,19 +204,19 @@ declare
   v_detail text;
 begin
   if settlement.stage_state_of(p_date, p_kind, 'confirm') is distinct from 'done' then
-    return row('not_ready', 'confirm is not done');
+    return settlement.outcome('not_ready'::text, 'confirm is not done');
   end if;
   if settlement.lock_stage(p_date, p_kind, 'withdraw') = 'done' then
-    return row('already_done', 'withdrawn earlier');
+    return settlement.outcome('already_done'::text, 'withdrawn earlier');
   end if;
   select * into v_w from settlement.withdrawals where business_date = p_date and kind = p_kind;
   if found then
     if v_w.state = 'failed' then
-      return row('blocked', format('withdrawal failed: %s %s (fix, then settlement.retry_failed(%L, %L))', v_w.fail_code, v_w.fail_message, p_date, p_kind));
+      return settlement.outcome('blocked'::text, format('withdrawal failed: %s %s (fix, then settlement.retry_failed(%L, %L))', v_w.fail_code, v_w.fail_message, p_date, p_kind));
     end if;
     -- Already started: make sure its job exists (collapses with a waiting one).
     perform settlement.add_withdraw_job(p_date, p_kind);
-    return row('in_progress', format('withdrawal %s of %s KRW is %s', v_w.is_tuno, v_w.amount, v_w.state));
+    return settlement.outcome('in_progress'::text, format('withdrawal %s of %s KRW is %s', v_w.is_tuno, v_w.amount, v_w.state));
   end if;
 
   select coalesce(sum(amount), 0) into v_total
@@ -221,7 +224,7 @@ begin
   if v_total = 0 then
     v_detail := 'nothing to withdraw (0 KRW confirmed)';
     perform settlement.set_stage(p_date, p_kind, 'withdraw', 'done', v_detail);
-    return row('done', v_detail);
+    return settlement.outcome('done'::text, v_detail);
   end if;
   select settlement_account, corporate_account into v_from, v_to from settlement.kind_accounts where kind = p_kind;
   insert into settlement.withdrawals (business_date, kind, from_account, to_account, amount, is_tuno)
@@ -229,7 +232,7 @@ begin
   perform settlement.add_withdraw_job(p_date, p_kind);
   v_detail := format('withdrawal of %s KRW enqueued', v_total);
   perform settlement.set_stage(p_date, p_kind, 'withdraw', 'running', v_detail);
-  return row('started', v_detail);
+  return settlement.outcome('started'::text, v_detail);
 end $$;
 
 create function settlement.add_withdraw_job(p_date date, p_kind settlement.kind) returns void

@@ -23,10 +23,10 @@ begin
     perform settlement.raise_error('ST008', format('chunk %s does not exist', p_chunk_id));
   end if;
   if c.state in ('succeeded', 'failed') then
-    return row('settled', false, c.is_tuno, c.tsymd, c.from_account, c.to_account, c.amount, c.business_date, c.kind, c.attempt);
+    return row('settled'::text, false, c.is_tuno, c.tsymd, c.from_account, c.to_account, c.amount, c.business_date, c.kind, c.attempt);
   end if;
   if c.state = 'sending' and c.claimed_until > now() and c.claimed_by is distinct from p_holder then
-    return row('busy', true, c.is_tuno, c.tsymd, c.from_account, c.to_account, c.amount, c.business_date, c.kind, c.attempt);
+    return row('busy'::text, true, c.is_tuno, c.tsymd, c.from_account, c.to_account, c.amount, c.business_date, c.kind, c.attempt);
   end if;
   v_resume := c.state = 'sending';
   update settlement.chunks
@@ -34,7 +34,7 @@ begin
       claimed_until = now() + make_interval(secs => p_lease_ms / 1000.0), updated_at = now()
   where id = p_chunk_id
   returning * into c;
-  return row('send', v_resume, c.is_tuno, c.tsymd, c.from_account, c.to_account, c.amount, c.business_date, c.kind, c.attempt);
+  return row('send'::text, v_resume, c.is_tuno, c.tsymd, c.from_account, c.to_account, c.amount, c.business_date, c.kind, c.attempt);
 end $$;
 comment on function settlement.claim_chunk is 'Payout task: claims a chunk for one bank attempt (lease), fixing its Tsymd on the first call.';
 
@@ -110,10 +110,10 @@ begin
     perform settlement.raise_error('ST008', format('no withdrawal exists for %s %s', p_date, p_kind));
   end if;
   if w.state in ('succeeded', 'failed') then
-    return row('settled', false, w.is_tuno, w.tsymd, w.from_account, w.to_account, w.amount, w.business_date, w.kind, w.attempt);
+    return row('settled'::text, false, w.is_tuno, w.tsymd, w.from_account, w.to_account, w.amount, w.business_date, w.kind, w.attempt);
   end if;
   if w.state = 'sending' and w.claimed_until > now() and w.claimed_by is distinct from p_holder then
-    return row('busy', true, w.is_tuno, w.tsymd, w.from_account, w.to_account, w.amount, w.business_date, w.kind, w.attempt);
+    return row('busy'::text, true, w.is_tuno, w.tsymd, w.from_account, w.to_account, w.amount, w.business_date, w.kind, w.attempt);
   end if;
   v_resume := w.state = 'sending';
   update settlement.withdrawals
@@ -121,7 +121,7 @@ begin
       claimed_until = now() + make_interval(secs => p_lease_ms / 1000.0), updated_at = now()
   where business_date = p_date and kind = p_kind
   returning * into w;
-  return row('send', v_resume, w.is_tuno, w.tsymd, w.from_account, w.to_account, w.amount, w.business_date, w.kind, w.attempt);
+  return row('send'::text, v_resume, w.is_tuno, w.tsymd, w.from_account, w.to_account, w.amount, w.business_date, w.kind, w.attempt);
 end $$;
 
 create function settlement.finish_withdrawal(p_date date, p_kind settlement.kind, p_is_tuno text, p_outcome text,
@@ -264,14 +264,14 @@ begin
   for r in
     select distinct c.business_date, c.kind from settlement.chunks c where c.state in ('pending', 'sending')
       and (c.claimed_until is null or c.claimed_until < now())
-      and not exists (select 1 from graphile_worker.jobs j where j.key = 'payout:' || c.id)
+      and not exists (select 1 from graphile_worker.jobs j where j.key = 'payout:' || c.id and j.attempts < j.max_attempts)
   loop
     perform graphile_worker.add_jobs(settlement.payout_job_specs(r.business_date, r.kind, array['pending', 'sending']::settlement.transfer_state[]));
     v_n := v_n + 1;
   end loop;
   for r in
     select w.business_date, w.kind from settlement.withdrawals w where w.state in ('pending', 'sending')
-      and not exists (select 1 from graphile_worker.jobs j where j.key = format('withdraw:%s:%s', w.business_date, w.kind))
+      and not exists (select 1 from graphile_worker.jobs j where j.key = format('withdraw:%s:%s', w.business_date, w.kind) and j.attempts < j.max_attempts)
   loop
     perform settlement.add_withdraw_job(r.business_date, r.kind);
     v_n := v_n + 1;

@@ -1,0 +1,204 @@
+/**
+ * transfer(): exactly-once money movement over an at-least-once network.
+ *
+ * The bank books a (Tsymd, IsTuno) pair at most once and answers a repeat with
+ * "duplicate" (A0013). So the one rule that keeps money safe is: a logical
+ * transfer is only ever sent under its own IsTuno, and only on its own date
+ * `req.tsymd`. Within that rule, resending is always harmless, and every unclear
+ * outcome is settled by asking the bank (CheckOn…, OrtrYmd = req.tsymd,
+ * OrtrIsTuno = req.isTuno):
+ *
+ *   send (retrying busy / error-before / not-connected / 5xx with backoff)
+ *     00000                      → succeeded (resolvedBy 'call')
+ *     final code (A0211, …)      → failed
+ *     timeout, reset, malformed,
+ *     A0013, unexpected code     → inquiry
+ *         booked                 → succeeded (resolvedBy 'inquiry')
+ *         processed and failed   → failed with the original's code
+ *         not found              → never booked: send again, same IsTuno (bounded rounds)
+ *         no answer              → unknown (the caller retries later, same IsTuno)
+ *
+ * After midnight (Korea time) the client never sends the transfer again, because
+ * the bank's duplicate check would not cover the new date. It only inquires on the
+ * original date:
+ *     booked / failed            → that result
+ *     not found, within the grace period after the original date ended
+ *                                → unknown (a request sent just before midnight
+ *                                  might still be in the bank's hands)
+ *     not found after the grace  → failed `expired_not_booked`: proven never
+ *                                  booked, and nothing will send it any more; the
+ *                                  caller may re-plan under a new IsTuno and tsymd.
+ */
+import type { Logger } from 'pino';
+import { BankConsistencyError, BankTransientError } from './errors.js';
+import { kstEndOfDay, kstStampToIso, kstYmd } from './kst.js';
+import { formatKrw } from './money.js';
+import { bankRefOf, inquireWithRetry, isRetryableHttpStatus } from './nh-inquiry.js';
+import { logEvent, maskAccount } from './nh-log.js';
+import { withRetry, type RetryPolicy } from './nh-retry.js';
+import { callNh, type NhConnection } from './nh-wire.js';
+import { NH_BANK_CODE, TRANSFER_API } from './protocol.js';
+import { CLIENT_CODES, FINAL_FAILURE_CODES, RPCD, TRANSIENT_CODES } from './rpcd.js';
+import type { TransferRequest, TransferResult } from './types.js';
+
+export interface TransferPolicy {
+  retry: RetryPolicy;
+  /** Send→inquire→not-found→send cycles before giving up with `unknown`. */
+  maxRounds: number;
+  /** How long after the original date ends a not-found answer becomes final. */
+  expiryGraceMs: number;
+}
+
+/** What one retried send ended with. */
+type SendOutcome =
+  | { kind: 'succeeded'; processedAt: string | null }
+  | { kind: 'failed'; code: string; message: string }
+  | { kind: 'ask'; reason: string }
+  | { kind: 'date_passed'; today: string };
+
+export async function runTransfer(
+  conn: NhConnection,
+  policy: TransferPolicy,
+  log: Logger | undefined,
+  req: TransferRequest,
+): Promise<TransferResult> {
+  const context = {
+    op: 'transfer',
+    kind: req.kind,
+    isTuno: req.isTuno,
+    tsymd: req.tsymd,
+    from: maskAccount(req.from),
+    to: maskAccount(req.to),
+    amount: formatKrw(req.amount),
+  };
+  const result = await resolve(conn, policy, log, req, context);
+  logEvent(log, result.status === 'unknown' ? 'warn' : 'info', 'bank:result', { ...context, ...result });
+  return result;
+}
+
+async function resolve(
+  conn: NhConnection,
+  policy: TransferPolicy,
+  log: Logger | undefined,
+  req: TransferRequest,
+  context: Record<string, unknown>,
+): Promise<TransferResult> {
+  let lastReason = '';
+  for (let round = 1; round <= policy.maxRounds; round++) {
+    let sent: SendOutcome;
+    try {
+      sent = await withRetry(policy.retry, log, { ...context, round }, (attempt) => sendOnce(conn, log, req, context, round, attempt));
+    } catch (err) {
+      if (!(err instanceof BankTransientError)) throw err;
+      // Every attempt was turned away before processing (or by a gateway); the
+      // bank may be down. A later call under the same IsTuno is safe.
+      return { status: 'unknown', reason: `bank unavailable: ${err.message}` };
+    }
+    switch (sent.kind) {
+      case 'succeeded':
+        return { status: 'succeeded', bankRef: bankRefOf(req.tsymd, req.isTuno), processedAt: sent.processedAt, resolvedBy: 'call' };
+      case 'failed':
+        return { status: 'failed', code: sent.code, message: sent.message };
+      case 'date_passed':
+        return afterOriginalDate(conn, policy, log, req, sent.today);
+      case 'ask':
+        break;
+    }
+    lastReason = sent.reason;
+    const answer = await inquireWithRetry(conn, policy.retry, log, req);
+    switch (answer.status) {
+      case 'succeeded':
+        checkAmount(req, answer.amount);
+        return { status: 'succeeded', bankRef: answer.bankRef, processedAt: answer.processedAt, resolvedBy: 'inquiry' };
+      case 'failed':
+        return { status: 'failed', code: answer.code, message: answer.message };
+      case 'unknown':
+        return { status: 'unknown', reason: `${sent.reason}; ${answer.reason}` };
+      case 'not_found':
+        // Never booked: the next round sends again under the same IsTuno.
+        continue;
+    }
+  }
+  return { status: 'unknown', reason: `no settled outcome after ${policy.maxRounds} rounds (last: ${lastReason})` };
+}
+
+async function sendOnce(
+  conn: NhConnection,
+  log: Logger | undefined,
+  req: TransferRequest,
+  context: Record<string, unknown>,
+  round: number,
+  attempt: number,
+): Promise<SendOutcome> {
+  logEvent(log, 'debug', 'bank:call', { ...context, round, attempt });
+  const memo = req.memo ?? '';
+  const fields: Record<string, string> =
+    req.kind === 'payout'
+      ? { FinAcno: req.from, Tram: formatKrw(req.amount), DractOtlt: memo, MractOtlt: memo, CtrtAcno: req.to }
+      : { Bncd: NH_BANK_CODE, Acno: req.to, Tram: formatKrw(req.amount), DractOtlt: memo, MractOtlt: memo, FromAcno: req.from };
+  const w = await callNh(conn, TRANSFER_API[req.kind], req.isTuno, fields, req.tsymd);
+  switch (w.kind) {
+    case 'wrong_date':
+      return { kind: 'date_passed', today: w.today };
+    case 'not_sent':
+      throw new BankTransientError(`not sent: ${w.reason}`);
+    case 'lost':
+    case 'malformed':
+      return { kind: 'ask', reason: w.reason };
+    case 'http_status':
+      if (isRetryableHttpStatus(w.status)) throw new BankTransientError(`HTTP ${w.status}`);
+      return { kind: 'ask', reason: `HTTP ${w.status}` };
+    case 'answer':
+      break;
+  }
+  const { Rpcd, Rsms } = w.header;
+  if (Rpcd === RPCD.OK) return { kind: 'succeeded', processedAt: kstStampToIso(w.body['Prtm']) };
+  if (TRANSIENT_CODES.has(Rpcd)) throw new BankTransientError(`${Rpcd} ${Rsms}`);
+  if (FINAL_FAILURE_CODES.has(Rpcd)) return { kind: 'failed', code: Rpcd, message: Rsms };
+  if (Rpcd === RPCD.DUPLICATE) return { kind: 'ask', reason: 'duplicate IsTuno' };
+  return { kind: 'ask', reason: `unexpected Rpcd ${Rpcd}: ${Rsms}` };
+}
+
+async function afterOriginalDate(
+  conn: NhConnection,
+  policy: TransferPolicy,
+  log: Logger | undefined,
+  req: TransferRequest,
+  today: string,
+): Promise<TransferResult> {
+  if (today < req.tsymd) {
+    // Our clock is behind whoever chose tsymd; sending now would use another date.
+    return { status: 'unknown', reason: `clock date ${today} is before the transfer date ${req.tsymd}` };
+  }
+  const answer = await inquireWithRetry(conn, policy.retry, log, req);
+  switch (answer.status) {
+    case 'succeeded':
+      checkAmount(req, answer.amount);
+      return { status: 'succeeded', bankRef: answer.bankRef, processedAt: answer.processedAt, resolvedBy: 'inquiry' };
+    case 'failed':
+      return { status: 'failed', code: answer.code, message: answer.message };
+    case 'unknown':
+      return { status: 'unknown', reason: `original date ${req.tsymd} passed; ${answer.reason}` };
+    case 'not_found':
+      break;
+  }
+  const finalAt = kstEndOfDay(req.tsymd).getTime() + policy.expiryGraceMs;
+  if (conn.now().getTime() < finalAt) {
+    return { status: 'unknown', reason: `original date ${req.tsymd} passed, not booked so far; final after the grace period` };
+  }
+  return {
+    status: 'failed',
+    code: CLIENT_CODES.EXPIRED_NOT_BOOKED,
+    message: `not booked on ${req.tsymd} and no longer sendable under IsTuno ${req.isTuno}`,
+  };
+}
+
+function checkAmount(req: TransferRequest, booked: bigint | undefined): void {
+  if (booked !== undefined && booked !== req.amount) {
+    throw new BankConsistencyError(
+      `IsTuno ${req.isTuno} of ${req.tsymd} is booked for ${formatKrw(booked)} KRW, not ${formatKrw(req.amount)} KRW`,
+    );
+  }
+}
+
+export { kstYmd };
