@@ -1,4 +1,4 @@
-import { pino, type Logger } from 'pino';
+import { pino, type Logger, type LoggerOptions } from 'pino';
 
 export type { Logger };
 
@@ -16,9 +16,9 @@ const SECRET_PATHS = ['accessToken', '*.accessToken', 'AccessToken', '*.AccessTo
  * removed and account numbers masked by pino's redaction, so no call site can
  * forget it. Money (bigint) is logged as a decimal string.
  */
-export function createLogger(level: string, opts: { name?: string; pretty?: boolean } = {}): Logger {
-  const pretty = opts.pretty ?? Boolean(process.stdout.isTTY);
-  return pino({
+export function createLogger(level: string, opts: { name?: string; pretty?: boolean; destination?: { write(s: string): void } } = {}): Logger {
+  const pretty = !opts.destination && (opts.pretty ?? Boolean(process.stdout.isTTY));
+  const options: LoggerOptions = {
     name: opts.name ?? 'settle',
     level,
     redact: {
@@ -30,7 +30,8 @@ export function createLogger(level: string, opts: { name?: string; pretty?: bool
     },
     formatters: { log: (obj) => bigintsToStrings(obj) as Record<string, unknown> },
     ...(pretty ? { transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } } : {}),
-  });
+  };
+  return (opts.destination ? pino(options, opts.destination) : pino(options)) as Logger;
 }
 
 function bigintsToStrings(v: unknown): unknown {

@@ -31,8 +31,17 @@ export async function inquireWithRetry(
   policy: RetryPolicy,
   log: Logger | undefined,
   req: InquiryRequest,
+  /** Why the outcome is in question (logged with the inquiry). */
+  cause?: string,
 ): Promise<InquiryResult> {
-  const context = { op: 'inquiry', kind: req.kind, isTuno: req.isTuno, tsymd: req.tsymd, from: maskAccount(req.from) };
+  const context = {
+    op: 'inquiry',
+    kind: req.kind,
+    isTuno: req.isTuno,
+    tsymd: req.tsymd,
+    from: maskAccount(req.from),
+    ...(cause === undefined ? {} : { cause }),
+  };
   let result: InquiryResult;
   try {
     result = await withRetry(policy, log, context, () => inquireOnce(conn, req));

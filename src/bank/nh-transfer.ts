@@ -31,14 +31,14 @@
  */
 import type { Logger } from 'pino';
 import { BankConsistencyError, BankTransientError } from './errors.js';
-import { kstEndOfDay, kstStampToIso, kstYmd } from './kst.js';
+import { kstEndOfDay, kstStampToIso } from './kst.js';
 import { formatKrw } from './money.js';
 import { bankRefOf, inquireWithRetry, isRetryableHttpStatus } from './nh-inquiry.js';
 import { logEvent, maskAccount } from './nh-log.js';
 import { withRetry, type RetryPolicy } from './nh-retry.js';
 import { callNh, type NhConnection } from './nh-wire.js';
 import { NH_BANK_CODE, TRANSFER_API } from './protocol.js';
-import { CLIENT_CODES, FINAL_FAILURE_CODES, RPCD, TRANSIENT_CODES } from './rpcd.js';
+import { CLIENT_CODES, FINAL_FAILURE_CODES, RPCD, TRANSIENT_CODES, describeRpcd } from './rpcd.js';
 import type { TransferRequest, TransferResult } from './types.js';
 
 export interface TransferPolicy {
@@ -105,7 +105,7 @@ async function resolve(
         break;
     }
     lastReason = sent.reason;
-    const answer = await inquireWithRetry(conn, policy.retry, log, req);
+    const answer = await inquireWithRetry(conn, policy.retry, log, req, sent.reason);
     switch (answer.status) {
       case 'succeeded':
         checkAmount(req, answer.amount);
@@ -154,7 +154,7 @@ async function sendOnce(
   const { Rpcd, Rsms } = w.header;
   if (Rpcd === RPCD.OK) return { kind: 'succeeded', processedAt: kstStampToIso(w.body['Prtm']) };
   if (TRANSIENT_CODES.has(Rpcd)) throw new BankTransientError(`${Rpcd} ${Rsms}`);
-  if (FINAL_FAILURE_CODES.has(Rpcd)) return { kind: 'failed', code: Rpcd, message: Rsms };
+  if (FINAL_FAILURE_CODES.has(Rpcd)) return { kind: 'failed', code: Rpcd, message: Rsms || describeRpcd(Rpcd) };
   if (Rpcd === RPCD.DUPLICATE) return { kind: 'ask', reason: 'duplicate IsTuno' };
   return { kind: 'ask', reason: `unexpected Rpcd ${Rpcd}: ${Rsms}` };
 }
@@ -170,7 +170,7 @@ async function afterOriginalDate(
     // Our clock is behind whoever chose tsymd; sending now would use another date.
     return { status: 'unknown', reason: `clock date ${today} is before the transfer date ${req.tsymd}` };
   }
-  const answer = await inquireWithRetry(conn, policy.retry, log, req);
+  const answer = await inquireWithRetry(conn, policy.retry, log, req, `original date ${req.tsymd} passed (today ${today})`);
   switch (answer.status) {
     case 'succeeded':
       checkAmount(req, answer.amount);
@@ -200,5 +200,3 @@ function checkAmount(req: TransferRequest, booked: bigint | undefined): void {
     );
   }
 }
-
-export { kstYmd };

@@ -92,7 +92,26 @@ export async function callNh(
     if (outcome.status < 200 || outcome.status > 299) return { kind: 'http_status', status: outcome.status };
     return readAnswer(outcome.body, isTuno);
   };
-  return conn.limiter ? conn.limiter.run(send) : send();
+  const limiter = conn.limiter;
+  if (!limiter) return send();
+  // The limiter is infrastructure (a semaphore in the database) and can fail on
+  // its own. What matters is whether our request went out: if `send` never ran,
+  // nothing was sent; if it ran but its answer was lost with the limiter's error,
+  // the outcome is unknown; if the answer arrived, a failure to release the slot
+  // does not change it.
+  let started = false;
+  let answer: WireResult | undefined;
+  try {
+    return await limiter.run(async () => {
+      started = true;
+      answer = await send();
+      return answer;
+    });
+  } catch (err) {
+    if (answer) return answer;
+    const reason = `limiter: ${err instanceof Error ? err.message : String(err)}`;
+    return started ? { kind: 'lost', reason } : { kind: 'not_sent', reason };
+  }
 }
 
 function readAnswer(text: string, isTuno: string): WireResult {

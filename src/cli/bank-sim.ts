@@ -1,0 +1,23 @@
+import { z } from 'zod';
+import type { Config } from '../config.js';
+import { startBankSimulator } from '../bank/simulator.js';
+import type { Logger } from '../log.js';
+import { onShutdown } from '../runtime.js';
+import { intFlag, parseCommand } from './args.js';
+import { definedOnly, simFlagSpecs, simFlagsShape } from './sim-flags.js';
+
+export async function cmdBankSim(argv: string[], config: Config, logger: Logger) {
+  const o = parseCommand(
+    argv,
+    { port: { type: 'string' }, host: { type: 'string' }, ...simFlagSpecs },
+    z.object({ port: intFlag(0, 65535).optional(), host: z.string().optional(), ...simFlagsShape }).strict(),
+  );
+  const sim = await startBankSimulator({
+    accessToken: config.bank.accessToken,
+    perCallLimit: config.bank.perCallLimit,
+    ...definedOnly(o),
+  });
+  logger.info({ event: 'sim:listen', url: sim.url }, `bank simulator listening on ${sim.url}`);
+  console.log(sim.url);
+  onShutdown(logger, () => sim.close());
+}

@@ -1,0 +1,84 @@
+import { z } from 'zod';
+import type { Config } from '../config.js';
+import { createDbPool } from '../db/pool.js';
+import { dailyStatus, dateSchema, enqueueStage, kindSchema, retryFailed, stageSchema } from '../db/queries.js';
+import { migrate } from '../db/migrate.js';
+import type { Logger } from '../log.js';
+import { openDatabase } from '../runtime.js';
+import { fundSimulator, isSimulator, seed } from '../seed.js';
+import { intFlag, parseCommand } from './args.js';
+import { formatStatus } from './status-table.js';
+
+async function withDb<T>(config: Config, logger: Logger, fn: (db: Awaited<ReturnType<typeof createDbPool>>) => Promise<T>): Promise<T> {
+  const database = await openDatabase(config, logger);
+  const db = await createDbPool(database.url, { maximumPoolSize: 4, applicationName: 'settle-cli' });
+  try {
+    return await fn(db);
+  } finally {
+    await db.end();
+    await database.stop();
+  }
+}
+
+export async function cmdMigrate(argv: string[], config: Config, logger: Logger) {
+  parseCommand(argv, {}, z.object({}).strict());
+  const database = await openDatabase(config, logger, { migrate: false });
+  try {
+    const r = await migrate(database.url, { logger });
+    console.log(r.applied.length ? `applied ${r.applied.join(', ')}` : 'database is up to date');
+  } finally {
+    await database.stop();
+  }
+}
+
+export async function cmdSeed(argv: string[], config: Config, logger: Logger) {
+  const o = parseCommand(
+    argv,
+    { date: { type: 'string' }, accounts: { type: 'string' }, 'per-account': { type: 'string' }, kind: { type: 'string' }, seed: { type: 'string' } },
+    z.object({
+      date: dateSchema,
+      accounts: intFlag(1, 10_000_000).default('100'),
+      perAccount: intFlag(1, 10_000).optional(),
+      kind: kindSchema.optional(),
+      seed: intFlag(0, 2_000_000_000).default('1'),
+    }).strict(),
+  );
+  await withDb(config, logger, async (db) => {
+    const r = await seed(db, { date: o.date, accounts: o.accounts, ...(o.perAccount ? { perAccount: o.perAccount } : {}), ...(o.kind ? { kinds: [o.kind] } : {}), seed: o.seed });
+    console.log(`seeded ${r.accounts} loan accounts and ${r.accruals} accruals (${r.amount} KRW) for ${o.date}`);
+    if (config.bank.url && (await isSimulator(config.bank.url))) {
+      const n = await fundSimulator(db, config.bank.url);
+      console.log(`opened and funded ${n} accounts at the bank simulator ${config.bank.url}`);
+    }
+  });
+}
+
+export async function cmdStatus(argv: string[], config: Config, logger: Logger) {
+  const o = parseCommand(argv, { date: { type: 'string' }, json: { type: 'boolean' } }, z.object({ date: dateSchema.optional(), json: z.boolean().optional() }).strict());
+  await withDb(config, logger, async (db) => {
+    const rows = await dailyStatus(db, o.date);
+    if (o.json) console.log(JSON.stringify(rows, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2));
+    else console.log(formatStatus(rows));
+  });
+}
+
+export async function cmdRun(argv: string[], config: Config, logger: Logger) {
+  const o = parseCommand(
+    argv,
+    { date: { type: 'string' }, kind: { type: 'string' } },
+    z.object({ stage: stageSchema, date: dateSchema.optional(), kind: kindSchema.optional() }).strict(),
+    ['stage'],
+  );
+  await withDb(config, logger, async (db) => {
+    const n = await enqueueStage(db, o.stage, o.date ?? null, o.kind ?? null);
+    console.log(`enqueued ${n} ${o.stage} job(s)${n === 0 ? ' (no open day matches)' : ''}; a running \`settle worker\` runs them`);
+  });
+}
+
+export async function cmdRetry(argv: string[], config: Config, logger: Logger) {
+  const o = parseCommand(argv, { date: { type: 'string' }, kind: { type: 'string' } }, z.object({ date: dateSchema, kind: kindSchema }).strict());
+  await withDb(config, logger, async (db) => {
+    const n = await retryFailed(db, o.date, o.kind);
+    console.log(`re-enqueued ${n} failed transfer(s) for ${o.date} ${o.kind}`);
+  });
+}

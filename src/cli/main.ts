@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+import { ConfigError, loadConfig } from '../config.js';
+import { SettlementError } from '../db/errors.js';
+import { MigrationChecksumError } from '../db/migrate.js';
+import { createLogger } from '../log.js';
+import { SeedError } from '../seed.js';
+import { UsageError } from './args.js';
+import { cmdBankSim } from './bank-sim.js';
+import { cmdMigrate, cmdRetry, cmdRun, cmdSeed, cmdStatus } from './commands.js';
+import { cmdDemo } from './demo.js';
+import { cmdWorker } from './worker.js';
+
+const HELP = `settle — daily settlement on Postgres
+
+Usage: settle <command> [flags]
+
+Commands:
+  migrate                          apply the database migrations (graphile-worker's and ours)
+  worker [--concurrency N]         run a worker process (tasks + crontab); SIGTERM/SIGINT stop it gracefully
+  bank-sim [flags]                 run the NH Developers bank simulator
+      --port N  --latency-ms N  --jitter-ms N  --max-in-flight N  --per-call-limit KRW
+      --access-token T  --seed N  --fail-before-rate R  --timeout-after-rate R
+      --drop-rate R  --slow-rate R  --malformed-rate R          (rates 0..1)
+  seed --date YYYY-MM-DD [--accounts N] [--per-account N] [--kind K] [--seed N]
+                                   create accounts and a day of accruals (funds them at BANK_URL if it is a simulator)
+  run <record|pay|confirm|withdraw> [--date YYYY-MM-DD] [--kind K]
+                                   enqueue stage jobs (no date: every open day; no kind: every kind)
+  status [--date YYYY-MM-DD] [--json]   print settlement.daily_status
+  retry --date YYYY-MM-DD --kind K re-enqueue transfers that failed for good, after fixing the cause
+  demo [--accounts N] [--timeout-s N] [bank-sim flags]
+                                   settle one whole day end to end on the embedded defaults
+
+Kinds: tax, platform_fee, early_repayment_fee, deferred_fee, upfront_fee, withdrawal_fee
+Configuration comes from the environment (DATABASE_URL, BANK_URL, ...): see README.md.
+`;
+
+const COMMANDS: Record<string, (argv: string[], ...rest: [ReturnType<typeof loadConfig>, ReturnType<typeof createLogger>]) => Promise<void>> = {
+  migrate: cmdMigrate,
+  worker: cmdWorker,
+  'bank-sim': cmdBankSim,
+  seed: cmdSeed,
+  run: cmdRun,
+  status: cmdStatus,
+  retry: cmdRetry,
+  demo: cmdDemo,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(HELP);
+    return name ? 0 : 1;
+  }
+  const cmd = COMMANDS[name];
+  if (!cmd) {
+    console.error(`settle: unknown command "${name}" (see settle --help)`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const config = loadConfig();
+  // Commands print their results on stdout; logs go to stderr-friendly pino
+  // (quiet for one-shot commands unless LOG_LEVEL asks for more).
+  const longRunning = name === 'worker' || name === 'bank-sim';
+  const logger = createLogger(longRunning || process.env.LOG_LEVEL ? config.logLevel : 'warn', { name: `settle-${name}` });
+  await cmd(rest, config, logger);
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== 0) process.exitCode = code;
+  },
+  (e: unknown) => {
+    const known = e instanceof UsageError || e instanceof ConfigError || e instanceof SettlementError || e instanceof MigrationChecksumError || e instanceof SeedError;
+    const msg = e instanceof Error ? e.message : String(e);
+    console.error(`settle: ${known ? '' : 'error: '}${msg.split('\n')[0]}`);
+    if (!known && process.env.LOG_LEVEL === 'debug') console.error(e);
+    process.exit(e instanceof UsageError || e instanceof ConfigError ? 2 : 1);
+  },
+);

@@ -1,0 +1,45 @@
+import { z } from 'zod';
+import type { Config } from '../config.js';
+import { startBankSimulator } from '../bank/simulator.js';
+import { createDbPool } from '../db/pool.js';
+import type { Logger } from '../log.js';
+import { onShutdown, openDatabase } from '../runtime.js';
+import { fundSimulator } from '../seed.js';
+import { startHealthServer } from '../worker/http.js';
+import { startWorker } from '../worker/runner.js';
+import { intFlag, parseCommand } from './args.js';
+
+/**
+ * `settle worker` (and `npm start`): a long-lived worker process. With no
+ * BANK_URL it runs an in-process bank simulator (realistic latency), opened
+ * and funded from the database's own books, so a newcomer needs nothing else.
+ */
+export async function cmdWorker(argv: string[], config: Config, logger: Logger) {
+  const o = parseCommand(argv, { concurrency: { type: 'string' } }, z.object({ concurrency: intFlag(1, 1000).optional() }).strict());
+  const cfg: Config = o.concurrency ? { ...config, workerConcurrency: o.concurrency } : config;
+  const database = await openDatabase(cfg, logger);
+  let bankUrl = cfg.bank.url;
+  let closeSim = async () => {};
+  if (!bankUrl) {
+    const sim = await startBankSimulator({ accessToken: cfg.bank.accessToken, perCallLimit: cfg.bank.perCallLimit, latencyMs: 200, jitterMs: 100, maxInFlight: cfg.bank.maxInFlight });
+    const db = await createDbPool(database.url, { maximumPoolSize: 2 });
+    await fundSimulator(db, sim.url).finally(() => db.end());
+    logger.warn({ event: 'sim:in_process', url: sim.url }, `BANK_URL is not set: using an in-process bank simulator at ${sim.url}`);
+    bankUrl = sim.url;
+    closeSim = () => sim.close();
+  }
+  const worker = await startWorker({ config: cfg, databaseUrl: database.url, bankUrl, logger });
+  const health = await startHealthServer(cfg.httpPort, worker, logger);
+  const stop = async () => {
+    await worker.stop();
+    await health.close();
+    await closeSim();
+    await database.stop();
+  };
+  onShutdown(logger, stop);
+  await worker.promise.catch(async (e) => {
+    logger.fatal({ event: 'worker:crashed', err: (e as Error).message }, 'worker crashed');
+    await stop().catch(() => undefined);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,62 @@
+/**
+ * The project's own SQLSTATEs (class ST), raised on purpose by the SQL
+ * functions, mapped to named errors in one place. Registry: README.md.
+ */
+export const SQLSTATE = {
+  ST001: 'missing_argument',
+  ST002: 'unknown_account',
+  ST003: 'invalid_amount',
+  ST004: 'source_ref_conflict',
+  ST006: 'journal_unbalanced',
+  ST007: 'journal_append_only',
+  ST008: 'transfer_not_found',
+  ST009: 'invalid_transfer_outcome',
+  ST010: 'unknown_day',
+} as const;
+
+export type SettlementErrorCode = (typeof SQLSTATE)[keyof typeof SQLSTATE];
+
+export class SettlementError extends Error {
+  override name = 'SettlementError';
+  constructor(readonly code: SettlementErrorCode, readonly sqlstate: string, message: string) {
+    super(message);
+  }
+}
+
+function sqlstateOf(e: unknown): string | undefined {
+  let cur: unknown = e;
+  for (let i = 0; i < 4 && cur && typeof cur === 'object'; i++) {
+    const code = (cur as { code?: unknown }).code;
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code;
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+function messageOf(e: unknown): string {
+  let cur: unknown = e;
+  let msg = e instanceof Error ? e.message : String(e);
+  for (let i = 0; i < 4 && cur && typeof cur === 'object'; i++) {
+    const c = (cur as { cause?: unknown }).cause;
+    if (c instanceof Error) msg = c.message;
+    cur = c;
+  }
+  return msg;
+}
+
+/** Turns a database error carrying one of our SQLSTATEs into a SettlementError; anything else is returned as is. */
+export function toSettlementError(e: unknown): unknown {
+  const state = sqlstateOf(e);
+  if (state && state in SQLSTATE) {
+    return new SettlementError(SQLSTATE[state as keyof typeof SQLSTATE], state, messageOf(e));
+  }
+  return e;
+}
+
+/** True for errors worth retrying: connection loss and SQLSTATE class 40 (serialization, deadlock). */
+export function isTransientDbError(e: unknown): boolean {
+  const state = sqlstateOf(e);
+  if (state) return state.startsWith('40') || state.startsWith('08') || state === '57P01';
+  const name = (e as { name?: string })?.name ?? '';
+  return /Connection|BackendTerminated/.test(name);
+}

@@ -1,0 +1,124 @@
+import { sql } from 'slonik';
+import { z } from 'zod';
+import type { DatabasePool } from './db/pool.js';
+import { KINDS, type Kind } from './db/queries.js';
+
+export interface SeedOptions {
+  date: string;
+  accounts: number;
+  /** Accruals per (loan account, kind); default: 1-3, varying by account. */
+  perAccount?: number;
+  kinds?: readonly Kind[];
+  seed?: number;
+}
+
+export const loanAccountNo = (i: number) => `1${String(i).padStart(9, '0')}`;
+export const settlementAccountNo = (k: Kind) => `2${String(KINDS.indexOf(k) + 1).padStart(9, '0')}`;
+export const corporateAccountNo = (k: Kind) => `3${String(KINDS.indexOf(k) + 1).padStart(9, '0')}`;
+
+export class SeedError extends Error {
+  override name = 'SeedError';
+  readonly code = 'seed_refused';
+}
+
+/**
+ * Creates the accounts (N loan accounts, one settlement and one corporate
+ * account per kind) and a day of accruals across the kinds. Amounts are
+ * 1,000-90,000 KRW per accrual and 1-3 accruals per (account, kind), so some
+ * entries need several 100,000-KRW chunks. Deterministic for a seed and
+ * idempotent: source_refs are derived from (date, account, kind, n).
+ *
+ * Accruals are inserted set-based (a million in seconds) under the same rule
+ * as settlement.accrue: the day's record-stage row is locked FOR SHARE, and a
+ * day that is already recorded is refused.
+ */
+export async function seed(db: DatabasePool, o: SeedOptions): Promise<{ accounts: number; accruals: number; amount: bigint }> {
+  const kinds = o.kinds ?? KINDS;
+  const s = o.seed ?? 1;
+  return db.transaction(async (tx) => {
+    await tx.query(sql.unsafe`
+      insert into settlement.accounts (account_no, role, holder)
+      select '1' || lpad(i::text, 9, '0'), 'loan', 'loan ' || i from generate_series(1, ${o.accounts}::int) i
+      on conflict do nothing`);
+    for (const k of KINDS) {
+      await tx.query(sql.unsafe`
+        insert into settlement.accounts (account_no, role, holder) values
+          (${settlementAccountNo(k)}, 'settlement', ${'settlement ' + k}),
+          (${corporateAccountNo(k)}, 'corporate', ${'corporate ' + k})
+        on conflict do nothing`);
+      await tx.query(sql.unsafe`
+        insert into settlement.kind_accounts (kind, settlement_account, corporate_account)
+        values (${k}::settlement.kind, ${settlementAccountNo(k)}, ${corporateAccountNo(k)})
+        on conflict do nothing`);
+    }
+    let accruals = 0;
+    let amount = 0n;
+    for (const k of kinds) {
+      await tx.query(sql.unsafe`select settlement.ensure_day(${o.date}::date, ${k}::settlement.kind)`);
+      const state = await tx.oneFirst(sql.type(z.object({ state: z.string() }))`
+        select state::text as state from settlement.stage_runs
+        where business_date = ${o.date}::date and kind = ${k}::settlement.kind and stage = 'record' for share`);
+      if (state === 'done') throw new SeedError(`${o.date} ${k} is already recorded; seed another date`);
+      const perAccount = o.perAccount ? sql.fragment`${o.perAccount}::int` : sql.fragment`1 + (h.a % 3)`;
+      const r = await tx.one(sql.type(z.object({ n: z.bigint(), total: z.bigint() }))`
+        with ins as (
+          insert into settlement.accruals (source_ref, account_no, kind, amount, occurred_at, origin_date, settle_date)
+          select format('seed:%s:%s:%s:%s', ${o.date}::date, acct.i, ${k}::text, n),
+                 '1' || lpad(acct.i::text, 9, '0'),
+                 ${k}::settlement.kind,
+                 1000 * (1 + (h2.b % 90)),
+                 (${o.date}::date + make_interval(secs => h2.b % 86400)) at time zone settlement.time_zone(),
+                 ${o.date}::date, ${o.date}::date
+          from generate_series(1, ${o.accounts}::int) acct(i)
+          cross join lateral (select abs(('x' || substr(md5(${s} || ':' || acct.i || ':' || ${k}::text), 1, 8))::bit(32)::int) as a) h
+          cross join lateral generate_series(1, ${perAccount}) n
+          cross join lateral (select abs(('x' || substr(md5(${s} || ':' || acct.i || ':' || ${k}::text || ':' || n), 1, 8))::bit(32)::int) as b) h2
+          on conflict (source_ref) do nothing
+          returning amount)
+        select count(*)::bigint as n, coalesce(sum(amount), 0)::bigint as total from ins`);
+      accruals += Number(r.n);
+      amount += r.total;
+    }
+    return { accounts: o.accounts, accruals, amount };
+  });
+}
+
+const balanceRow = z.object({ account_no: z.string(), balance: z.bigint() });
+
+/**
+ * The balance each account should have at the bank, from our own books: a loan
+ * account holds what was accrued on it and not yet paid out; settlement and
+ * corporate accounts hold what the journal says moved into them.
+ */
+export function expectedBankBalances(db: DatabasePool) {
+  return db.any(sql.type(balanceRow)`
+    select a.account_no,
+           (coalesce((select sum(x.amount) from settlement.accruals x where x.account_no = a.account_no), 0)
+            + coalesce((select sum(l.amount) from settlement.journal_lines l where l.ledger_account = 'bank:' || a.account_no), 0))::bigint as balance
+    from settlement.accounts a order by a.account_no`);
+}
+
+/** True when `bankUrl` is a daily-settlement bank simulator (it answers /_sim/stats). */
+export async function isSimulator(bankUrl: string): Promise<boolean> {
+  try {
+    const r = await fetch(`${bankUrl}/_sim/stats`, { signal: AbortSignal.timeout(2000) });
+    return r.ok;
+  } catch {
+    return false;
+  }
+}
+
+/** Opens every known account at the simulator with the balance our books imply. */
+export async function fundSimulator(db: DatabasePool, bankUrl: string): Promise<number> {
+  const rows = await expectedBankBalances(db);
+  for (let i = 0; i < rows.length; i += 5000) {
+    const batch = rows.slice(i, i + 5000).map((r) => ({ accountNo: r.account_no, balance: r.balance.toString() }));
+    const res = await fetch(`${bankUrl}/_sim/accounts`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ accounts: batch }),
+    });
+    if (!res.ok) throw new Error(`simulator refused accounts: HTTP ${res.status} ${await res.text()}`);
+  }
+  return rows.length;
+}

@@ -1,0 +1,40 @@
+import { z } from 'zod';
+import type { BankClient } from '../bank/types.js';
+import type { Config } from '../config.js';
+import type { DatabasePool } from '../db/pool.js';
+import type { Logger } from '../log.js';
+
+/** What every task gets: the project's pool, the bank, the config and a logger. */
+export interface TaskContext {
+  db: DatabasePool;
+  bank: BankClient;
+  config: Config;
+  logger: Logger;
+  /** This worker pool's id; claims and bank slots are held in its name. */
+  holder: () => string;
+  /** How long a claim on a chunk or withdrawal lasts: longer than one whole bank transfer with its retries. */
+  claimLeaseMs: number;
+}
+
+export class PayloadError extends Error {
+  override name = 'PayloadError';
+  readonly code = 'invalid_payload';
+}
+
+/** A job that cannot make progress now and should be tried again later (graphile-worker backs off). */
+export class RetryLaterError extends Error {
+  override name = 'RetryLaterError';
+  readonly code = 'retry_later';
+}
+
+export function parsePayload<T extends z.ZodTypeAny>(schema: T, task: string, payload: unknown): z.infer<T> {
+  const r = schema.safeParse(payload);
+  if (!r.success) {
+    const why = r.error.issues.map((i) => `${i.path.join('.') || 'payload'}: ${i.message}`).join('; ');
+    throw new PayloadError(`${task}: invalid payload (${why})`);
+  }
+  return r.data;
+}
+
+/** Fields graphile-worker's crontab adds to a payload. */
+export const cronMeta = z.object({ ts: z.string(), backfilled: z.boolean().optional() }).optional();

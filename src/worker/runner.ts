@@ -1,0 +1,162 @@
+import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Logger as GraphileLogger, parseCrontab, run, type Runner, type Task, type TaskList, type WorkerEvents } from 'graphile-worker';
+import { sql } from 'slonik';
+import { createDbLimiter } from '../bank/db-limiter.js';
+import { createNhBankClient } from '../bank/nh-client.js';
+import type { BankClient } from '../bank/types.js';
+import type { Config } from '../config.js';
+import { configure } from '../db/queries.js';
+import { createDbPool, type DatabasePool } from '../db/pool.js';
+import type { Logger } from '../log.js';
+import { createPayoutTask } from '../../tasks/payout.js';
+import { createStageTask } from '../../tasks/stage.js';
+import { createSweepTask } from '../../tasks/sweep.js';
+import { createWithdrawTask } from '../../tasks/withdraw.js';
+import { PayloadError, type TaskContext } from './context.js';
+
+export interface WorkerOptions {
+  config: Config;
+  databaseUrl: string;
+  bankUrl: string;
+  logger: Logger;
+  /** Crontab text; default: the project's `crontab` file. Pass '' for none. */
+  crontab?: string;
+  heartbeatMs?: number;
+  /** A pool whose heartbeat is older than this is dead and its jobs are released. */
+  deadAfterMs?: number;
+  pollIntervalMs?: number;
+}
+
+export interface WorkerHandle {
+  poolId(): string;
+  stop(): Promise<void>;
+  /** Settles when the worker stops (rejects if it crashed). */
+  promise: Promise<void>;
+  events: WorkerEvents;
+  db: DatabasePool;
+  bank: BankClient;
+}
+
+export function projectCrontab(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    try {
+      return readFileSync(path.join(dir, 'crontab'), 'utf8');
+    } catch {
+      dir = path.dirname(dir);
+    }
+  }
+  throw new Error('crontab file not found');
+}
+
+function graphileLogger(logger: Logger): GraphileLogger {
+  return new GraphileLogger((scope) => (level, message, meta) => {
+    const l = level === 'error' ? 'error' : level === 'warning' ? 'warn' : level === 'info' ? 'info' : 'debug';
+    logger[l]({ event: 'graphile', scope: { label: scope.label, workerId: scope.workerId, taskIdentifier: scope.taskIdentifier, jobId: scope.jobId }, ...(meta ? { meta: String(JSON.stringify(meta, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))).slice(0, 500) } : {}) }, message);
+  });
+}
+
+/**
+ * A worker process's engine: graphile-worker with our tasks and crontab, a
+ * database-wide bank-call limit, and crash recovery (heartbeat + releasing
+ * the jobs of pools that stopped beating, which graphile-worker alone would
+ * keep locked for 4 hours).
+ */
+export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
+  const { config, logger } = o;
+  const concurrency = config.workerConcurrency;
+  const heartbeatMs = o.heartbeatMs ?? 5_000;
+  const deadAfterMs = o.deadAfterMs ?? 20_000;
+  const db = await createDbPool(o.databaseUrl, { maximumPoolSize: Math.min(concurrency, 20) + 2, applicationName: 'settle-worker' });
+  await configure(db, config.timeZone, config.bank.perCallLimit, config.bank.maxInFlight);
+
+  let poolId = `pending-${process.pid}`;
+  const holder = () => poolId;
+  const bankRetryTimeMs = Math.max(30_000, config.bank.timeoutMs * 4);
+  const claimLeaseMs = bankRetryTimeMs + config.bank.timeoutMs * 3;
+  const limiter = createDbLimiter(db, { holder, leaseMs: config.bank.timeoutMs + 5_000, maxWaitMs: 120_000, localCap: config.bank.maxInFlight });
+  const bank = createNhBankClient({
+    baseUrl: o.bankUrl,
+    iscd: config.bank.iscd,
+    fintechApsno: config.bank.fintechApsno,
+    accessToken: config.bank.accessToken,
+    perCallLimit: config.bank.perCallLimit,
+    timeoutMs: config.bank.timeoutMs,
+    maxRetryTimeMs: bankRetryTimeMs,
+    limiter,
+    logger: logger.child({ component: 'bank' }),
+  });
+  const ctx: TaskContext = { db, bank, config, logger, holder, claimLeaseMs };
+
+  // A payload that cannot be parsed will never parse: fail that job for good
+  // (it stays visible in graphile_worker.jobs with its error) instead of retrying.
+  const guard = (t: Task): Task => async (payload, helpers) => {
+    try {
+      return await t(payload, helpers);
+    } catch (e) {
+      if (e instanceof PayloadError) {
+        await helpers.withPgClient((c) => c.query('update graphile_worker._private_jobs set max_attempts = attempts where id = $1', [helpers.job.id]));
+        logger.error({ event: 'job:bad_payload', job_id: helpers.job.id, task: helpers.job.task_identifier, err: e.message }, e.message);
+      }
+      throw e;
+    }
+  };
+  const taskList: TaskList = {
+    stage: guard(createStageTask(ctx)),
+    payout: guard(createPayoutTask(ctx)),
+    withdraw: guard(createWithdrawTask(ctx)),
+    sweep: guard(createSweepTask(ctx)),
+  };
+
+  const events: WorkerEvents = new EventEmitter() as WorkerEvents;
+  events.on('pool:create', ({ workerPool }) => {
+    poolId = workerPool.id;
+  });
+  events.on('job:error', ({ job, error }) => {
+    const err = error as Error;
+    logger[err?.name === 'RetryLaterError' ? 'info' : 'warn']({ event: 'job:error', job_id: job.id, task: job.task_identifier, attempt: job.attempts, err: err?.message }, `job ${job.id} (${job.task_identifier}) will retry: ${err?.message}`);
+  });
+  events.on('job:failed', ({ job, error }) => {
+    logger.error({ event: 'job:failed', job_id: job.id, task: job.task_identifier, attempt: job.attempts, err: (error as Error)?.message }, `job ${job.id} failed for good`);
+  });
+
+  const crontab = o.crontab ?? projectCrontab();
+  const runner: Runner = await run({
+    connectionString: o.databaseUrl,
+    concurrency,
+    maxPoolSize: concurrency + 4,
+    noHandleSignals: true,
+    pollInterval: o.pollIntervalMs ?? 1_000,
+    taskList,
+    parsedCronItems: parseCrontab(crontab),
+    events,
+    logger: graphileLogger(logger.child({ component: 'graphile-worker' })),
+  });
+
+  const host = os.hostname();
+  const beat = async () => {
+    await db.query(sql.unsafe`select settlement.worker_beat(${poolId}, ${host}, ${process.pid})`);
+    const dead = await db.oneFirst(sql.unsafe`select settlement.recover_dead_workers(${deadAfterMs}) as d`) as readonly string[];
+    if (dead.length > 0) logger.warn({ event: 'worker:recovered', pools: dead }, `released the jobs of dead worker pool(s) ${dead.join(', ')}`);
+  };
+  await beat();
+  const timer = setInterval(() => {
+    beat().catch((e) => logger.warn({ event: 'worker:beat_failed', err: (e as Error).message }, 'heartbeat failed; retrying'));
+  }, heartbeatMs);
+  logger.info({ event: 'worker:start', pool_id: poolId, concurrency, max_in_flight: config.bank.maxInFlight }, `worker ${poolId} started`);
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      clearInterval(timer);
+      await runner.stop().catch(() => undefined);
+      await db.query(sql.unsafe`select settlement.worker_gone(${poolId})`).catch(() => undefined);
+      await db.end();
+      logger.info({ event: 'worker:stop', pool_id: poolId }, 'worker stopped');
+    })());
+  return { poolId: holder, stop, promise: runner.promise, events, db, bank };
+}

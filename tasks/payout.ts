@@ -1,0 +1,37 @@
+import type { Task } from 'graphile-worker';
+import { z } from 'zod';
+import type { TransferResult } from '../src/bank/types.js';
+import { afterChunk, claimChunk, finishChunk } from '../src/db/queries.js';
+import { parsePayload, RetryLaterError, type TaskContext } from '../src/worker/context.js';
+import { resolveTransfer, toOutcome } from '../src/worker/transfer.js';
+
+const payloadSchema = z.object({ chunk_id: z.number().int().positive() }).strict();
+
+/**
+ * Pays one chunk: claim it, call the bank under the chunk's fixed IsTuno
+ * (asking first when an earlier attempt may have reached the bank), record
+ * the answer with its journal entry. A settled chunk is a no-op.
+ */
+export function createPayoutTask(ctx: TaskContext): Task {
+  return async (raw, helpers) => {
+    const { chunk_id: chunkId } = parsePayload(payloadSchema, 'payout', raw);
+    const log = ctx.logger.child({ job_id: helpers.job.id, task: 'payout', chunk_id: chunkId, attempt: helpers.job.attempts });
+    const claim = await claimChunk(ctx.db, chunkId, ctx.holder(), ctx.claimLeaseMs);
+    if (claim.action === 'settled') {
+      log.debug({ event: 'payout:noop' }, 'chunk already settled');
+      return;
+    }
+    if (claim.action === 'busy') throw new RetryLaterError(`chunk ${chunkId} is being paid by another attempt`);
+
+    const result: TransferResult = await resolveTransfer(ctx.bank, 'payout', claim);
+    const recorded = await finishChunk(ctx.db, chunkId, claim.is_tuno, toOutcome(result));
+    log[result.status === 'succeeded' ? 'debug' : 'warn'](
+      { event: 'payout:result', is_tuno: claim.is_tuno, amount: claim.amount, status: result.status, recorded, date: claim.business_date, kind: claim.kind,
+        ...(result.status === 'failed' ? { code: result.code, bank_message: result.message } : {}),
+        ...(result.status === 'unknown' ? { reason: result.reason } : {}) },
+      `chunk ${chunkId}: ${result.status}`,
+    );
+    if (result.status === 'unknown') throw new RetryLaterError(`chunk ${chunkId}: outcome unknown (${result.reason}); will ask the bank again`);
+    await afterChunk(ctx.db, claim.business_date, claim.kind);
+  };
+}

@@ -1,0 +1,92 @@
+/**
+ * `npm test`: one Postgres per run (embedded unless DATABASE_URL is set), a
+ * migrated template database, then tap over the compiled test files, which
+ * each clone the template (test/helpers/db.ts). Prints `N passed, N failed`.
+ */
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { startEmbeddedPostgres } from '../../src/db/embedded.js';
+import { migrate } from '../../src/db/migrate.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const testDir = path.resolve(here, '..');
+
+async function admin(url: string, sqlText: string) {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    await c.query(sqlText);
+  } finally {
+    await c.end();
+  }
+}
+
+function withDb(url: string, db: string): string {
+  const u = new URL(url);
+  u.pathname = `/${db}`;
+  return u.toString();
+}
+
+async function main() {
+  const args = process.argv.slice(2);
+  let stopDb = async () => {};
+  let adminUrl = process.env.DATABASE_URL;
+  let tmp: string | undefined;
+  if (!adminUrl) {
+    tmp = mkdtempSync(path.join(os.tmpdir(), 'settle-test-pg-'));
+    chmodSync(tmp, 0o755); // initdb runs as the postgres user when we are root
+    const e = await startEmbeddedPostgres({ dataDir: path.join(tmp, 'pg'), persistent: false, database: 'postgres' });
+    adminUrl = e.url;
+    stopDb = e.stop;
+    console.log(`test database: embedded Postgres (${adminUrl.replace(/:[^:@/]*@/, ':***@')})`);
+  } else {
+    console.log(`test database: DATABASE_URL (${adminUrl.replace(/:[^:@/]*@/, ':***@')})`);
+  }
+  const template = `settle_tpl_${process.pid}`;
+  let code = 1;
+  try {
+    await admin(adminUrl, `drop database if exists ${template}`);
+    await admin(adminUrl, `create database ${template}`);
+    await migrate(withDb(adminUrl, template));
+
+    const files = args.length > 0 ? args : readdirSync(testDir).filter((f) => f.endsWith('.test.js')).sort().map((f) => path.join(testDir, f));
+    const tap = spawn(
+      process.execPath,
+      [path.resolve(here, '../../../node_modules/tap/dist/esm/run.mjs'), '--disable-coverage', '--reporter=tap', '--timeout=300', '--jobs=2', ...files],
+      { env: { ...process.env, SETTLE_TEST_ADMIN_URL: adminUrl, SETTLE_TEST_TEMPLATE: template, DATABASE_URL: '' }, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let passed = 0;
+    let failed = 0;
+    let buf = '';
+    tap.stdout.on('data', (d: Buffer) => {
+      process.stdout.write(d);
+      buf += d.toString();
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        // First-level subtests of each file: "    ok 3 - name" / "    not ok 3 - name".
+        if (/^    ok \d+ /.test(line)) passed++;
+        else if (/^    not ok \d+ /.test(line)) failed++;
+      }
+    });
+    code = await new Promise<number>((resolve) => tap.on('close', (c) => resolve(c ?? 1)));
+    if (code !== 0 && failed === 0) failed = 1;
+    console.log(`${passed} passed, ${failed} failed`);
+  } finally {
+    await admin(adminUrl, `drop database if exists ${template} with (force)`).catch(() => undefined);
+    await stopDb().catch(() => undefined);
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  }
+  process.exit(code);
+}
+
+main().catch((e) => {
+  console.error(e);
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+});
