@@ -89,6 +89,9 @@ export const envSchema = z.object({
   BANK_MAX_IN_FLIGHT: positiveIntFromEnv('BANK_MAX_IN_FLIGHT', 50, 10_000),
   BANK_TIMEOUT_MS: positiveIntFromEnv('BANK_TIMEOUT_MS', 10_000, 600_000),
   WORKER_CONCURRENCY: positiveIntFromEnv('WORKER_CONCURRENCY', 25, 1_000),
+  WORKER_HEARTBEAT_MS: positiveIntFromEnv('WORKER_HEARTBEAT_MS', 5_000, 600_000),
+  WORKER_DEAD_AFTER_MS: positiveIntFromEnv('WORKER_DEAD_AFTER_MS', 20_000, 3_600_000),
+  WORKER_POLL_INTERVAL_MS: positiveIntFromEnv('WORKER_POLL_INTERVAL_MS', 1_000, 600_000),
   SETTLEMENT_TIMEZONE: timeZone,
   LOG_LEVEL: z
     .string()
@@ -123,6 +126,7 @@ export interface Config {
     timeoutMs: number;
   };
   workerConcurrency: number;
+  worker: { heartbeatMs: number; deadAfterMs: number; pollIntervalMs: number };
   timeZone: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   httpPort: number;
@@ -154,6 +158,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       timeoutMs: e.BANK_TIMEOUT_MS,
     },
     workerConcurrency: e.WORKER_CONCURRENCY,
+    worker: { heartbeatMs: e.WORKER_HEARTBEAT_MS, deadAfterMs: e.WORKER_DEAD_AFTER_MS, pollIntervalMs: e.WORKER_POLL_INTERVAL_MS },
     timeZone: e.SETTLEMENT_TIMEZONE,
     logLevel: e.LOG_LEVEL,
     httpPort: e.HTTP_PORT,

@@ -25,10 +25,6 @@ export interface WorkerOptions {
   logger: Logger;
   /** Crontab text; default: the project's `crontab` file. Pass '' for none. */
   crontab?: string;
-  heartbeatMs?: number;
-  /** A pool whose heartbeat is older than this is dead and its jobs are released. */
-  deadAfterMs?: number;
-  pollIntervalMs?: number;
 }
 
 export interface WorkerHandle {
@@ -69,8 +65,8 @@ function graphileLogger(logger: Logger): GraphileLogger {
 export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   const { config, logger } = o;
   const concurrency = config.workerConcurrency;
-  const heartbeatMs = o.heartbeatMs ?? 5_000;
-  const deadAfterMs = o.deadAfterMs ?? 20_000;
+  // A pool whose heartbeat is older than deadAfterMs is dead and its jobs are released.
+  const { heartbeatMs, deadAfterMs, pollIntervalMs } = config.worker;
   const db = await createDbPool(o.databaseUrl, { maximumPoolSize: Math.min(concurrency, 20) + 2, applicationName: 'settle-worker' });
   await configure(db, config.timeZone, config.bank.perCallLimit, config.bank.maxInFlight);
 
@@ -130,7 +126,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
     concurrency,
     maxPoolSize: concurrency + 4,
     noHandleSignals: true,
-    pollInterval: o.pollIntervalMs ?? 1_000,
+    pollInterval: pollIntervalMs,
     taskList,
     parsedCronItems: parseCrontab(crontab),
     events,
