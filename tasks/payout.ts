@@ -25,7 +25,7 @@ export function createPayoutTask(ctx: TaskContext): Task {
 
     const result: TransferResult = await resolveTransfer(ctx.bank, 'payout', claim);
     const recorded = await finishChunk(ctx.db, chunkId, claim.is_tuno, toOutcome(result));
-    log[result.status === 'succeeded' ? 'debug' : 'warn'](
+    log[result.status === 'succeeded' ? 'info' : 'warn'](
       { event: 'payout:result', is_tuno: claim.is_tuno, amount: claim.amount, status: result.status, recorded, date: claim.business_date, kind: claim.kind,
         ...(result.status === 'failed' ? { code: result.code, bank_message: result.message } : {}),
         ...(result.status === 'unknown' ? { reason: result.reason } : {}) },

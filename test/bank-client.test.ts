@@ -5,6 +5,7 @@
  * off from inside the limiter (which sees every HTTP call) once enough calls went.
  */
 import t from 'tap';
+import http from 'node:http';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { BankConsistencyError, BankInputError, BankRejectedError } from '../src/bank/errors.js';
@@ -384,6 +385,65 @@ t.test('a limiter failure before sending is retried like a refused connection', 
   const { client, admin } = await harness(tt, {}, { limiter });
   tt.match(await client.transfer(payout('LF1', 1_000n)), { status: 'succeeded', resolvedBy: 'call' });
   tt.equal((await admin.stats()).calls, 1);
+});
+
+/**
+ * A gateway in front of the simulator: `rule(n, body)` decides, per request,
+ * whether to forward it (possibly rewritten) and what to answer.
+ */
+async function gateway(
+  tt: { teardown(fn: () => unknown): void },
+  target: string,
+  rule: (n: number, body: Record<string, unknown>) => { forward?: Record<string, unknown>; status?: number },
+): Promise<string> {
+  let n = 0;
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      void (async () => {
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+        const r = rule(++n, body);
+        let text = '{"error":"bad gateway"}';
+        if (r.forward) {
+          const up = await fetch(target + (req.url ?? ''), { method: 'POST', body: JSON.stringify(r.forward) });
+          text = await up.text();
+        }
+        res.writeHead(r.status ?? 200, { 'content-type': 'application/json' });
+        res.end(text);
+      })();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  tt.teardown(() => new Promise((resolve) => server.close(resolve)));
+  server.unref();
+  const address = server.address() as { port: number };
+  return `http://127.0.0.1:${address.port}`;
+}
+
+t.test('a gateway 502 before the bank is retried under the same IsTuno', async (tt) => {
+  const { sim, admin } = await harness(tt);
+  const url = await gateway(tt, sim.url, (n, body) => (n === 1 ? { status: 502 } : { forward: body }));
+  const client = createNhBankClient({ baseUrl: url, iscd: ISCD, fintechApsno: '001', accessToken: TOKEN, perCallLimit: 100_000n, timeoutMs: 1000, minBackoffMs: 5, now: () => AT_10AM });
+  tt.teardown(() => client.close());
+  tt.match(await client.transfer(payout('GW1', 1_000n)), { status: 'succeeded', resolvedBy: 'call' });
+  tt.same((await admin.transfers()).map((x) => x.isTuno), ['GW1']);
+});
+
+t.test('after a 502 that hid a booking, a token refusal on the resend is not trusted', async (tt) => {
+  const { sim, admin } = await harness(tt);
+  const withToken = (body: Record<string, unknown>, token: string): Record<string, unknown> => ({
+    ...body,
+    Header: { ...(body['Header'] as Record<string, unknown>), AccessToken: token },
+  });
+  const url = await gateway(tt, sim.url, (n, body) =>
+    n === 1 ? { forward: body, status: 502 } : n === 2 ? { forward: withToken(body, 'expired') } : { forward: body },
+  );
+  const client = createNhBankClient({ baseUrl: url, iscd: ISCD, fintechApsno: '001', accessToken: TOKEN, perCallLimit: 100_000n, timeoutMs: 1000, minBackoffMs: 5, now: () => AT_10AM });
+  tt.teardown(() => client.close());
+  tt.match(await client.transfer(payout('GW2', 1_000n)), { status: 'succeeded', resolvedBy: 'inquiry' }, 'A0002 led to an inquiry, which found the booking');
+  tt.equal(sim.state.stats.rejected.token, 1);
+  tt.same((await admin.transfers()).map((x) => x.isTuno), ['GW2']);
 });
 
 t.test('an unreachable bank gives unknown, not an exception', async (tt) => {

@@ -12,7 +12,7 @@ import { inquireWithRetry } from './nh-inquiry.js';
 import { readBalance, readHistory } from './nh-reads.js';
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from './nh-retry.js';
 import { runTransfer, type TransferPolicy } from './nh-transfer.js';
-import type { NhConnection } from './nh-wire.js';
+import { apiUrls, type NhConnection } from './nh-wire.js';
 import { IS_TUNO_PATTERN } from './protocol.js';
 import type { BankClient, BankLimiter, InquiryRequest, TransferRequest } from './types.js';
 
@@ -72,7 +72,7 @@ export function createNhBankClient(opts: NhBankClientOptions): NhBankClient {
   const agentOptions = { keepAlive: true };
   const agent = base.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
   const conn: NhConnection = {
-    baseUrl: opts.baseUrl,
+    urls: apiUrls(opts.baseUrl),
     iscd: opts.iscd,
     fintechApsno: opts.fintechApsno,
     accessToken: opts.accessToken,
@@ -122,7 +122,9 @@ function validateTransfer(req: TransferRequest, perCallLimit: bigint): void {
   if (typeof req.amount !== 'bigint' || req.amount <= 0n) {
     throw new BankInputError('invalid_amount', `amount must be a bigint > 0, got ${String(req.amount)}`);
   }
-  if (req.amount > perCallLimit) {
+  // The per-call limit is NH's limit on DrawingTransfer (payout chunks); the
+  // day's withdrawal is one ReceivedTransferAccountNumber of the whole total.
+  if (req.kind === 'payout' && req.amount > perCallLimit) {
     throw new BankInputError('over_per_call_limit', `amount ${req.amount} is over the per-call limit ${perCallLimit}`);
   }
   validateInquiry(req);

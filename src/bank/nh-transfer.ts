@@ -10,7 +10,10 @@
  *
  *   send (retrying busy / error-before / not-connected / 5xx with backoff)
  *     00000                      → succeeded (resolvedBy 'call')
- *     final code (A0211, …)      → failed
+ *     final code (A0211, …)      → failed — except A0002 / A0230 after an earlier
+ *                                  attempt that may have been processed (a 5xx, a
+ *                                  timeout, ...): the bank gives those without
+ *                                  looking at the IsTuno, so they go to inquiry
  *     timeout, reset, malformed,
  *     A0013, unexpected code     → inquiry
  *         booked                 → succeeded (resolvedBy 'inquiry')
@@ -38,7 +41,7 @@ import { logEvent, maskAccount } from './nh-log.js';
 import { withRetry, type RetryPolicy } from './nh-retry.js';
 import { callNh, type NhConnection } from './nh-wire.js';
 import { NH_BANK_CODE, TRANSFER_API } from './protocol.js';
-import { CLIENT_CODES, FINAL_FAILURE_CODES, RPCD, TRANSIENT_CODES, describeRpcd } from './rpcd.js';
+import { CLIENT_CODES, FINAL_FAILURE_CODES, FINAL_NOT_RECORDED_CODES, RPCD, TRANSIENT_CODES, describeRpcd } from './rpcd.js';
 import type { TransferRequest, TransferResult } from './types.js';
 
 export interface TransferPolicy {
@@ -84,10 +87,14 @@ async function resolve(
   context: Record<string, unknown>,
 ): Promise<TransferResult> {
   let lastReason = '';
+  // Set once any attempt may have reached the bank's books without a clear answer.
+  const doubt = { value: false };
   for (let round = 1; round <= policy.maxRounds; round++) {
     let sent: SendOutcome;
     try {
-      sent = await withRetry(policy.retry, log, { ...context, round }, (attempt) => sendOnce(conn, log, req, context, round, attempt));
+      sent = await withRetry(policy.retry, log, { ...context, round }, (attempt) =>
+        sendOnce(conn, log, req, { ...context, round, attempt }, doubt),
+      );
     } catch (err) {
       if (!(err instanceof BankTransientError)) throw err;
       // Every attempt was turned away before processing (or by a gateway); the
@@ -104,6 +111,7 @@ async function resolve(
       case 'ask':
         break;
     }
+    doubt.value = true;
     lastReason = sent.reason;
     const answer = await inquireWithRetry(conn, policy.retry, log, req, sent.reason);
     switch (answer.status) {
@@ -127,10 +135,9 @@ async function sendOnce(
   log: Logger | undefined,
   req: TransferRequest,
   context: Record<string, unknown>,
-  round: number,
-  attempt: number,
+  doubt: { value: boolean },
 ): Promise<SendOutcome> {
-  logEvent(log, 'debug', 'bank:call', { ...context, round, attempt });
+  logEvent(log, 'debug', 'bank:call', context);
   const memo = req.memo ?? '';
   const fields: Record<string, string> =
     req.kind === 'payout'
@@ -146,7 +153,12 @@ async function sendOnce(
     case 'malformed':
       return { kind: 'ask', reason: w.reason };
     case 'http_status':
-      if (isRetryableHttpStatus(w.status)) throw new BankTransientError(`HTTP ${w.status}`);
+      if (isRetryableHttpStatus(w.status)) {
+        // A gateway error says nothing about the bank behind it: resend (a
+        // processed IsTuno answers "duplicate"), but stop trusting A0002/A0230.
+        doubt.value = true;
+        throw new BankTransientError(`HTTP ${w.status}`);
+      }
       return { kind: 'ask', reason: `HTTP ${w.status}` };
     case 'answer':
       break;
@@ -154,6 +166,9 @@ async function sendOnce(
   const { Rpcd, Rsms } = w.header;
   if (Rpcd === RPCD.OK) return { kind: 'succeeded', processedAt: kstStampToIso(w.body['Prtm']) };
   if (TRANSIENT_CODES.has(Rpcd)) throw new BankTransientError(`${Rpcd} ${Rsms}`);
+  if (FINAL_NOT_RECORDED_CODES.has(Rpcd) && doubt.value) {
+    return { kind: 'ask', reason: `${Rpcd} after an attempt that may have been processed` };
+  }
   if (FINAL_FAILURE_CODES.has(Rpcd)) return { kind: 'failed', code: Rpcd, message: Rsms || describeRpcd(Rpcd) };
   if (Rpcd === RPCD.DUPLICATE) return { kind: 'ask', reason: 'duplicate IsTuno' };
   return { kind: 'ask', reason: `unexpected Rpcd ${Rpcd}: ${Rsms}` };

@@ -7,12 +7,13 @@ import { randomBytes } from 'node:crypto';
 import type http from 'node:http';
 import { z } from 'zod';
 import { kstHms, kstYmd } from './kst.js';
-import { API_SVC_CD, apiPath, type ApiNm, type RequestHeader, type ResponseHeader } from './protocol.js';
+import { ALL_APIS, API_SVC_CD, apiPath, type ApiNm, type RequestHeader, type ResponseHeader } from './protocol.js';
 import { postJson } from './http-post.js';
 import type { BankLimiter } from './types.js';
 
 export interface NhConnection {
-  baseUrl: string;
+  /** `{baseUrl}/{ApiNm}.nh` for each API, built once. */
+  urls: Readonly<Record<ApiNm, URL>>;
   iscd: string;
   fintechApsno: string;
   accessToken: string;
@@ -52,6 +53,11 @@ const responseHeaderSchema = z
 
 const responseSchema = z.object({ Header: responseHeaderSchema }).passthrough();
 
+export function apiUrls(baseUrl: string): Record<ApiNm, URL> {
+  const base = baseUrl.replace(/\/+$/, '');
+  return Object.fromEntries(ALL_APIS.map((api) => [api, new URL(base + apiPath(api))])) as Record<ApiNm, URL>;
+}
+
 /** A fresh IsTuno for calls that do not move money (inquiries, balance, history). */
 export function freshIsTuno(prefix: string): string {
   // 16 hex chars of randomness: unique per day for any realistic call volume.
@@ -83,8 +89,7 @@ export async function callNh(
       IsTuno: isTuno,
       AccessToken: conn.accessToken,
     };
-    const url = new URL(conn.baseUrl.replace(/\/+$/, '') + apiPath(api));
-    const outcome = await postJson(url, JSON.stringify({ Header: header, ...fields }), {
+    const outcome = await postJson(conn.urls[api], JSON.stringify({ Header: header, ...fields }), {
       agent: conn.agent,
       timeoutMs: conn.timeoutMs,
     });

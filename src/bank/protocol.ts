@@ -67,10 +67,6 @@ export function isTransferApi(api: ApiNm): boolean {
   return api === API.DrawingTransfer || api === API.ReceivedTransferAccountNumber;
 }
 
-export function isCheckApi(api: ApiNm): boolean {
-  return api === API.CheckOnDrawingTransfer || api === API.CheckOnReceivedTransfer;
-}
-
 /** NH bank code of Nonghyup, used as `Bncd` for deposits to NH accounts. */
 export const NH_BANK_CODE = '011';
 

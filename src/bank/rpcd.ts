@@ -66,6 +66,14 @@ export const FINAL_FAILURE_CODES: ReadonlySet<string> = new Set([
   RPCD.INVALID_FIELD,
 ]);
 
+/**
+ * Final codes the bank gives WITHOUT recording the IsTuno (checked before the
+ * duplicate check). They prove nothing about an earlier attempt of the same
+ * IsTuno that may still be in the bank's hands, so after an unclear attempt the
+ * client asks instead of trusting them.
+ */
+export const FINAL_NOT_RECORDED_CODES: ReadonlySet<string> = new Set([RPCD.INVALID_TOKEN, RPCD.INVALID_FIELD]);
+
 /** Codes that mean "not processed, try again under the same IsTuno". */
 export const TRANSIENT_CODES: ReadonlySet<string> = new Set([RPCD.BUSY, RPCD.SYSTEM_ERROR_BEFORE]);
 

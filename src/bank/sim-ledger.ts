@@ -110,7 +110,8 @@ export class SimLedger {
   }
 
   private decide(o: TransferOrder): string {
-    if (o.amount > o.perCallLimit) return RPCD.OVER_LIMIT;
+    // NH's per-call limit applies to DrawingTransfer (payouts), not to the withdrawal.
+    if (o.apiNm === 'DrawingTransfer' && o.amount > o.perCallLimit) return RPCD.OVER_LIMIT;
     const from = this.accounts.get(o.from);
     const to = this.accounts.get(o.to);
     if (!from?.open || !to?.open) return RPCD.INVALID_ACCOUNT;

@@ -1,0 +1,76 @@
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+
+/** The figures of SPEC section 6. */
+export const FIGURES = ['P1', 'P2', 'P3', 'P4'] as const;
+export type Figure = (typeof FIGURES)[number];
+
+export class BenchUsageError extends Error {
+  override name = 'BenchUsageError';
+}
+
+const int = (min: number, max: number) =>
+  z.string().regex(/^[0-9]+$/, 'must be a whole number').transform(Number).pipe(z.number().int().min(min).max(max));
+
+const schema = z
+  .object({
+    chunks: int(1, 200_000).default('2000'),
+    latencyMs: int(1, 10_000).default('250'),
+    maxInFlight: int(1, 1_000).default('50'),
+    workers: int(1, 16).default('2'),
+    only: z
+      .string()
+      .transform((s) => s.split(',').map((x) => x.trim().toUpperCase()).filter(Boolean))
+      .pipe(z.array(z.enum(FIGURES)).min(1, 'name at least one of P1,P2,P3,P4'))
+      .optional(),
+    large: z.boolean().default(false),
+    json: z.boolean().default(false),
+    profile: z.boolean().default(false),
+  })
+  .strict();
+
+export type BenchOptions = Omit<z.output<typeof schema>, 'only'> & {
+  figures: Set<Figure>;
+  /** Per worker process: W × concurrency a bit above M, so a freed bank slot never waits for a job. */
+  concurrency: number;
+};
+
+export const USAGE = `usage: npm run bench -- [--chunks N] [--latency-ms N] [--max-in-flight N] [--workers N]
+                        [--only P1,P2,P3,P4] [--large] [--json] [--profile]`;
+
+/** Strict `--kebab-case` flags validated with zod; any problem is one BenchUsageError line. */
+export function parseOptions(argv: string[]): BenchOptions {
+  let values: Record<string, unknown>;
+  try {
+    values = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        chunks: { type: 'string' },
+        'latency-ms': { type: 'string' },
+        'max-in-flight': { type: 'string' },
+        workers: { type: 'string' },
+        only: { type: 'string' },
+        large: { type: 'boolean' },
+        json: { type: 'boolean' },
+        profile: { type: 'boolean' },
+      },
+    }).values;
+  } catch (e) {
+    throw new BenchUsageError((e as Error).message.split('\n')[0] ?? 'bad arguments');
+  }
+  const camel: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(values)) camel[k.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase())] = v;
+  const r = schema.safeParse(camel);
+  if (!r.success) {
+    const i = r.error.issues[0]!;
+    const flag = `--${String(i.path[0] ?? 'arguments').replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`;
+    throw new BenchUsageError(`${flag}: ${i.message}`);
+  }
+  const { only, ...rest } = r.data;
+  const figures = new Set<Figure>(only ?? FIGURES);
+  // P2 is N·L / (P1 wall): it needs P1's wall time from the same run.
+  if (figures.has('P2')) figures.add('P1');
+  return { ...rest, figures, concurrency: Math.ceil(rest.maxInFlight / rest.workers) + 5 };
+}

@@ -1,0 +1,88 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** The real CLI (dist/src/cli/main.js), as operators run it. */
+const CLI = path.resolve(here, '../src/cli/main.js');
+const NOOP = path.resolve(here, 'noop-worker.js');
+
+export interface Child {
+  pid: number;
+  proc: ChildProcess;
+  /** Last lines of stdout/stderr, for error messages. */
+  tail(): string;
+  exited: Promise<number | null>;
+}
+
+/** Every child the benchmark started, so cleanup can end exactly those (by pid). */
+const live = new Set<Child>();
+
+function start(args: string[], env: Record<string, string>): Child {
+  const proc = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  const keep = (d: Buffer) => {
+    for (const l of d.toString().split('\n')) if (l.trim()) lines.push(l.slice(0, 400));
+    if (lines.length > 40) lines.splice(0, lines.length - 40);
+  };
+  proc.stdout!.on('data', keep);
+  proc.stderr!.on('data', keep);
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const child: Child = { pid: proc.pid!, proc, tail: () => lines.slice(-12).join('\n'), exited };
+  live.add(child);
+  void exited.then(() => live.delete(child));
+  return child;
+}
+
+/** Waits until `ready()` holds, failing early if the child dies. */
+async function until(child: Child, what: string, ready: () => Promise<boolean> | boolean, timeoutMs = 60_000): Promise<void> {
+  let dead: number | null | undefined;
+  void child.exited.then((c) => (dead = c));
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (dead !== undefined) throw new Error(`${what} (pid ${child.pid}) exited with ${dead} before it was ready:\n${child.tail()}`);
+    if (await ready()) return;
+    if (Date.now() > deadline) throw new Error(`${what} (pid ${child.pid}) not ready within ${timeoutMs} ms:\n${child.tail()}`);
+    await sleep(50);
+  }
+}
+
+/**
+ * Starts `settle worker` processes. With LOG_LEVEL=warn the "worker:start"
+ * line is not printed, so readiness is its heartbeat row in settlement.workers
+ * (written just before that line).
+ */
+export async function startSettleWorkers(n: number, env: Record<string, string>, registered: (pid: number) => Promise<boolean>): Promise<Child[]> {
+  const children = Array.from({ length: n }, () => start([CLI, 'worker'], env));
+  await Promise.all(children.map((c) => until(c, 'settle worker', () => registered(c.pid))));
+  return children;
+}
+
+/** Starts the plain graphile-worker no-op processes (noop-worker.ts); each prints {"event":"noop:ready"}. */
+export async function startNoopWorkers(n: number, env: Record<string, string>): Promise<Child[]> {
+  const children = Array.from({ length: n }, () => {
+    const c = start([NOOP], env);
+    let ready = false;
+    c.proc.stdout!.on('data', (d: Buffer) => (ready ||= d.toString().includes('"event":"noop:ready"')));
+    return Object.assign(c, { isReady: () => ready });
+  });
+  await Promise.all(children.map((c) => until(c, 'no-op worker', () => c.isReady())));
+  return children;
+}
+
+/** SIGTERM (graceful: jobs finish, the pool deregisters), SIGKILL after `graceMs`. */
+export async function stopChildren(children: Iterable<Child>, graceMs = 10_000): Promise<void> {
+  await Promise.all(
+    [...children].map(async (c) => {
+      if (c.proc.exitCode !== null || c.proc.signalCode !== null) return;
+      c.proc.kill('SIGTERM');
+      const t = setTimeout(() => c.proc.kill('SIGKILL'), graceMs);
+      await c.exited;
+      clearTimeout(t);
+    }),
+  );
+}
+
+/** Ends every child still running (cleanup on success, error or signal). */
+export const stopAllChildren = (graceMs = 5_000) => stopChildren([...live], graceMs);
