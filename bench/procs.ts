@@ -19,11 +19,34 @@ export interface Child {
 /** Every child the benchmark started, so cleanup can end exactly those (by pid). */
 const live = new Set<Child>();
 
+/** Warning and error messages logged by any child since the last `takeProblems()`. */
+let problems: string[] = [];
+
+/** Returns and clears the children's warnings/errors, summarised as "count × message" (most frequent first). */
+export function takeProblems(): { count: number; top: string[] } {
+  const all = problems;
+  problems = [];
+  const byMsg = new Map<string, number>();
+  for (const p of all) {
+    const key = p.replace(/\d+/g, 'N');
+    byMsg.set(key, (byMsg.get(key) ?? 0) + 1);
+  }
+  const top = [...byMsg].sort((a, b) => b[1] - a[1]).slice(0, 4).map(([m, n]) => `${n} × ${m}`);
+  return { count: all.length, top };
+}
+
 function start(args: string[], env: Record<string, string>): Child {
   const proc = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   const keep = (d: Buffer) => {
-    for (const l of d.toString().split('\n')) if (l.trim()) lines.push(l.slice(0, 400));
+    for (const l of d.toString().split('\n')) {
+      if (!l.trim()) continue;
+      lines.push(l.slice(0, 400));
+      // pino levels: 40 warn, 50 error, 60 fatal. Jobs that error are retried
+      // with graphile's backoff, which shows up in the timings: keep them.
+      const m = /"level":(\d+).*?"msg":"([^"]*)"/.exec(l);
+      if (m && Number(m[1]) >= 40) problems.push(m[2]!.slice(0, 200));
+    }
     if (lines.length > 40) lines.splice(0, lines.length - 40);
   };
   proc.stdout!.on('data', keep);

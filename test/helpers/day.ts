@@ -27,10 +27,21 @@ export const workerEnv = (dbUrl: string, bankUrl: string, extra: Record<string, 
 });
 
 export async function waitAllWithdrawn(db: DatabasePool, dates: string[], kinds: number, timeoutMs = 150_000): Promise<readonly StatusRow[]> {
-  return waitFor(`withdraw done for ${dates.join(', ')}`, async () => {
-    const rows = (await dailyStatus(db)).filter((r) => dates.includes(r.business_date));
-    return rows.length === dates.length * kinds && rows.every((r) => r.withdraw === 'done') ? rows : undefined;
-  }, timeoutMs, 250);
+  try {
+    return await waitFor(`withdraw done for ${dates.join(', ')}`, async () => {
+      const rows = (await dailyStatus(db)).filter((r) => dates.includes(r.business_date));
+      return rows.length === dates.length * kinds && rows.every((r) => r.withdraw === 'done') ? rows : undefined;
+    }, timeoutMs, 250);
+  } catch (e) {
+    // Say where it stands, so a timeout is diagnosable from the test output.
+    const rows = await dailyStatus(db);
+    const jobs = await db.any(sql.type(z.object({ task_identifier: z.string(), key: z.string().nullable(), attempts: z.number(), locked_by: z.string().nullable(), last_error: z.string().nullable() }))`
+      select task_identifier, key, attempts, locked_by, left(last_error, 200) as last_error from graphile_worker.jobs order by id limit 20`);
+    const chunks = await db.any(sql.type(z.object({ state: z.string(), n: z.bigint(), claimed: z.bigint() }))`
+      select state::text as state, count(*) as n, count(claimed_until) as claimed from settlement.chunks group by 1`);
+    const show = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x));
+    throw new Error(`${(e as Error).message}\nstatus: ${show(rows)}\nchunks: ${show(chunks)}\njobs: ${show(jobs)}`);
+  }
 }
 
 /** Everything the guarantees say, checked against the simulator's own record. */

@@ -1,0 +1,75 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startBankSimulator } from '../src/bank/simulator.js';
+import { registered, TOKEN, WARMUP_CHUNKS, workerEnv, type BenchContext } from './context.js';
+import { cpuMeter, type CpuSplit } from './cpu.js';
+import { fundSimulator } from './fixtures.js';
+import { timedDay, type PayoutProfile } from './p1.js';
+import { runDay } from './payday.js';
+import { startNoopWorkers, startSettleWorkers, stopChildren } from './procs.js';
+import { BENCH_TAG } from './profile.js';
+
+export interface P3Result {
+  chunks: number;
+  workers: number;
+  concurrency: number;
+  payout: { succeededMs: number; confirmMs: number; chunksPerSec: number; cpu: CpuSplit; profile?: PayoutProfile };
+  noop: { ms: number; jobsPerSec: number; cpu: CpuSplit };
+  ratio: number;
+}
+
+/** In-flight cap high enough never to bind: P3 measures the engine, not the bank. */
+const HIGH_CAP = 1000;
+const NOOP_WARMUP = 200;
+
+/** Enqueues `n` no-op jobs in one statement and waits until none is left; returns ms. */
+async function noopRun(ctx: BenchContext, n: number): Promise<number> {
+  const t0 = performance.now();
+  await ctx.ctl.query(
+    `select graphile_worker.add_jobs(array(
+       select row('noop', '{}'::json, null, null, null, null, null, null)::graphile_worker.job_spec from generate_series(1, $1::int)))`,
+    [n],
+  );
+  for (;;) {
+    const r = await ctx.ctl.query(`${BENCH_TAG} select exists (select 1 from graphile_worker.jobs where task_identifier = 'noop') as left`);
+    if (!r.rows[0]?.left) return performance.now() - t0;
+    if (performance.now() - t0 > 300_000) throw new Error('no-op jobs not done within 300 s');
+    await sleep(10);
+  }
+}
+
+/**
+ * P3: the full payout path with a bank of zero latency and no binding cap,
+ * in chunks/s, against graphile-worker's own no-op jobs/s — same database,
+ * same number of processes, same concurrency, same pool size, same run.
+ */
+export async function runP3(ctx: BenchContext): Promise<P3Result> {
+  const { chunks: n, workers: W, concurrency } = ctx.o;
+  const sim = await startBankSimulator({ accessToken: TOKEN, latencyMs: 0, jitterMs: 0, maxInFlight: 10_000 });
+  let payout: P3Result['payout'];
+  try {
+    fundSimulator(sim, Math.max(n, WARMUP_CHUNKS));
+    ctx.say(`P3: starting ${W} settle worker(s), concurrency ${concurrency} each, BANK_MAX_IN_FLIGHT=${HIGH_CAP}, bank latency 0 ms`);
+    const workers = await startSettleWorkers(W, workerEnv(ctx, sim.url, HIGH_CAP), registered(ctx));
+    try {
+      await runDay(ctx.ctl, ctx.nextDate(), WARMUP_CHUNKS, 120_000);
+      const { timing, cpu, profile } = await timedDay(ctx, workers.map((w) => w.pid), sim, n, 600_000);
+      payout = { succeededMs: timing.succeededMs, confirmMs: timing.confirmMs, chunksPerSec: (n / timing.succeededMs) * 1000, cpu, ...(profile ? { profile } : {}) };
+      ctx.say(`P3: payout path ${payout.chunksPerSec.toFixed(0)} chunks/s; now graphile-worker no-op`);
+    } finally {
+      await stopChildren(workers);
+    }
+  } finally {
+    await sim.close();
+  }
+
+  const noopWorkers = await startNoopWorkers(W, { DATABASE_URL: ctx.payUrl, NOOP_CONCURRENCY: String(concurrency) });
+  try {
+    await noopRun(ctx, NOOP_WARMUP);
+    const meter = cpuMeter(noopWorkers.map((w) => w.pid), ctx.postmaster);
+    const ms = await noopRun(ctx, n);
+    const noop = { ms, jobsPerSec: (n / ms) * 1000, cpu: meter.done() };
+    return { chunks: n, workers: W, concurrency, payout, noop, ratio: payout.chunksPerSec / noop.jobsPerSec };
+  } finally {
+    await stopChildren(noopWorkers);
+  }
+}

@@ -1,0 +1,95 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type pg from 'pg';
+import { KIND, seedChunkDay } from './fixtures.js';
+import { BENCH_TAG } from './profile.js';
+
+export interface PayoutTiming {
+  chunks: number;
+  /** run_stage('pay') itself: chunks + one payout job per chunk, one transaction. */
+  payStageMs: number;
+  /** From calling run_stage('pay') until every chunk is 'succeeded'. */
+  succeededMs: number;
+  /** From calling run_stage('pay') until the confirm stage is 'done' (the P1 wall). */
+  confirmMs: number;
+}
+
+/**
+ * Seeds a day of exactly `n` chunks and records it, without timing. The
+ * record stage chains a `pay` job; it is removed in the same transaction so
+ * that the timed run_stage('pay') below is the one that pays.
+ */
+export async function prepareDay(c: pg.ClientBase, date: string, n: number): Promise<void> {
+  await seedChunkDay(c, date, n);
+  await c.query('begin');
+  try {
+    const r = await c.query(`select outcome, detail from settlement.run_stage('record', $1::date, $2::settlement.kind)`, [date, KIND]);
+    if (r.rows[0]?.outcome !== 'done') throw new Error(`record ${date}: ${r.rows[0]?.outcome} ${r.rows[0]?.detail}`);
+    await c.query(`select graphile_worker.remove_job($1)`, [`stage:pay:${date}:${KIND}`]);
+    await c.query('commit');
+  } catch (e) {
+    await c.query('rollback');
+    throw e;
+  }
+}
+
+/**
+ * Times one day's payout through the running workers: run_stage('pay')
+ * enqueues the jobs; the workers pay every chunk and chain the confirm stage.
+ * Progress is polled every 10 ms on an index (a negligible load).
+ */
+export async function payDay(c: pg.ClientBase, date: string, n: number, timeoutMs: number): Promise<PayoutTiming> {
+  const t0 = performance.now();
+  const r = await c.query(`select outcome, detail from settlement.run_stage('pay', $1::date, $2::settlement.kind)`, [date, KIND]);
+  const payStageMs = performance.now() - t0;
+  if (r.rows[0]?.outcome !== 'done') throw new Error(`pay ${date}: ${r.rows[0]?.outcome} ${r.rows[0]?.detail} (did a cron tick pay it first?)`);
+  let succeededMs: number | undefined;
+  for (;;) {
+    const s = await c.query<{ ok: number; failed: number; confirm: string }>(
+      `${BENCH_TAG} select count(*) filter (where state = 'succeeded')::int as ok, count(*) filter (where state = 'failed')::int as failed,
+              (select state::text from settlement.stage_runs where business_date = $1::date and kind = $2::settlement.kind and stage = 'confirm') as confirm
+       from settlement.chunks where business_date = $1::date and kind = $2::settlement.kind`,
+      [date, KIND],
+    );
+    const row = s.rows[0]!;
+    const now = performance.now() - t0;
+    if (row.ok === n) succeededMs ??= now;
+    if (row.confirm === 'done') return { chunks: n, payStageMs, succeededMs: succeededMs ?? now, confirmMs: now };
+    if (row.failed > 0 || row.confirm === 'blocked') throw new Error(`${date}: ${row.failed} chunk(s) failed for good (see settlement.payout_failures)`);
+    if (now > timeoutMs) throw new Error(`${date}: only ${row.ok} of ${n} chunks paid after ${Math.round(now)} ms (confirm ${row.confirm})`);
+    await sleep(10);
+  }
+}
+
+/**
+ * The withdraw stage is not measured (and may not finish, see the brief):
+ * mark it done and drop its jobs, so cron ticks and the sweep do not keep
+ * re-running it during later timings.
+ */
+export async function closeDay(c: pg.ClientBase, date: string): Promise<void> {
+  await c.query('begin');
+  try {
+    await c.query(
+      `update settlement.stage_runs set state = 'done', detail = 'closed by the benchmark (withdraw is not measured)', updated_at = now()
+       where business_date = $1::date and kind = $2::settlement.kind and stage = 'withdraw'`,
+      [date, KIND],
+    );
+    await c.query(
+      `update settlement.withdrawals set state = 'failed', fail_code = 'bench', fail_message = 'closed by the benchmark', updated_at = now()
+       where business_date = $1::date and kind = $2::settlement.kind and state <> 'succeeded'`,
+      [date, KIND],
+    );
+    await c.query(`select graphile_worker.remove_job(k) from unnest($1::text[]) k`, [[`stage:withdraw:${date}:${KIND}`, `withdraw:${date}:${KIND}`]]);
+    await c.query('commit');
+  } catch (e) {
+    await c.query('rollback');
+    throw e;
+  }
+}
+
+/** Seeds, records, pays and closes one day: the warm-up (and any untimed) run. */
+export async function runDay(c: pg.ClientBase, date: string, n: number, timeoutMs: number): Promise<PayoutTiming> {
+  await prepareDay(c, date, n);
+  const t = await payDay(c, date, n, timeoutMs);
+  await closeDay(c, date);
+  return t;
+}

@@ -1,0 +1,97 @@
+import os from 'node:os';
+import type { CpuSplit } from './cpu.js';
+import type { P1Result } from './p1.js';
+import type { P2Result } from './p2.js';
+import type { P3Result } from './p3.js';
+import type { P4Result, RecordRun } from './p4.js';
+import { formatStatements } from './profile.js';
+
+/** Human-readable lines for each figure: the ratio first, its target beside it, PASS or MISS. */
+const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+const int = (n: number) => Math.round(n).toLocaleString('en-US');
+const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
+const head = (label: string, figure: string, target: string, ok: boolean) => `${label.padEnd(40)} ${figure.padEnd(12)} target ${target.padEnd(8)} ${verdict(ok)}`;
+
+export const targets = {
+  p1: (r: P1Result) => r.ratio <= 1.1,
+  p2: (r: P2Result) => r.speedup >= r.target,
+  p3: (r: P3Result) => r.ratio >= 0.5,
+  p4Time: (r: RecordRun) => r.recordSec <= 10,
+  p4Scale: (ratio: number) => ratio <= 1.2,
+};
+
+function cpuLine(cpu: CpuSplit, wallMs: number, per: number, unit: string): string {
+  const pgPart = cpu.postgres === undefined ? 'postgres n/a (not on this machine)' : `postgres ${cpu.postgres.toFixed(1)} s`;
+  const total = cpu.workers + (cpu.postgres ?? 0) + cpu.bench;
+  const perUnit = (x: number) => ((x * 1000) / per).toFixed(2);
+  return (
+    `   CPU: workers ${cpu.workers.toFixed(1)} s, ${pgPart}, bench+simulator ${cpu.bench.toFixed(1)} s = ${total.toFixed(1)} s of ` +
+    `${((os.cpus().length * wallMs) / 1000).toFixed(1)} s on ${os.cpus().length} cores` +
+    ` (per ${unit}: workers ${perUnit(cpu.workers)} ms, postgres ${cpu.postgres === undefined ? 'n/a' : perUnit(cpu.postgres) + ' ms'}, bench ${perUnit(cpu.bench)} ms)`
+  );
+}
+
+export function p1Lines(r: P1Result): string[] {
+  const capOk = r.simMaxInFlight <= r.maxInFlight;
+  const lines = [
+    head('P1 payout wall / physical limit', r.ratio.toFixed(3), '≤ 1.10', targets.p1(r)),
+    `   wall ${s(r.confirmMs)} (run_stage('pay') → confirm done) / ideal ${s(r.idealMs)} = ceil(${r.chunks}/${r.maxInFlight}) × ${r.latencyMs} ms; ` +
+      `${r.workers} workers × concurrency ${r.concurrency}`,
+    `   bank in flight at most ${r.simMaxInFlight} (cap ${r.maxInFlight}) ${capOk ? 'OK' : 'FAIL: CAP EXCEEDED'}; busy rejections ${r.simBusy}; ` +
+      `bank calls ${r.simCalls}; pay stage txn ${r.payStageMs.toFixed(0)} ms; all chunks succeeded at ${s(r.succeededMs)}`,
+    cpuLine(r.cpu, r.confirmMs, r.chunks, 'chunk'),
+  ];
+  if (r.profile) lines.push(...profileLines(r.profile));
+  return lines;
+}
+
+function profileLines(p: NonNullable<P1Result['profile']>): string[] {
+  return [
+    `   DB: ${p.roundTripsPerChunk.toFixed(1)} client round trips per chunk, ${p.serverMsPerChunk.toFixed(2)} ms server time per chunk (top statements; rt = round trip, ↳ = inside a function):`,
+    ...formatStatements(p.statements),
+  ];
+}
+
+export function p2Lines(r: P2Result, p1: P1Result): string[] {
+  return [
+    head('P2 speed-up over one-at-a-time', `${r.speedup.toFixed(1)}×`, `≥ ${r.target.toFixed(1)}×`, targets.p2(r)),
+    `   N·L / wall = ${r.sampleCalls > 0 ? `${p1.chunks} × ${r.latencyMsMeasured.toFixed(1)} ms` : ''} / ${s(p1.confirmMs)}; ` +
+      `L measured over ${r.sampleCalls} sequential payouts (one NH client, no limiter), N·L = ${s(r.sequentialMsExtrapolated)} EXTRAPOLATED to N; ` +
+      `per M: ${(r.speedup / p1.maxInFlight).toFixed(3)} (target ≥ 0.9)`,
+  ];
+}
+
+export function p3Lines(r: P3Result): string[] {
+  const lines = [
+    head('P3 engine overhead (payout / no-op)', r.ratio.toFixed(3), '≥ 0.50', targets.p3(r)),
+    `   payout path ${int(r.payout.chunksPerSec)} chunks/s (${r.chunks} chunks in ${s(r.payout.succeededMs)}, confirm done at ${s(r.payout.confirmMs)}; ` +
+      `bank latency 0, cap ${1000}) vs graphile-worker no-op ${int(r.noop.jobsPerSec)} jobs/s (${r.chunks} jobs in ${s(r.noop.ms)}); ` +
+      `${r.workers} processes × concurrency ${r.concurrency} each`,
+    cpuLine(r.payout.cpu, r.payout.succeededMs, r.chunks, 'chunk').replace('   CPU:', '   CPU payout:'),
+    cpuLine(r.noop.cpu, r.noop.ms, r.chunks, 'job').replace('   CPU:', '   CPU no-op: '),
+  ];
+  if (r.payout.profile) lines.push(...profileLines(r.payout.profile));
+  return lines;
+}
+
+export function p4RunLine(r: RecordRun): string {
+  return (
+    `   ${int(r.accruals).padStart(10)} accruals → ${int(r.entries)} entries: record ${r.recordSec.toFixed(2)} s (${int(r.accrualsPerSec)} accruals/s); ` +
+    `seeding ${r.seedSec.toFixed(1)} s + VACUUM ANALYZE/CHECKPOINT ${r.vacuumSec.toFixed(1)} s, not timed`
+  );
+}
+
+export function p4Lines(r: P4Result): string[] {
+  const lines: string[] = [];
+  const m = r.runs.find((x) => x.accruals === 1_000_000);
+  if (m) lines.push(head('P4 record 1M accruals / 10 s', (m.recordSec / 10).toFixed(3), '≤ 1.00', targets.p4Time(m)));
+  for (const x of r.scaling) {
+    lines.push(head(`P4 scaling ${int(x.from)} → ${int(x.to)}`, x.ratio.toFixed(3), '≤ 1.20', targets.p4Scale(x.ratio)));
+    lines.push(`   time ×${x.timeRatio.toFixed(2)} for data ×${x.sizeRatio} (ratio = time ratio / size ratio)`);
+  }
+  lines.push(
+    `   each size on a fresh day; accruals VACUUM ANALYZEd after seeding (a real day's accruals trickle in, so autovacuum has seen them), then CHECKPOINT; ` +
+      `warm-up ${int(r.warmup.accruals)} accruals in ${r.warmup.recordSec.toFixed(2)} s`,
+  );
+  return lines;
+}

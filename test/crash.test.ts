@@ -1,0 +1,46 @@
+import t from 'tap';
+import { sql } from 'slonik';
+import { z } from 'zod';
+import { enqueueStage, KINDS } from '../src/db/queries.js';
+import { fundSimulator, seed } from '../src/seed.js';
+import { checkInvariants, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
+import { freshDb } from './helpers/db.js';
+import { pastDate } from './helpers/fixtures.js';
+import { spawnWorker, waitFor } from './helpers/procs.js';
+
+t.test('a worker killed with SIGKILL mid-payout loses nothing and pays nothing twice', async (t) => {
+  const { url, db } = await freshDb(t);
+  // Slow bank: the victim is certainly holding jobs and bank calls when it dies.
+  const sim = await startSim(t, { latencyMs: 150, jitterMs: 50, maxInFlight: 12 });
+  const D = pastDate(1);
+  await seed(db, { date: D, accounts: 150, kinds: ['tax', 'platform_fee'] });
+  await fundSimulator(db, sim.url);
+  const env = workerEnv(url, sim.url, { WORKER_CONCURRENCY: '6', BANK_MAX_IN_FLIGHT: '12' });
+  const victim = await spawnWorker(t, env);
+  await enqueueStage(db, 'record', D, null);
+
+  const total = await waitFor('chunks created', async () =>
+    db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from settlement.chunks`).then((n) => (n > 0n ? n : undefined)));
+  await waitFor('some chunks paid', async () => {
+    const n = await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from settlement.chunks where state = 'succeeded'`);
+    return n >= total / 5n;
+  });
+  const survivor = await spawnWorker(t, env);
+  const held = await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from graphile_worker.jobs where locked_by = ${victim.poolId}`);
+  victim.child.kill('SIGKILL');
+  const killedAt = Date.now();
+  await victim.exited;
+  t.ok(held > 0n, `the victim held ${held} jobs when it was killed`);
+
+  await waitFor('the dead pool\'s jobs released', async () => {
+    const n = await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from graphile_worker.jobs where locked_by = ${victim.poolId}`);
+    return n === 0n;
+  }, 60_000);
+  const releasedAfter = Date.now() - killedAt;
+  t.ok(releasedAfter < 60_000, `G7: its jobs were released ${releasedAfter} ms after the kill (< 60 s)`);
+
+  await waitAllWithdrawn(db, [D], KINDS.length, 120_000);
+  t.ok(Date.now() - killedAt < 120_000, 'the day finished on the survivor');
+  t.ok(survivor.logs.some((l) => l.includes('worker:recovered')), 'the survivor logged the recovery');
+  await checkInvariants(t, db, sim.url);
+});
