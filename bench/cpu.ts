@@ -58,24 +58,38 @@ export const selfCpu = () => {
   return (u.user + u.system) / 1e6;
 };
 
+/** CPU seconds the whole machine spent busy (all cores), from /proc/stat. */
+function machineBusy(): number | undefined {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = f;
+    return (user + nice + system + irq + softirq + steal) / TICK;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface CpuSplit {
   workers: number;
   postgres: number | undefined;
   bench: number;
+  /** Busy CPU of everything else on the machine (other users' builds and tests compete for the same cores). */
+  others: number | undefined;
 }
 
 /** Samples CPU before and after a timed run; `done()` gives the seconds spent by each side. */
 export function cpuMeter(workerPids: number[], postmaster: number | undefined) {
-  const read = (): CpuSplit => ({ workers: cpuOf(workerPids), postgres: postmaster ? serverCpu(postmaster) : undefined, bench: selfCpu() });
+  const read = () => ({ workers: cpuOf(workerPids), postgres: postmaster ? serverCpu(postmaster) : undefined, bench: selfCpu(), machine: machineBusy() });
   const a = read();
   return {
     done(): CpuSplit {
       const b = read();
-      return {
-        workers: b.workers - a.workers,
-        postgres: a.postgres !== undefined && b.postgres !== undefined ? b.postgres - a.postgres : undefined,
-        bench: b.bench - a.bench,
-      };
+      const workers = b.workers - a.workers;
+      const postgres = a.postgres !== undefined && b.postgres !== undefined ? b.postgres - a.postgres : undefined;
+      const bench = b.bench - a.bench;
+      const ours = workers + (postgres ?? 0) + bench;
+      const others = a.machine !== undefined && b.machine !== undefined && postgres !== undefined ? Math.max(0, b.machine - a.machine - ours) : undefined;
+      return { workers, postgres, bench, others };
     },
   };
 }

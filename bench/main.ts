@@ -53,8 +53,9 @@ async function run(o: BenchOptions, say: (l: string) => void): Promise<Results> 
     node: process.version,
     postgres: version,
     database: db.where,
+    loadAverage1m: Math.round(os.loadavg()[0]! * 100) / 100,
   };
-  say(`machine: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB RAM, Node ${machine.node}, ${machine.postgres}; ${machine.database}`);
+  say(`machine: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB RAM, Node ${machine.node}, ${machine.postgres}; ${machine.database}; load average ${machine.loadAverage1m} at start`);
   const settings = { chunks: o.chunks, latencyMs: o.latencyMs, maxInFlight: o.maxInFlight, workers: o.workers, concurrency: o.concurrency, figures: [...o.figures], large: o.large, profile: o.profile };
   say(`settings: N=${o.chunks} chunks, L=${o.latencyMs} ms, M=${o.maxInFlight}, W=${o.workers} worker processes × concurrency ${o.concurrency}; figures ${[...o.figures].join(',')}${o.profile ? '; --profile (pg_stat_statements)' : ''}`);
   if (o.profile && !db.statements) say('profile: pg_stat_statements is only switched on in the benchmark\'s own embedded Postgres; showing CPU only');

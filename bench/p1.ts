@@ -3,7 +3,7 @@ import { registered, TOKEN, WARMUP_CHUNKS, workerEnv, type BenchContext } from '
 import { cpuMeter, type CpuSplit } from './cpu.js';
 import { fundSimulator } from './fixtures.js';
 import { closeDay, payDay, prepareDay, runDay, type PayoutTiming } from './payday.js';
-import { startSettleWorkers, stopChildren } from './procs.js';
+import { startSettleWorkers, stopChildren, takeProblems } from './procs.js';
 import { readStatements, resetStatements, roundTripsPerChunk, type StatementRow } from './profile.js';
 
 export interface PayoutProfile {
@@ -23,6 +23,8 @@ export interface P1Result extends PayoutTiming {
   simBusy: number;
   simCalls: number;
   cpu: CpuSplit;
+  /** Warnings/errors the workers logged during the timed run (job errors are retried with backoff). */
+  problems: { count: number; top: string[] };
   profile?: PayoutProfile;
 }
 
@@ -32,9 +34,11 @@ export async function timedDay(ctx: BenchContext, workerPids: number[], sim: Ban
   await prepareDay(ctx.ctl, date, n);
   await fetch(`${sim.url}/_sim/reset-stats`, { method: 'POST', body: '{}' });
   if (ctx.db.statements) await resetStatements(ctx.ctl);
+  takeProblems(); // the warm-up's are not this run's
   const meter = cpuMeter(workerPids, ctx.postmaster);
   const timing = await payDay(ctx.ctl, date, n, timeoutMs);
   const cpu = meter.done();
+  const problems = takeProblems();
   const stats = sim.statsSnapshot() as { maxInFlight: number; calls: number; rejected: { busy: number } };
   let profile: PayoutProfile | undefined;
   if (ctx.db.statements) {
@@ -42,7 +46,7 @@ export async function timedDay(ctx: BenchContext, workerPids: number[], sim: Ban
     profile = { roundTripsPerChunk: rt.perChunk, serverMsPerChunk: rt.serverMsPerChunk, statements: await readStatements(ctx.ctl, n) };
   }
   await closeDay(ctx.ctl, date);
-  return { timing, cpu, stats, profile };
+  return { timing, cpu, stats, profile, problems };
 }
 
 /**
@@ -61,7 +65,7 @@ export async function runP1(ctx: BenchContext): Promise<{ result: P1Result; sim:
       const warm = await runDay(ctx.ctl, ctx.nextDate(), WARMUP_CHUNKS, 120_000);
       ctx.say(`P1: warm-up day of ${WARMUP_CHUNKS} chunks paid in ${(warm.confirmMs / 1000).toFixed(2)} s`);
       const idealMs = Math.ceil(n / M) * L;
-      const { timing, cpu, stats, profile } = await timedDay(ctx, workers.map((w) => w.pid), sim, n, Math.max(120_000, idealMs * 20));
+      const { timing, cpu, stats, profile, problems } = await timedDay(ctx, workers.map((w) => w.pid), sim, n, Math.max(120_000, idealMs * 20));
       const result: P1Result = {
         ...timing,
         latencyMs: L,
@@ -74,6 +78,7 @@ export async function runP1(ctx: BenchContext): Promise<{ result: P1Result; sim:
         simBusy: stats.rejected.busy,
         simCalls: stats.calls,
         cpu,
+        problems,
         ...(profile ? { profile } : {}),
       };
       return { result, sim };

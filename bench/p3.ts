@@ -12,7 +12,7 @@ export interface P3Result {
   chunks: number;
   workers: number;
   concurrency: number;
-  payout: { succeededMs: number; confirmMs: number; chunksPerSec: number; cpu: CpuSplit; profile?: PayoutProfile };
+  payout: { succeededMs: number; confirmMs: number; chunksPerSec: number; cpu: CpuSplit; problems: { count: number; top: string[] }; profile?: PayoutProfile };
   noop: { ms: number; jobsPerSec: number; cpu: CpuSplit };
   ratio: number;
 }
@@ -52,8 +52,8 @@ export async function runP3(ctx: BenchContext): Promise<P3Result> {
     const workers = await startSettleWorkers(W, workerEnv(ctx, sim.url, HIGH_CAP), registered(ctx));
     try {
       await runDay(ctx.ctl, ctx.nextDate(), WARMUP_CHUNKS, 120_000);
-      const { timing, cpu, profile } = await timedDay(ctx, workers.map((w) => w.pid), sim, n, 600_000);
-      payout = { succeededMs: timing.succeededMs, confirmMs: timing.confirmMs, chunksPerSec: (n / timing.succeededMs) * 1000, cpu, ...(profile ? { profile } : {}) };
+      const { timing, cpu, profile, problems } = await timedDay(ctx, workers.map((w) => w.pid), sim, n, 600_000);
+      payout = { succeededMs: timing.succeededMs, confirmMs: timing.confirmMs, chunksPerSec: (n / timing.succeededMs) * 1000, cpu, problems, ...(profile ? { profile } : {}) };
       ctx.say(`P3: payout path ${payout.chunksPerSec.toFixed(0)} chunks/s; now graphile-worker no-op`);
     } finally {
       await stopChildren(workers);

@@ -27,6 +27,7 @@ function cpuLine(cpu: CpuSplit, wallMs: number, per: number, unit: string): stri
   return (
     `   CPU: workers ${cpu.workers.toFixed(1)} s, ${pgPart}, bench+simulator ${cpu.bench.toFixed(1)} s = ${total.toFixed(1)} s of ` +
     `${((os.cpus().length * wallMs) / 1000).toFixed(1)} s on ${os.cpus().length} cores` +
+    (cpu.others === undefined ? '' : `; other processes on the machine ${cpu.others.toFixed(1)} s`) +
     ` (per ${unit}: workers ${perUnit(cpu.workers)} ms, postgres ${cpu.postgres === undefined ? 'n/a' : perUnit(cpu.postgres) + ' ms'}, bench ${perUnit(cpu.bench)} ms)`
   );
 }
@@ -40,9 +41,15 @@ export function p1Lines(r: P1Result): string[] {
     `   bank in flight at most ${r.simMaxInFlight} (cap ${r.maxInFlight}) ${capOk ? 'OK' : 'FAIL: CAP EXCEEDED'}; busy rejections ${r.simBusy}; ` +
       `bank calls ${r.simCalls}; pay stage txn ${r.payStageMs.toFixed(0)} ms; all chunks succeeded at ${s(r.succeededMs)}`,
     cpuLine(r.cpu, r.confirmMs, r.chunks, 'chunk'),
+    ...problemLines(r.problems),
   ];
   if (r.profile) lines.push(...profileLines(r.profile));
   return lines;
+}
+
+function problemLines(p: { count: number; top: string[] }): string[] {
+  if (p.count === 0) return ['   workers logged no warnings or errors during the timed run'];
+  return [`   workers logged ${p.count} warning(s)/error(s) during the timed run (errored jobs are retried after graphile's backoff):`, ...p.top.map((t) => `     ${t}`)];
 }
 
 function profileLines(p: NonNullable<P1Result['profile']>): string[] {
@@ -69,6 +76,7 @@ export function p3Lines(r: P3Result): string[] {
       `${r.workers} processes × concurrency ${r.concurrency} each`,
     cpuLine(r.payout.cpu, r.payout.succeededMs, r.chunks, 'chunk').replace('   CPU:', '   CPU payout:'),
     cpuLine(r.noop.cpu, r.noop.ms, r.chunks, 'job').replace('   CPU:', '   CPU no-op: '),
+    ...problemLines(r.payout.problems),
   ];
   if (r.payout.profile) lines.push(...profileLines(r.payout.profile));
   return lines;

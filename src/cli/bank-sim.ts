@@ -20,4 +20,5 @@ export async function cmdBankSim(argv: string[], config: Config, logger: Logger)
   logger.info({ event: 'sim:listen', url: sim.url }, `bank simulator listening on ${sim.url}`);
   console.log(sim.url);
   onShutdown(logger, () => sim.close());
+  await new Promise<never>(() => {}); // serve until a signal stops the process
 }

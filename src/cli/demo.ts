@@ -60,12 +60,12 @@ export async function cmdDemo(argv: string[], config: Config, logger: Logger) {
       const failed = rows.reduce((a, r) => a + r.chunks_failed, 0n);
       const stages = ['record', 'pay', 'confirm', 'withdraw'] as const;
       const doneCounts = stages.map((st) => `${st} ${rows.filter((r) => r[st] === 'done').length}/${rows.length}`).join('  ');
-      const line = `[${((Date.now() - t0) / 1000).toFixed(1)}s] chunks ${ok}/${total} paid${failed ? `, ${failed} failed` : ''} | ${doneCounts}`;
-      if (line !== last) {
-        if (process.stdout.isTTY) process.stdout.write(`\r${line}\x1b[K`);
-        else console.log(line);
-        last = line;
-      }
+      const state = `chunks ${ok}/${total} paid${failed ? `, ${failed} failed` : ''} | ${doneCounts}`;
+      const line = `[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s] ${state}`;
+      // A terminal gets one line rewritten in place; a log gets a line per change.
+      if (process.stdout.isTTY) process.stdout.write(`\r${line}\x1b[K`);
+      else if (state !== last) console.log(line);
+      last = state;
       const allDone = rows.length === KINDS.length && rows.every((r) => r.withdraw === 'done');
       const blocked = rows.some((r) => r.confirm === 'blocked' || r.withdraw === 'blocked');
       if (allDone || blocked || Date.now() > deadline) break;

