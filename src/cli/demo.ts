@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
 import { sql } from 'slonik';
 import { z } from 'zod';
 import type { Config } from '../config.js';
@@ -6,6 +7,7 @@ import { startBankSimulator } from '../bank/simulator.js';
 import { createDbPool, type DatabasePool } from '../db/pool.js';
 import { dailyStatus, enqueueStage, KINDS } from '../db/queries.js';
 import type { Logger } from '../log.js';
+import { migrate } from '../db/migrate.js';
 import { openDatabase } from '../runtime.js';
 import { formatReconciliation, ledgerTransfers, reconcile, simulatorTransfers } from '../reconcile.js';
 import { fundSimulator, seed } from '../seed.js';
@@ -14,12 +16,26 @@ import { intFlag, parseCommand } from './args.js';
 import { formatStatus } from './status-table.js';
 import { definedOnly, simFlagSpecs, simFlagsShape } from './sim-flags.js';
 
-/** The newest day before today that has never been seeded (a re-run on the same database settles a fresh day). */
-async function pickDemoDate(db: DatabasePool): Promise<string> {
-  return db.oneFirst(sql.type(z.object({ d: z.string() }))`
-    select max(g.d)::text as d
-    from generate_series(settlement.today() - 3650, settlement.today() - 1, interval '1 day') as g(d)
-    where not exists (select 1 from settlement.days where business_date = g.d::date)`);
+const DEMO_DB = 'settlement_demo';
+
+/**
+ * The demo settles yesterday in a database of its own (`settlement_demo` on
+ * the same server), made anew each run, so a run never meets an earlier run's
+ * days and the reconciliation compares this run's ledger with this run's bank.
+ */
+async function freshDemoDatabase(serverUrl: string, logger: Logger): Promise<string> {
+  const admin = new pg.Client({ connectionString: serverUrl });
+  await admin.connect();
+  try {
+    await admin.query(`drop database if exists ${DEMO_DB} with (force)`);
+    await admin.query(`create database ${DEMO_DB}`);
+  } finally {
+    await admin.end();
+  }
+  const u = new URL(serverUrl);
+  u.pathname = `/${DEMO_DB}`;
+  await migrate(u.toString(), { logger });
+  return u.toString();
 }
 
 export async function cmdDemo(argv: string[], config: Config, logger: Logger) {
@@ -30,7 +46,7 @@ export async function cmdDemo(argv: string[], config: Config, logger: Logger) {
   );
   const { accounts, timeoutS, ...simFlags } = o;
   const t0 = Date.now();
-  const database = await openDatabase(config, logger);
+  const database = await openDatabase(config, logger, { migrate: false });
   const sim = await startBankSimulator({
     accessToken: config.bank.accessToken,
     perCallLimit: config.bank.perCallLimit,
@@ -39,16 +55,20 @@ export async function cmdDemo(argv: string[], config: Config, logger: Logger) {
     maxInFlight: config.bank.maxInFlight,
     ...definedOnly(simFlags),
   });
-  const db = await createDbPool(database.url, { maximumPoolSize: 4, applicationName: 'settle-demo' });
+  let db: DatabasePool | undefined;
   let worker: Awaited<ReturnType<typeof startWorker>> | undefined;
   try {
-    const date = await pickDemoDate(db);
+    const demoUrl = await freshDemoDatabase(database.url, logger);
+    db = await createDbPool(demoUrl, { maximumPoolSize: 4, applicationName: 'settle-demo' });
+    const date = await db.oneFirst(sql.type(z.object({ d: z.string() }))`select (settlement.today() - 1)::text as d`);
     const s = await seed(db, { date, accounts });
     console.log(`seeded ${date}: ${s.accounts} loan accounts, ${s.accruals} accruals, ${s.amount} KRW across ${KINDS.length} kinds`);
     await fundSimulator(db, sim.url);
     console.log(`bank simulator at ${sim.url} (latency ${sim.state.config.latencyMs} ms, in-flight cap ${sim.state.config.maxInFlight})`);
 
-    worker = await startWorker({ config, databaseUrl: database.url, bankUrl: sim.url, logger, crontab: '' });
+    // One worker with room for the whole in-flight cap, so the demo runs at the bank's pace.
+    const workerConfig = { ...config, workerConcurrency: Math.max(config.workerConcurrency, config.bank.maxInFlight + 5) };
+    worker = await startWorker({ config: workerConfig, databaseUrl: demoUrl, bankUrl: sim.url, logger, crontab: '' });
     await enqueueStage(db, 'record', date, null);
 
     const deadline = Date.now() + timeoutS * 1000;
@@ -90,7 +110,7 @@ export async function cmdDemo(argv: string[], config: Config, logger: Logger) {
     }
   } finally {
     await worker?.stop();
-    await db.end();
+    await db?.end();
     await sim.close();
     await database.stop();
   }
