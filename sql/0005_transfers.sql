@@ -64,6 +64,17 @@ begin
     update settlement.chunks set claimed_by = null, claimed_until = null, updated_at = now() where id = p_chunk_id;
     return 'unknown';
   end if;
+  if p_outcome = 'failed' and p_code = 'expired_not_booked' then
+    -- The bank confirmed nothing was booked under (tsymd, is_tuno) and that
+    -- date is over: the chunk is planned again under a new number, at once.
+    insert into settlement.transfer_attempts (chunk_id, business_date, kind, is_tuno, tsymd, amount, outcome, code, message)
+    values (c.id, c.business_date, c.kind, c.is_tuno, c.tsymd, c.amount, 'failed', p_code, p_message);
+    update settlement.chunks
+    set state = 'pending', attempt = attempt + 1, is_tuno = settlement.next_istuno(), tsymd = null,
+        claimed_by = null, claimed_until = null, updated_at = now()
+    where id = p_chunk_id;
+    return 'replanned';
+  end if;
   update settlement.chunks
   set state = p_outcome::settlement.transfer_state, bank_ref = p_bank_ref, fail_code = p_code, fail_message = p_message,
       settled_at = now(), claimed_by = null, claimed_until = null, updated_at = now()
@@ -148,6 +159,15 @@ begin
     update settlement.withdrawals set claimed_by = null, claimed_until = null, updated_at = now()
     where business_date = p_date and kind = p_kind;
     return 'unknown';
+  end if;
+  if p_outcome = 'failed' and p_code = 'expired_not_booked' then
+    insert into settlement.transfer_attempts (chunk_id, business_date, kind, is_tuno, tsymd, amount, outcome, code, message)
+    values (null, p_date, p_kind, w.is_tuno, w.tsymd, w.amount, 'failed', p_code, p_message);
+    update settlement.withdrawals
+    set state = 'pending', attempt = attempt + 1, is_tuno = settlement.next_istuno(), tsymd = null,
+        claimed_by = null, claimed_until = null, updated_at = now()
+    where business_date = p_date and kind = p_kind;
+    return 'replanned';
   end if;
   update settlement.withdrawals
   set state = p_outcome::settlement.transfer_state, bank_ref = p_bank_ref, fail_code = p_code, fail_message = p_message,

@@ -32,6 +32,7 @@ export function createPayoutTask(ctx: TaskContext): Task {
       `chunk ${chunkId}: ${result.status}`,
     );
     if (result.status === 'unknown') throw new RetryLaterError(`chunk ${chunkId}: outcome unknown (${result.reason}); will ask the bank again`);
+    if (recorded === 'replanned') throw new RetryLaterError(`chunk ${chunkId}: never booked on ${claim.tsymd}; planned again under a new IsTuno`);
     await afterChunk(ctx.db, claim.business_date, claim.kind);
   };
 }

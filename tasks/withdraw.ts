@@ -21,5 +21,6 @@ export function createWithdrawTask(ctx: TaskContext): Task {
       `withdrawal ${date} ${kind}: ${result.status}`,
     );
     if (result.status === 'unknown') throw new RetryLaterError(`withdrawal ${date} ${kind}: outcome unknown (${result.reason})`);
+    if (recorded === 'replanned') throw new RetryLaterError(`withdrawal ${date} ${kind}: never booked on ${claim.tsymd}; planned again under a new IsTuno`);
   };
 }

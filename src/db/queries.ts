@@ -78,7 +78,7 @@ export interface TransferOutcome {
   message?: string | null;
 }
 
-const finishResult = z.object({ r: z.enum(['succeeded', 'failed', 'unknown', 'stale', 'already_settled']) });
+const finishResult = z.object({ r: z.enum(['succeeded', 'failed', 'unknown', 'stale', 'already_settled', 'replanned']) });
 
 export async function finishChunk(db: DatabasePool, chunkId: number, isTuno: string, o: TransferOutcome) {
   const row = await wrap(db.one(sql.type(finishResult)`
