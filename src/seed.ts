@@ -91,11 +91,19 @@ const balanceRow = z.object({ account_no: z.string(), balance: z.bigint() });
  * corporate accounts hold what the journal says moved into them.
  */
 export function expectedBankBalances(db: DatabasePool) {
+  // Aggregates joined once (not a subquery per account): fast for 10^5 accounts.
   return db.any(sql.type(balanceRow)`
-    select a.account_no,
-           (coalesce((select sum(x.amount) from settlement.accruals x where x.account_no = a.account_no), 0)
-            + coalesce((select sum(l.amount) from settlement.journal_lines l where l.ledger_account = 'bank:' || a.account_no), 0))::bigint as balance
-    from settlement.accounts a order by a.account_no`);
+    with accrued as (
+      select account_no, sum(amount) as s from settlement.accruals group by account_no
+    ), moved as (
+      select substr(ledger_account, 6) as account_no, sum(amount) as s
+      from settlement.journal_lines where ledger_account like 'bank:%' group by ledger_account
+    )
+    select a.account_no, (coalesce(accrued.s, 0) + coalesce(moved.s, 0))::bigint as balance
+    from settlement.accounts a
+    left join accrued using (account_no)
+    left join moved using (account_no)
+    order by a.account_no`);
 }
 
 /** True when `bankUrl` is a daily-settlement bank simulator (it answers /_sim/stats). */
