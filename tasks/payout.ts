@@ -2,8 +2,8 @@ import type { Task } from 'graphile-worker';
 import { z } from 'zod';
 import type { TransferResult } from '../src/bank/types.js';
 import { afterChunk, claimChunk, finishChunk } from '../src/db/queries.js';
-import { parsePayload, RetryLaterError, type TaskContext } from '../src/worker/context.js';
-import { resolveTransfer, toOutcome } from '../src/worker/transfer.js';
+import { parsePayload, RetryLaterError, type TaskContext } from '../src/jobs/context.js';
+import { resolveTransfer, toOutcome } from '../src/jobs/transfer.js';
 
 const payloadSchema = z.object({ chunk_id: z.number().int().positive() }).strict();
 

@@ -1,7 +1,7 @@
 import type { Task } from 'graphile-worker';
 import { z } from 'zod';
 import { dateSchema, kindSchema, openDays, runStage, stageSchema } from '../src/db/queries.js';
-import { cronMeta, parsePayload, type TaskContext } from '../src/worker/context.js';
+import { cronMeta, parsePayload, type TaskContext } from '../src/jobs/context.js';
 
 const payloadSchema = z
   .object({ stage: stageSchema, date: dateSchema.optional(), kind: kindSchema.optional(), _cron: cronMeta })

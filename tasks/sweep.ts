@@ -1,7 +1,7 @@
 import type { Task } from 'graphile-worker';
 import { z } from 'zod';
 import { requeueUnsettled } from '../src/db/queries.js';
-import { cronMeta, parsePayload, type TaskContext } from '../src/worker/context.js';
+import { cronMeta, parsePayload, type TaskContext } from '../src/jobs/context.js';
 
 const payloadSchema = z.object({ _cron: cronMeta }).strict();
 

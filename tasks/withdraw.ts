@@ -1,8 +1,8 @@
 import type { Task } from 'graphile-worker';
 import { z } from 'zod';
 import { claimWithdrawal, dateSchema, finishWithdrawal, kindSchema } from '../src/db/queries.js';
-import { parsePayload, RetryLaterError, type TaskContext } from '../src/worker/context.js';
-import { resolveTransfer, toOutcome } from '../src/worker/transfer.js';
+import { parsePayload, RetryLaterError, type TaskContext } from '../src/jobs/context.js';
+import { resolveTransfer, toOutcome } from '../src/jobs/transfer.js';
 
 const payloadSchema = z.object({ date: dateSchema, kind: kindSchema }).strict();
 

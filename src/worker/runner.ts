@@ -16,7 +16,7 @@ import { createPayoutTask } from '../../tasks/payout.js';
 import { createStageTask } from '../../tasks/stage.js';
 import { createSweepTask } from '../../tasks/sweep.js';
 import { createWithdrawTask } from '../../tasks/withdraw.js';
-import { PayloadError, type TaskContext } from './context.js';
+import { PayloadError, type TaskContext } from '../jobs/context.js';
 
 export interface WorkerOptions {
   config: Config;
