@@ -11,7 +11,7 @@ import { WARMUP_CHUNKS } from './context.js';
 import { postmasterOf } from './cpu.js';
 import { openBenchDatabase, type BenchDatabase } from './database.js';
 import { dateSource, makeBooks } from './fixtures.js';
-import { BenchUsageError, parseOptions, USAGE, type BenchOptions } from './options.js';
+import { BenchHelp, BenchUsageError, parseOptions, type BenchOptions } from './options.js';
 import { runP1, type P1Result } from './p1.js';
 import { runP2, type P2Result } from './p2.js';
 import { runP3, type P3Result } from './p3.js';
@@ -111,8 +111,12 @@ async function main(): Promise<number> {
   try {
     o = parseOptions(process.argv.slice(2));
   } catch (e) {
+    if (e instanceof BenchHelp) {
+      console.log(e.message);
+      return 0;
+    }
     if (e instanceof BenchUsageError) {
-      console.error(`bench: ${e.message}\n${USAGE}`.split('\n')[0]);
+      console.error(`bench: ${e.message} (--help lists the options)`);
       return 2;
     }
     throw e;

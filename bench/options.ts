@@ -9,6 +9,11 @@ export class BenchUsageError extends Error {
   override name = 'BenchUsageError';
 }
 
+/** `--help`: not an error; main prints USAGE and exits 0. */
+export class BenchHelp extends Error {
+  override name = 'BenchHelp';
+}
+
 const int = (min: number, max: number) =>
   z.string().regex(/^[0-9]+$/, 'must be a whole number').transform(Number).pipe(z.number().int().min(min).max(max));
 
@@ -18,6 +23,7 @@ const schema = z
     latencyMs: int(1, 10_000).default('250'),
     maxInFlight: int(1, 1_000).default('50'),
     workers: int(1, 16).default('2'),
+    concurrency: int(1, 500).optional(),
     only: z
       .string()
       .transform((s) => s.split(',').map((x) => x.trim().toUpperCase()).filter(Boolean))
@@ -35,11 +41,21 @@ export type BenchOptions = Omit<z.output<typeof schema>, 'only'> & {
   concurrency: number;
 };
 
-export const USAGE = `usage: npm run bench -- [--chunks N] [--latency-ms N] [--max-in-flight N] [--workers N]
-                        [--only P1,P2,P3,P4] [--large] [--json] [--profile]`;
+export const USAGE = `usage: npm run bench -- [--chunks N] [--latency-ms N] [--max-in-flight N] [--workers N] [--concurrency N]
+                        [--only P1,P2,P3,P4] [--large] [--json] [--profile]
+  --chunks N         chunks paid in P1 and P3, jobs in P3's no-op run (default 2000)
+  --latency-ms N     bank latency L for P1/P2 (default 250; jitter 0)
+  --max-in-flight N  in-flight cap M, on the simulator and BANK_MAX_IN_FLIGHT (default 50)
+  --workers N        settle worker processes W (default 2)
+  --concurrency N    WORKER_CONCURRENCY per process (default ceil(M/W)+5: a bit above M in total)
+  --only LIST        figures to run (P2 needs P1's wall, so it brings P1 along)
+  --large            P4 also at 10,000,000 accruals (minutes of seeding)
+  --json             results as one JSON object on stdout; the prose goes to stderr
+  --profile          pg_stat_statements in the benchmark's own embedded Postgres: per-chunk statements and round trips`;
 
 /** Strict `--kebab-case` flags validated with zod; any problem is one BenchUsageError line. */
 export function parseOptions(argv: string[]): BenchOptions {
+  if (argv.includes('--help') || argv.includes('-h')) throw new BenchHelp(USAGE);
   let values: Record<string, unknown>;
   try {
     values = parseArgs({
@@ -51,6 +67,7 @@ export function parseOptions(argv: string[]): BenchOptions {
         'latency-ms': { type: 'string' },
         'max-in-flight': { type: 'string' },
         workers: { type: 'string' },
+        concurrency: { type: 'string' },
         only: { type: 'string' },
         large: { type: 'boolean' },
         json: { type: 'boolean' },
@@ -68,9 +85,9 @@ export function parseOptions(argv: string[]): BenchOptions {
     const flag = `--${String(i.path[0] ?? 'arguments').replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`;
     throw new BenchUsageError(`${flag}: ${i.message}`);
   }
-  const { only, ...rest } = r.data;
+  const { only, concurrency, ...rest } = r.data;
   const figures = new Set<Figure>(only ?? FIGURES);
   // P2 is N·L / (P1 wall): it needs P1's wall time from the same run.
   if (figures.has('P2')) figures.add('P1');
-  return { ...rest, figures, concurrency: Math.ceil(rest.maxInFlight / rest.workers) + 5 };
+  return { ...rest, figures, concurrency: concurrency ?? Math.ceil(rest.maxInFlight / rest.workers) + 5 };
 }
