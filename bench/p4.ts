@@ -1,6 +1,8 @@
-import pg from 'pg';
+import type pg from 'pg';
 import type { BenchContext } from './context.js';
+import { connect } from './database.js';
 import { KIND, seedAccrualDay } from './fixtures.js';
+import { readStatements, resetStatements, type StatementRow } from './profile.js';
 
 export interface RecordRun {
   accruals: number;
@@ -9,6 +11,8 @@ export interface RecordRun {
   vacuumSec: number;
   recordSec: number;
   accrualsPerSec: number;
+  /** --profile: the stage's statements by time (pg_stat_statements). */
+  statements?: StatementRow[];
 }
 
 export interface P4Result {
@@ -24,31 +28,32 @@ export interface P4Result {
  * CHECKPOINT (so the timed stage does not pay for flushing the seed), then
  * time run_stage('record') alone, commit included.
  */
-async function recordDay(c: pg.ClientBase, date: string, n: number): Promise<RecordRun> {
+async function recordDay(c: pg.ClientBase, date: string, n: number, profile: boolean): Promise<RecordRun> {
   const seedSec = await seedAccrualDay(c, date, n);
   const v0 = performance.now();
   await c.query('vacuum analyze settlement.accruals');
   await c.query('checkpoint');
   const vacuumSec = (performance.now() - v0) / 1000;
+  if (profile) await resetStatements(c);
   const t0 = performance.now();
   const r = await c.query(`select outcome, detail from settlement.run_stage('record', $1::date, $2::settlement.kind)`, [date, KIND]);
   const recordSec = (performance.now() - t0) / 1000;
   if (r.rows[0]?.outcome !== 'done') throw new Error(`record ${date}: ${r.rows[0]?.outcome} ${r.rows[0]?.detail}`);
   const e = await c.query<{ n: number }>(`select count(*)::int as n from settlement.entries where business_date = $1::date and kind = $2::settlement.kind`, [date, KIND]);
-  return { accruals: n, entries: e.rows[0]!.n, seedSec, vacuumSec, recordSec, accrualsPerSec: n / recordSec };
+  const statements = profile ? (await readStatements(c, n, 8)).filter((x) => !x.query.startsWith('select count(*)::int as n')) : undefined;
+  return { accruals: n, entries: e.rows[0]!.n, seedSec, vacuumSec, recordSec, accrualsPerSec: n / recordSec, ...(statements ? { statements } : {}) };
 }
 
 /** P4: the record stage at 100k and 1M accruals (and 10M with --large), in a database of its own with no workers. */
 export async function runP4(ctx: BenchContext, onRun: (r: RecordRun) => void): Promise<P4Result> {
   const url = await ctx.db.create('p4');
-  const c = new pg.Client({ connectionString: url, application_name: 'settle-bench-p4' });
-  await c.connect();
+  const c = await connect(url, 'settle-bench-p4');
   try {
-    const warmup = await recordDay(c, ctx.nextDate(), 10_000);
+    const warmup = await recordDay(c, ctx.nextDate(), 10_000, false);
     const sizes = [100_000, 1_000_000, ...(ctx.o.large ? [10_000_000] : [])];
     const runs: RecordRun[] = [];
     for (const n of sizes) {
-      const r = await recordDay(c, ctx.nextDate(), n);
+      const r = await recordDay(c, ctx.nextDate(), n, ctx.db.statements);
       runs.push(r);
       onRun(r);
     }

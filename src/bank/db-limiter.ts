@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'slonik';
 import { z } from 'zod';
@@ -9,6 +10,18 @@ export class BankSlotTimeoutError extends Error {
   readonly code = 'bank_slot_timeout';
 }
 
+export interface DbLimiter extends BankLimiter {
+  /** A fresh holder token for one slot: `<pool id>/<n>` (recovery frees a dead pool's tokens by prefix). */
+  token(): string;
+  /**
+   * Runs `fn` with a slot already taken (by claim_chunk, in the claim's own
+   * round trip): the first bank call inside uses it instead of acquiring one;
+   * whoever took it gives it back (finish_chunk). Later calls acquire as usual.
+   */
+  withSlot<T>(slot: { slot: number; token: string } | null, fn: () => Promise<T>): Promise<T>;
+  inUse(): number;
+}
+
 /**
  * The global in-flight limit: every HTTP call to the bank holds one of
  * `settlement.config.max_in_flight` leased slots in the database, so the cap
@@ -18,9 +31,11 @@ export class BankSlotTimeoutError extends Error {
  * A local gate with the same cap sits in front, so a process never polls the
  * database for more slots than it could use.
  */
-export function createDbLimiter(db: DatabasePool, opts: { holder: () => string; leaseMs: number; maxWaitMs: number; localCap: number }): BankLimiter & { inUse(): number } {
+export function createDbLimiter(db: DatabasePool, opts: { holder: () => string; leaseMs: number; maxWaitMs: number; localCap: number }): DbLimiter {
   let inUse = 0;
+  let seq = 0;
   const waiters: Array<() => void> = [];
+  const preTaken = new AsyncLocalStorage<{ slot: number; used: boolean }>();
   const enterLocal = async () => {
     if (inUse < opts.localCap) {
       inUse++;
@@ -33,13 +48,14 @@ export function createDbLimiter(db: DatabasePool, opts: { holder: () => string; 
     if (next) next();
     else inUse--;
   };
+  const token = () => `${opts.holder()}/${++seq}`;
 
-  const acquire = async (): Promise<number> => {
+  const acquire = async (holder: string): Promise<number> => {
     const deadline = Date.now() + opts.maxWaitMs;
     let pause = 2;
     for (;;) {
       const slot = await db.oneFirst(sql.type(z.object({ s: z.number().nullable() }))`
-        select settlement.acquire_bank_slot(${opts.holder()}, ${opts.leaseMs}) as s`);
+        select settlement.acquire_bank_slot(${holder}, ${opts.leaseMs}) as s`);
       if (slot !== null) return slot;
       if (Date.now() > deadline) throw new BankSlotTimeoutError(`no bank call slot free within ${opts.maxWaitMs} ms`);
       // Jittered, growing pause: waiters spread out instead of polling in step.
@@ -49,12 +65,19 @@ export function createDbLimiter(db: DatabasePool, opts: { holder: () => string; 
   };
 
   return {
+    token,
     inUse: () => inUse,
+    withSlot: (slot, fn) => (slot ? preTaken.run({ slot: slot.slot, used: false }, fn) : fn()),
     async run<T>(fn: () => Promise<T>): Promise<T> {
+      const pre = preTaken.getStore();
+      if (pre && !pre.used) {
+        pre.used = true;
+        return fn();
+      }
       await enterLocal();
       try {
-        const holder = opts.holder();
-        const slot = await acquire();
+        const holder = token();
+        const slot = await acquire(holder);
         try {
           return await fn();
         } finally {

@@ -60,11 +60,14 @@ export const claimSchema = z.object({
   business_date: z.string(),
   kind: kindSchema,
   attempt: z.number(),
+  slot: z.number().nullable(),
 });
 export type Claim = z.infer<typeof claimSchema>;
 
-export function claimChunk(db: DatabasePool, chunkId: number, holder: string, leaseMs: number): Promise<Claim> {
-  return wrap(db.one(sql.type(claimSchema)`select * from settlement.claim_chunk(${chunkId}, ${holder}, ${leaseMs})`));
+/** Claims a chunk; with `slot`, also takes a bank-call slot in the same round trip. */
+export function claimChunk(db: DatabasePool, chunkId: number, holder: string, leaseMs: number, slot?: { token: string; leaseMs: number }): Promise<Claim> {
+  return wrap(db.one(sql.type(claimSchema)`
+    select * from settlement.claim_chunk(${chunkId}, ${holder}, ${leaseMs}, ${slot?.token ?? null}, ${slot?.leaseMs ?? null})`));
 }
 
 export function claimWithdrawal(db: DatabasePool, date: string, kind: Kind, holder: string, leaseMs: number): Promise<Claim> {
@@ -80,9 +83,11 @@ export interface TransferOutcome {
 
 const finishResult = z.object({ r: z.enum(['succeeded', 'failed', 'unknown', 'stale', 'already_settled', 'replanned']) });
 
-export async function finishChunk(db: DatabasePool, chunkId: number, isTuno: string, o: TransferOutcome) {
+/** Records the bank's answer (+ journal), gives back the claim's slot, and enqueues confirm when the day is all settled. */
+export async function finishChunk(db: DatabasePool, chunkId: number, isTuno: string, o: TransferOutcome, slot?: { slot: number; token: string } | null) {
   const row = await wrap(db.one(sql.type(finishResult)`
-    select settlement.finish_chunk(${chunkId}, ${isTuno}, ${o.outcome}, ${o.bankRef ?? null}, ${o.code ?? null}, ${o.message ?? null}) as r`));
+    select settlement.finish_chunk(${chunkId}, ${isTuno}, ${o.outcome}, ${o.bankRef ?? null}, ${o.code ?? null}, ${o.message ?? null},
+                                   ${slot?.slot ?? null}, ${slot?.token ?? null}) as r`));
   return row.r;
 }
 
@@ -90,10 +95,6 @@ export async function finishWithdrawal(db: DatabasePool, date: string, kind: Kin
   const row = await wrap(db.one(sql.type(finishResult)`
     select settlement.finish_withdrawal(${date}::date, ${kind}::settlement.kind, ${isTuno}, ${o.outcome}, ${o.bankRef ?? null}, ${o.code ?? null}, ${o.message ?? null}) as r`));
   return row.r;
-}
-
-export async function afterChunk(db: DatabasePool, date: string, kind: Kind): Promise<boolean> {
-  return wrap(db.oneFirst(sql.type(z.object({ r: z.boolean() }))`select settlement.after_chunk(${date}::date, ${kind}::settlement.kind) as r`));
 }
 
 export async function enqueueStage(db: DatabasePool, stage: Stage, date: string | null, kind: Kind | null): Promise<number> {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { DbLimiter } from '../bank/db-limiter.js';
 import type { BankClient } from '../bank/types.js';
 import type { Config } from '../config.js';
 import type { DatabasePool } from '../db/pool.js';
@@ -14,6 +15,10 @@ export interface TaskContext {
   holder: () => string;
   /** How long a claim on a chunk or withdrawal lasts: longer than one whole bank transfer with its retries. */
   claimLeaseMs: number;
+  /** The database-wide bank-call limit (the bank client calls through it). */
+  limiter: DbLimiter;
+  /** How long one bank-call slot is leased. */
+  slotLeaseMs: number;
 }
 
 export class PayloadError extends Error {

@@ -74,7 +74,8 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   const holder = () => poolId;
   const bankRetryTimeMs = Math.max(30_000, config.bank.timeoutMs * 4);
   const claimLeaseMs = bankRetryTimeMs + config.bank.timeoutMs * 3;
-  const limiter = createDbLimiter(db, { holder, leaseMs: config.bank.timeoutMs + 5_000, maxWaitMs: 120_000, localCap: config.bank.maxInFlight });
+  const slotLeaseMs = config.bank.timeoutMs + 5_000;
+  const limiter = createDbLimiter(db, { holder, leaseMs: slotLeaseMs, maxWaitMs: 120_000, localCap: config.bank.maxInFlight });
   const bank = createNhBankClient({
     baseUrl: o.bankUrl,
     iscd: config.bank.iscd,
@@ -86,7 +87,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
     limiter,
     logger: logger.child({ component: 'bank' }),
   });
-  const ctx: TaskContext = { db, bank, config, logger, holder, claimLeaseMs };
+  const ctx: TaskContext = { db, bank, config, logger, holder, claimLeaseMs, limiter, slotLeaseMs };
 
   // A payload that cannot be parsed will never parse: fail that job for good
   // (it stays visible in graphile_worker.jobs with its error) instead of retrying.
