@@ -1,6 +1,8 @@
 import type pg from 'pg';
 import type { BenchDatabase } from './database.js';
 import type { BenchOptions } from './options.js';
+import { waitIdle } from './payday.js';
+import { stopChildren, type Child } from './procs.js';
 
 /** What every figure needs: options, the payout database and a control connection to it. */
 export interface BenchContext {
@@ -45,4 +47,17 @@ export function registered(ctx: BenchContext) {
     const r = await ctx.ctl.query('select 1 from settlement.workers where pid = $1', [pid]);
     return (r.rowCount ?? 0) > 0;
   };
+}
+
+/** Stops `settle worker` processes once idle (SIGTERM, SIGKILL after 10 s) and says so if that was slow. */
+export async function stopSettleWorkers(ctx: BenchContext, label: string, workers: Child[]): Promise<void> {
+  await waitIdle(ctx.ctl).catch(() => undefined);
+  const t = performance.now();
+  const killed = await stopChildren(workers);
+  // A SIGTERMed `settle worker` currently exits before its own cleanup
+  // (worker_gone) runs; remove its heartbeat row as that would have, so the
+  // next workers do not spend the next timed run "recovering" it.
+  await ctx.ctl.query('delete from settlement.workers where pid = any($1::int[])', [workers.map((w) => w.pid)]).catch(() => undefined);
+  if (killed > 0) ctx.say(`${label}: ${killed} worker(s) ignored SIGTERM for 10 s and were killed`);
+  else if (performance.now() - t > 3000) ctx.say(`${label}: workers took ${((performance.now() - t) / 1000).toFixed(1)} s to stop`);
 }

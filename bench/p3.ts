@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startBankSimulator } from '../src/bank/simulator.js';
-import { registered, TOKEN, WARMUP_CHUNKS, workerEnv, type BenchContext } from './context.js';
+import { registered, stopSettleWorkers, TOKEN, WARMUP_CHUNKS, workerEnv, type BenchContext } from './context.js';
 import { cpuMeter, type CpuSplit } from './cpu.js';
 import { fundSimulator } from './fixtures.js';
-import { timedDay, type PayoutProfile } from './p1.js';
-import { runDay, waitIdle } from './payday.js';
+import { timedDay, type PayoutProfile } from './timed.js';
+import { runDay } from './payday.js';
 import { startNoopWorkers, startSettleWorkers, stopChildren } from './procs.js';
 import { BENCH_TAG } from './profile.js';
 
@@ -72,15 +72,7 @@ export async function runP3(ctx: BenchContext): Promise<P3Result> {
       };
       ctx.say(`P3: payout path ${payout.chunksPerSec.toFixed(0)} chunks/s; now graphile-worker no-op`);
     } finally {
-      await waitIdle(ctx.ctl).catch(() => undefined);
-      const t = performance.now();
-      const killed = await stopChildren(workers);
-      // A SIGTERMed `settle worker` currently exits before its own cleanup
-      // (worker_gone) runs; remove its heartbeat row as that would have, so
-      // the next workers do not spend the next timed run "recovering" it.
-      await ctx.ctl.query('delete from settlement.workers where pid = any($1::int[])', [workers.map((w) => w.pid)]).catch(() => undefined);
-      if (killed > 0) ctx.say(`P3: ${killed} worker(s) ignored SIGTERM for 10 s and were killed`);
-      else if (performance.now() - t > 3000) ctx.say(`P3: workers took ${((performance.now() - t) / 1000).toFixed(1)} s to stop`);
+      await stopSettleWorkers(ctx, 'P3', workers);
     }
   } finally {
     await sim.close();

@@ -84,7 +84,8 @@ export function p3Lines(r: P3Result): string[] {
 
 export function p4RunLines(r: RecordRun): string[] {
   const head = (
-    `   ${int(r.accruals).padStart(10)} accruals → ${int(r.entries)} entries: record ${r.recordSec.toFixed(2)} s (${int(r.accrualsPerSec)} accruals/s); ` +
+    `   ${int(r.accruals).padStart(10)} accruals → ${int(r.entries)} entries: record ${r.recordSec.toFixed(2)} s (${int(r.accrualsPerSec)} accruals/s` +
+    `${r.tries ? `; median of ${r.tries.map((t) => t.toFixed(2)).join('/')} s` : ''}); ` +
     `seeding ${r.seedSec.toFixed(1)} s + VACUUM ANALYZE/CHECKPOINT ${r.vacuumSec.toFixed(1)} s, not timed`
   );
   const top = (r.statements ?? []).map((x) => `     ${x.toplevel ? 'rt' : ' ↳'} ${(x.totalMs / 1000).toFixed(2).padStart(6)} s  ${x.query}`);
