@@ -102,11 +102,17 @@ begin
       jsonb_build_object('account', 'due_from:' || c.from_account, 'amount', -c.amount)),
       format('chunk %s (entry %s #%s)', c.id, c.entry_id, c.seq));
   end if;
-  -- Once nothing of the day is in flight, enqueue the confirm stage. The lock
-  -- serialises the day's finishers from here to commit, and each counts with
-  -- a fresh snapshot after taking it, so the last of two racing finishers
-  -- always sees the other's result: confirm is never missed (nor doubled: the
-  -- job key collapses it).
+  -- Once nothing of the day is in flight, enqueue the confirm stage. While
+  -- chunks wait to be claimed, a later finisher will look again: no lock.
+  -- Near the end, the lock serialises the day's finishers from here to
+  -- commit, and each counts with a fresh snapshot after taking it, so the
+  -- last of two racing finishers sees the other's result (the job key
+  -- collapses doubles). A confirm missed by a finisher that saw a pending
+  -- chunk, which was then claimed, paid and finished inside this
+  -- transaction's last milliseconds, is caught by the crontab's confirm tick.
+  if exists (select 1 from settlement.chunks x where x.business_date = c.business_date and x.kind = c.kind and x.state = 'pending') then
+    return p_outcome;
+  end if;
   perform pg_advisory_xact_lock(('x' || substr(md5('daily-settlement:finish:' || c.business_date || ':' || c.kind), 1, 16))::bit(64)::bigint);
   if not exists (select 1 from settlement.chunks x where x.business_date = c.business_date and x.kind = c.kind and x.state in ('pending', 'sending')) then
     perform settlement.add_stage_job('confirm', c.business_date, c.kind);

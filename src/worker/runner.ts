@@ -132,6 +132,10 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
     parsedCronItems: parseCrontab(crontab),
     events,
     logger: graphileLogger(logger.child({ component: 'graphile-worker' })),
+    // Fetch jobs in batches (one get_job round trip serves many payouts) and
+    // complete them in batches. A crash can then re-run a job that had
+    // finished; every task is idempotent, so that costs a no-op.
+    preset: { worker: { localQueue: { size: concurrency }, completeJobBatchDelay: 0 } },
   });
 
   const host = os.hostname();
