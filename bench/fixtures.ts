@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { BankSimulator } from '../src/bank/simulator.js';
+import type { BankSimulator } from '../src/bank-sim/simulator.js';
 import { corporateAccountNo, loanAccountNo, settlementAccountNo } from '../src/seed.js';
 
 /**

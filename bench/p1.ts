@@ -1,4 +1,4 @@
-import { startBankSimulator, type BankSimulator } from '../src/bank/simulator.js';
+import { startBankSimulator, type BankSimulator } from '../src/bank-sim/simulator.js';
 import { registered, stopSettleWorkers, TOKEN, WARMUP_CHUNKS, workerEnv, type BenchContext } from './context.js';
 import type { CpuSplit } from './cpu.js';
 import { fundSimulator } from './fixtures.js';

@@ -1,6 +1,6 @@
 import { kstYmd } from '../src/bank/kst.js';
 import { createNhBankClient } from '../src/bank/nh-client.js';
-import type { BankSimulator } from '../src/bank/simulator.js';
+import type { BankSimulator } from '../src/bank-sim/simulator.js';
 import { loanAccountNo } from '../src/seed.js';
 import { TOKEN } from './context.js';
 import { CHUNK_KRW, SETTLEMENT_ACCOUNT } from './fixtures.js';

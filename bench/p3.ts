@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startBankSimulator } from '../src/bank/simulator.js';
+import { startBankSimulator } from '../src/bank-sim/simulator.js';
 import { registered, stopSettleWorkers, TOKEN, WARMUP_CHUNKS, workerEnv, type BenchContext } from './context.js';
 import { cpuMeter, type CpuSplit } from './cpu.js';
 import { fundSimulator } from './fixtures.js';

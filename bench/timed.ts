@@ -1,4 +1,4 @@
-import type { BankSimulator } from '../src/bank/simulator.js';
+import type { BankSimulator } from '../src/bank-sim/simulator.js';
 import type { BenchContext } from './context.js';
 import { cpuMeter } from './cpu.js';
 import { closeDay, payDay, prepareDay, waitIdle } from './payday.js';

@@ -11,11 +11,11 @@ import { pino } from 'pino';
 import { BankConsistencyError, BankInputError, BankRejectedError } from '../src/bank/errors.js';
 import { createNhBankClient, type NhBankClientOptions } from '../src/bank/nh-client.js';
 import { CLIENT_CODES } from '../src/bank/rpcd.js';
-import { simAdminClient } from '../src/bank/sim-admin-client.js';
-import { mulberry32 } from '../src/bank/sim-rng.js';
-import { planRequest } from '../src/bank/sim-faults.js';
-import { runtimeConfigOf, parseSimOptions, type SimOptionsInput } from '../src/bank/sim-options.js';
-import { startBankSimulator, type BankSimulator } from '../src/bank/simulator.js';
+import { simAdminClient } from '../src/bank-sim/sim-admin-client.js';
+import { mulberry32 } from '../src/bank-sim/sim-rng.js';
+import { planRequest } from '../src/bank-sim/sim-faults.js';
+import { runtimeConfigOf, parseSimOptions, type SimOptionsInput } from '../src/bank-sim/sim-options.js';
+import { startBankSimulator, type BankSimulator } from '../src/bank-sim/simulator.js';
 import type { BankLimiter, TransferRequest } from '../src/bank/types.js';
 
 const TOKEN = 'test-token-7f3a9c';

@@ -6,9 +6,9 @@ import t from 'tap';
 import http from 'node:http';
 import { createNhBankClient } from '../src/bank/nh-client.js';
 import { API_SVC_CD, type ApiNm } from '../src/bank/protocol.js';
-import { simAdminClient } from '../src/bank/sim-admin-client.js';
-import { simOptionsSchema } from '../src/bank/sim-options.js';
-import { startBankSimulator, type BankSimulator } from '../src/bank/simulator.js';
+import { simAdminClient } from '../src/bank-sim/sim-admin-client.js';
+import { simOptionsSchema } from '../src/bank-sim/sim-options.js';
+import { startBankSimulator, type BankSimulator } from '../src/bank-sim/simulator.js';
 
 const TOKEN = 'sim-token';
 const DAY = '20250314';

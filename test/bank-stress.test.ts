@@ -7,8 +7,8 @@
  */
 import t, { type Test } from 'tap';
 import { createNhBankClient } from '../src/bank/nh-client.js';
-import { simAdminClient } from '../src/bank/sim-admin-client.js';
-import { startBankSimulator } from '../src/bank/simulator.js';
+import { simAdminClient } from '../src/bank-sim/sim-admin-client.js';
+import { startBankSimulator } from '../src/bank-sim/simulator.js';
 import type { BankLimiter, TransferRequest, TransferResult } from '../src/bank/types.js';
 
 const N = 1000;

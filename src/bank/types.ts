@@ -1,6 +1,6 @@
 /**
  * The bank port: what the rest of daily-settlement needs from a bank, in our own
- * terms. `nh-client.ts` adapts it to NH Developers' JSON API; `simulator.ts` plays
+ * terms. `nh-client.ts` adapts it to NH Developers' JSON API; `../bank-sim/simulator.ts` plays
  * the bank in tests, the demo and the benchmark.
  *
  * Money is integer KRW as `bigint` everywhere on this path.

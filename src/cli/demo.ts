@@ -3,7 +3,7 @@ import pg from 'pg';
 import { sql } from 'slonik';
 import { z } from 'zod';
 import type { Config } from '../config.js';
-import { startBankSimulator } from '../bank/simulator.js';
+import { startBankSimulator } from '../bank-sim/simulator.js';
 import { createDbPool, type DatabasePool } from '../db/pool.js';
 import { dailyStatus, enqueueStage, KINDS } from '../db/queries.js';
 import type { Logger } from '../log.js';

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Config } from '../config.js';
-import { startBankSimulator } from '../bank/simulator.js';
+import { startBankSimulator } from '../bank-sim/simulator.js';
 import { createDbPool } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import { onShutdown, openDatabase } from '../runtime.js';

@@ -1,6 +1,6 @@
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { startBankSimulator, type BankSimulator } from '../../src/bank/simulator.js';
+import { startBankSimulator, type BankSimulator } from '../../src/bank-sim/simulator.js';
 import type { DatabasePool } from '../../src/db/pool.js';
 import { dailyStatus, type StatusRow } from '../../src/db/queries.js';
 import { ledgerTransfers, reconcile, simulatorTransfers } from '../../src/reconcile.js';

@@ -10,10 +10,10 @@
  * The simulator books under the request's Header.Tsymd and does not compare it
  * with its own clock, so tests can play any date.
  */
-import { isValidYmd, kstHms, kstStamp } from './kst.js';
-import { parseKrw } from './money.js';
-import { API, API_SVC_CD, CHECKED_BY, IS_TUNO_PATTERN, NH_BANK_CODE, type ApiNm } from './protocol.js';
-import { RPCD, describeRpcd } from './rpcd.js';
+import { isValidYmd, kstHms, kstStamp } from '../bank/kst.js';
+import { parseKrw } from '../bank/money.js';
+import { API, API_SVC_CD, CHECKED_BY, IS_TUNO_PATTERN, NH_BANK_CODE, type ApiNm } from '../bank/protocol.js';
+import { RPCD, describeRpcd } from '../bank/rpcd.js';
 import type { SimLedger } from './sim-ledger.js';
 import type { SimStats } from './sim-stats.js';
 

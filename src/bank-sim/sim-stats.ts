@@ -1,5 +1,5 @@
 /** Counters of the simulator, served as JSON by `GET /_sim/stats`. */
-import { ALL_APIS } from './protocol.js';
+import { ALL_APIS } from '../bank/protocol.js';
 
 export interface SimStats {
   calls: number;

@@ -4,8 +4,8 @@
  * so with node's single thread a transfer's checks, debit, credit and record are
  * atomic without locks. All lookups are Map-based and O(1).
  */
-import type { ApiNm } from './protocol.js';
-import { RPCD } from './rpcd.js';
+import type { ApiNm } from '../bank/protocol.js';
+import { RPCD } from '../bank/rpcd.js';
 
 export interface SimAccount {
   balance: bigint;

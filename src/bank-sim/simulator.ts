@@ -32,8 +32,8 @@ import {
 } from './sim-options.js';
 import { mulberry32 } from './sim-rng.js';
 import { newStats, statsJson, type SimStats } from './sim-stats.js';
-import { isApiNm, isTransferApi, type ApiNm } from './protocol.js';
-import { RPCD } from './rpcd.js';
+import { isApiNm, isTransferApi, type ApiNm } from '../bank/protocol.js';
+import { RPCD } from '../bank/rpcd.js';
 
 export { simOptionsSchema, parseSimOptions, type SimOptions, type SimOptionsInput } from './sim-options.js';
 
