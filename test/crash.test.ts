@@ -44,3 +44,25 @@ t.test('a worker killed with SIGKILL mid-payout loses nothing and pays nothing t
   t.ok(survivor.logs.some((l) => l.includes('worker:recovered')), 'the survivor logged the recovery');
   await checkInvariants(t, db, sim.url);
 });
+
+t.test('SIGTERM stops a worker gracefully: exit 0, deregistered, no job left locked', async (t) => {
+  const { url, db } = await freshDb(t);
+  const sim = await startSim(t, { latencyMs: 100 });
+  const D = pastDate(1);
+  await seed(db, { date: D, accounts: 30, kinds: ['tax'] });
+  await fundSimulator(db, sim.url);
+  const w = await spawnWorker(t, workerEnv(url, sim.url));
+  await enqueueStage(db, 'record', D, 'tax');
+  await waitFor('payouts under way', async () =>
+    (await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from settlement.chunks where state = 'succeeded'`)) > 0n);
+  w.child.kill('SIGTERM');
+  t.equal(await w.exited, 0, 'exit code 0');
+  const rows = await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from settlement.workers where pool_id = ${w.poolId}`);
+  t.equal(rows, 0n, 'its heartbeat row is gone');
+  const locked = await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from graphile_worker.jobs where locked_by = ${w.poolId}`);
+  t.equal(locked, 0n, 'it left no job locked');
+  // The rest of the day finishes on another worker.
+  await spawnWorker(t, workerEnv(url, sim.url));
+  await waitAllWithdrawn(db, [D], 1, 120_000);
+  await checkInvariants(t, db, sim.url);
+});

@@ -30,16 +30,23 @@ export async function cmdWorker(argv: string[], config: Config, logger: Logger) 
   }
   const worker = await startWorker({ config: cfg, databaseUrl: database.url, bankUrl, logger });
   const health = await startHealthServer(cfg.httpPort, worker, logger);
-  const stop = async () => {
-    await worker.stop();
-    await health.close();
-    await closeSim();
-    await database.stop();
-  };
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      await worker.stop();
+      await health.close();
+      await closeSim();
+      await database.stop();
+    })());
   onShutdown(logger, stop);
-  await worker.promise.catch(async (e) => {
+  try {
+    await worker.promise;
+  } catch (e) {
     logger.fatal({ event: 'worker:crashed', err: (e as Error).message }, 'worker crashed');
     await stop().catch(() => undefined);
     process.exit(1);
-  });
+  }
+  // The runner resolves as soon as it stopped taking jobs: finish the whole
+  // shutdown (deregister, close pools, stop the database) before returning.
+  await stop();
 }
