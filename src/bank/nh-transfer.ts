@@ -42,7 +42,7 @@ import { withRetry, type RetryPolicy } from './nh-retry.js';
 import { callNh, type NhConnection } from './nh-wire.js';
 import { NH_BANK_CODE, TRANSFER_API } from './protocol.js';
 import { CLIENT_CODES, FINAL_FAILURE_CODES, FINAL_NOT_RECORDED_CODES, RPCD, TRANSIENT_CODES, describeRpcd } from './rpcd.js';
-import type { TransferRequest, TransferResult } from './types.js';
+import type { InquiryResult, TransferRequest, TransferResult } from './types.js';
 
 export interface TransferPolicy {
   retry: RetryPolicy;
@@ -88,44 +88,40 @@ async function resolve(
 ): Promise<TransferResult> {
   let lastReason = '';
   // Set once any attempt may have reached the bank's books without a clear answer.
-  const doubt = { value: false };
+  const doubt = { value: req.resume === true };
+  // Why the bank must be asked before (another) send; null = send.
+  let ask: string | null = req.resume ? 'an earlier attempt may have reached the bank' : null;
   for (let round = 1; round <= policy.maxRounds; round++) {
-    let sent: SendOutcome;
-    try {
-      sent = await withRetry(policy.retry, log, { ...context, round }, (attempt) =>
-        sendOnce(conn, log, req, { ...context, round, attempt }, doubt),
-      );
-    } catch (err) {
-      if (!(err instanceof BankTransientError)) throw err;
-      // Every attempt was turned away before processing (or by a gateway); the
-      // bank may be down. A later call under the same IsTuno is safe.
-      return { status: 'unknown', reason: `bank unavailable: ${err.message}` };
-    }
-    switch (sent.kind) {
-      case 'succeeded':
-        return { status: 'succeeded', bankRef: bankRefOf(req.tsymd, req.isTuno), processedAt: sent.processedAt, resolvedBy: 'call' };
-      case 'failed':
-        return { status: 'failed', code: sent.code, message: sent.message };
-      case 'date_passed':
-        return afterOriginalDate(conn, policy, log, req, sent.today);
-      case 'ask':
-        break;
+    if (ask === null) {
+      let sent: SendOutcome;
+      try {
+        sent = await withRetry(policy.retry, log, { ...context, round }, (attempt) =>
+          sendOnce(conn, log, req, { ...context, round, attempt }, doubt),
+        );
+      } catch (err) {
+        if (!(err instanceof BankTransientError)) throw err;
+        // Every attempt was turned away before processing (or by a gateway); the
+        // bank may be down. A later call under the same IsTuno is safe.
+        return { status: 'unknown', reason: `bank unavailable: ${err.message}` };
+      }
+      switch (sent.kind) {
+        case 'succeeded':
+          return { status: 'succeeded', bankRef: bankRefOf(req.tsymd, req.isTuno), processedAt: sent.processedAt, resolvedBy: 'call' };
+        case 'failed':
+          return { status: 'failed', code: sent.code, message: sent.message };
+        case 'date_passed':
+          return afterOriginalDate(conn, policy, log, req, sent.today);
+        case 'ask':
+          ask = sent.reason;
+          break;
+      }
     }
     doubt.value = true;
-    lastReason = sent.reason;
-    const answer = await inquireWithRetry(conn, policy.retry, log, req, sent.reason);
-    switch (answer.status) {
-      case 'succeeded':
-        checkAmount(req, answer.amount);
-        return { status: 'succeeded', bankRef: answer.bankRef, processedAt: answer.processedAt, resolvedBy: 'inquiry' };
-      case 'failed':
-        return { status: 'failed', code: answer.code, message: answer.message };
-      case 'unknown':
-        return { status: 'unknown', reason: `${sent.reason}; ${answer.reason}` };
-      case 'not_found':
-        // Never booked: the next round sends again under the same IsTuno.
-        continue;
-    }
+    lastReason = ask;
+    const settled = fromInquiry(req, await inquireWithRetry(conn, policy.retry, log, req, ask), ask);
+    if (settled) return settled;
+    // Never booked: the next round sends again under the same IsTuno.
+    ask = null;
   }
   return { status: 'unknown', reason: `no settled outcome after ${policy.maxRounds} rounds (last: ${lastReason})` };
 }
@@ -185,18 +181,9 @@ async function afterOriginalDate(
     // Our clock is behind whoever chose tsymd; sending now would use another date.
     return { status: 'unknown', reason: `clock date ${today} is before the transfer date ${req.tsymd}` };
   }
-  const answer = await inquireWithRetry(conn, policy.retry, log, req, `original date ${req.tsymd} passed (today ${today})`);
-  switch (answer.status) {
-    case 'succeeded':
-      checkAmount(req, answer.amount);
-      return { status: 'succeeded', bankRef: answer.bankRef, processedAt: answer.processedAt, resolvedBy: 'inquiry' };
-    case 'failed':
-      return { status: 'failed', code: answer.code, message: answer.message };
-    case 'unknown':
-      return { status: 'unknown', reason: `original date ${req.tsymd} passed; ${answer.reason}` };
-    case 'not_found':
-      break;
-  }
+  const why = `original date ${req.tsymd} passed (today ${today})`;
+  const settled = fromInquiry(req, await inquireWithRetry(conn, policy.retry, log, req, why), why);
+  if (settled) return settled;
   const finalAt = kstEndOfDay(req.tsymd).getTime() + policy.expiryGraceMs;
   if (conn.now().getTime() < finalAt) {
     return { status: 'unknown', reason: `original date ${req.tsymd} passed, not booked so far; final after the grace period` };
@@ -206,6 +193,21 @@ async function afterOriginalDate(
     code: CLIENT_CODES.EXPIRED_NOT_BOOKED,
     message: `not booked on ${req.tsymd} and no longer sendable under IsTuno ${req.isTuno}`,
   };
+}
+
+/** What an inquiry's answer means for the transfer; null when the bank has no such transaction. */
+function fromInquiry(req: TransferRequest, answer: InquiryResult, why: string): TransferResult | null {
+  switch (answer.status) {
+    case 'succeeded':
+      checkAmount(req, answer.amount);
+      return { status: 'succeeded', bankRef: answer.bankRef, processedAt: answer.processedAt, resolvedBy: 'inquiry' };
+    case 'failed':
+      return { status: 'failed', code: answer.code, message: answer.message };
+    case 'unknown':
+      return { status: 'unknown', reason: `${why}; ${answer.reason}` };
+    case 'not_found':
+      return null;
+  }
 }
 
 function checkAmount(req: TransferRequest, booked: bigint | undefined): void {

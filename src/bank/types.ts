@@ -22,6 +22,13 @@ export interface TransferRequest {
   /** KRW, > 0 and <= perCallLimit. */
   amount: bigint;
   memo?: string;
+  /**
+   * An earlier attempt under this IsTuno may have reached the bank (a worker
+   * died mid-call): the client asks the bank first, and sends only on "not
+   * found". Answers that prove nothing about earlier attempts (A0002, A0230)
+   * are then resolved by inquiry too.
+   */
+  resume?: boolean;
 }
 
 export type TransferResult =
