@@ -248,8 +248,19 @@ begin
 end $$;
 comment on function settlement.retry_failed is 'Operator: re-enqueues the chunks (and withdrawal) of a day that failed for good, under new IsTunos. Returns how many.';
 
--- Operator / crontab: enqueue stage jobs. Null date = every open day (oldest
--- first, days whose withdraw is not done and that are over); null kind = every kind.
+-- Days that are over and not fully settled (withdraw not done), oldest first:
+-- what the crontab's stage ticks and enqueue_stage(stage) work through.
+create function settlement.open_days()
+returns table (business_date date, kind settlement.kind)
+language sql stable as $$
+  select w.business_date, w.kind from settlement.stage_runs w
+  where w.stage = 'withdraw' and w.state <> 'done' and w.business_date < settlement.today()
+  order by w.business_date, w.kind
+$$;
+comment on function settlement.open_days is 'Days that are over and whose withdraw is not done, oldest first.';
+
+-- Operator / crontab: enqueue stage jobs. Null date = every open day; null
+-- kind = every kind.
 create function settlement.enqueue_stage(stage settlement.stage, business_date date default null, kind settlement.kind default null)
 returns integer
 language plpgsql as $$
@@ -261,22 +272,11 @@ begin
     perform settlement.raise_error('ST001', 'enqueue_stage: stage is required');
   end if;
   for r in
-    select d.business_date as d, k.kind as k
-    from (
-      select distinct x.business_date from settlement.days x
-      where enqueue_stage.business_date is null
-        and x.business_date < settlement.today()
-        and exists (select 1 from settlement.stage_runs s where s.business_date = x.business_date and s.stage = 'withdraw' and s.state <> 'done')
-      union
-      select enqueue_stage.business_date where enqueue_stage.business_date is not null
-    ) d
-    cross join (
-      select unnest(enum_range(null::settlement.kind)) as kind where enqueue_stage.kind is null
-      union all
-      select enqueue_stage.kind where enqueue_stage.kind is not null
-    ) k
-    where enqueue_stage.business_date is not null
-       or exists (select 1 from settlement.stage_runs s where s.business_date = d.business_date and s.kind = k.kind and s.stage = 'withdraw' and s.state <> 'done')
+    select o.business_date as d, o.kind as k from settlement.open_days() o
+    where enqueue_stage.business_date is null and (enqueue_stage.kind is null or o.kind = enqueue_stage.kind)
+    union all
+    select enqueue_stage.business_date, k.kind from unnest(enum_range(null::settlement.kind)) as k(kind)
+    where enqueue_stage.business_date is not null and (enqueue_stage.kind is null or k.kind = enqueue_stage.kind)
     order by 1, 2
   loop
     perform settlement.add_stage_job(enqueue_stage.stage, r.d, r.k);

@@ -42,11 +42,7 @@ const openDay = z.object({ business_date: z.string(), kind: kindSchema });
 /** Days that are over and not fully settled, oldest first. */
 export function openDays(db: DatabasePool): Promise<readonly z.infer<typeof openDay>[]> {
   return wrap(db.any(sql.type(openDay)`
-    select d.business_date::text as business_date, d.kind::text as kind
-    from settlement.days d
-    join settlement.stage_runs w on w.business_date = d.business_date and w.kind = d.kind and w.stage = 'withdraw'
-    where w.state <> 'done' and d.business_date < settlement.today()
-    order by d.business_date, d.kind`));
+    select business_date::text as business_date, kind::text as kind from settlement.open_days() order by 1, 2`));
 }
 
 export const claimSchema = z.object({
