@@ -11,6 +11,7 @@ import { pino } from 'pino';
 import { BankConsistencyError, BankInputError, BankRejectedError } from '../src/bank/errors.js';
 import { createNhBankClient, type NhBankClientOptions } from '../src/bank/nh-client.js';
 import { CLIENT_CODES } from '../src/bank/rpcd.js';
+import { createSemaphore } from '../src/bank/semaphore.js';
 import { simAdminClient } from '../src/bank-sim/sim-admin-client.js';
 import { mulberry32 } from '../src/bank-sim/sim-rng.js';
 import { planRequest } from '../src/bank-sim/sim-faults.js';
@@ -347,30 +348,14 @@ t.test('a transfer dated ahead of the clock is not sent', async (tt) => {
 });
 
 t.test('the limiter wraps every call and holds the global in-flight limit', async (tt) => {
-  let inside = 0;
-  let most = 0;
-  const waiting: Array<() => void> = [];
   const CAP = 4;
-  const limiter: BankLimiter = {
-    async run(fn) {
-      if (inside >= CAP) await new Promise<void>((r) => waiting.push(r));
-      else inside++;
-      most = Math.max(most, inside);
-      try {
-        return await fn();
-      } finally {
-        const next = waiting.shift();
-        if (next) next();
-        else inside--;
-      }
-    },
-  };
+  const limiter = createSemaphore(CAP);
   const { client, admin } = await harness(tt, { latencyMs: 10, timeoutAfterRate: 0.2 }, { limiter, timeoutMs: 100 });
   const rs = await Promise.all(Array.from({ length: 40 }, (_, i) => client.transfer(payout(`L${i}`, 1_000n))));
   for (const r of rs) tt.equal(r.status, 'succeeded');
   const stats = await admin.stats();
   tt.ok(stats.maxArrivals <= CAP, `at most ${CAP} calls reached the bank at once (saw ${stats.maxArrivals})`);
-  tt.equal(most, CAP);
+  tt.equal(limiter.most(), CAP);
   tt.equal((await admin.transfers()).length, 40);
 });
 

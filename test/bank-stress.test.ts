@@ -7,6 +7,7 @@
  */
 import t, { type Test } from 'tap';
 import { createNhBankClient } from '../src/bank/nh-client.js';
+import { createSemaphore } from '../src/bank/semaphore.js';
 import { simAdminClient } from '../src/bank-sim/sim-admin-client.js';
 import { startBankSimulator } from '../src/bank-sim/simulator.js';
 import type { BankLimiter, TransferRequest, TransferResult } from '../src/bank/types.js';
@@ -26,23 +27,6 @@ const DAY = '20250314';
 const CLIENT_IN_FLIGHT = 100;
 const SIM_IN_FLIGHT = 50;
 
-function semaphore(cap: number): BankLimiter {
-  let inside = 0;
-  const waiting: Array<() => void> = [];
-  return {
-    async run(fn) {
-      if (inside < cap) inside++;
-      else await new Promise<void>((resolve) => waiting.push(resolve));
-      try {
-        return await fn();
-      } finally {
-        const next = waiting.shift();
-        if (next) next();
-        else inside--;
-      }
-    },
-  };
-}
 
 const seed = Number(process.env['BANK_STRESS_SEED'] ?? Math.floor(Math.random() * 2 ** 31));
 
@@ -153,7 +137,7 @@ async function chaos(tt: Test, scenario: Scenario): Promise<void> {
 }
 
 t.test(`1,000 concurrent transfers under faults, through a limiter, stay exactly-once (seed ${seed})`, (tt) =>
-  chaos(tt, { limiter: semaphore(CLIENT_IN_FLIGHT), latencyMs: 5 }),
+  chaos(tt, { limiter: createSemaphore(CLIENT_IN_FLIGHT), latencyMs: 5 }),
 );
 
 t.test(`1,000 concurrent transfers with no limiter — a storm of timeouts — stay exactly-once (seed ${seed})`, (tt) =>

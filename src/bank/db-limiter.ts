@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'slonik';
 import { z } from 'zod';
 import type { DatabasePool } from '../db/pool.js';
+import { createSemaphore } from './semaphore.js';
 import type { BankLimiter } from './types.js';
 
 export class BankSlotTimeoutError extends Error {
@@ -32,22 +33,9 @@ export interface DbLimiter extends BankLimiter {
  * database for more slots than it could use.
  */
 export function createDbLimiter(db: DatabasePool, opts: { holder: () => string; leaseMs: number; maxWaitMs: number; localCap: number }): DbLimiter {
-  let inUse = 0;
   let seq = 0;
-  const waiters: Array<() => void> = [];
+  const local = createSemaphore(opts.localCap);
   const preTaken = new AsyncLocalStorage<{ slot: number; used: boolean }>();
-  const enterLocal = async () => {
-    if (inUse < opts.localCap) {
-      inUse++;
-      return;
-    }
-    await new Promise<void>((resolve) => waiters.push(resolve));
-  };
-  const leaveLocal = () => {
-    const next = waiters.shift();
-    if (next) next();
-    else inUse--;
-  };
   const token = () => `${opts.holder()}/${++seq}`;
 
   const acquire = async (holder: string): Promise<number> => {
@@ -66,7 +54,7 @@ export function createDbLimiter(db: DatabasePool, opts: { holder: () => string; 
 
   return {
     token,
-    inUse: () => inUse,
+    inUse: () => local.inside(),
     withSlot: (slot, fn) => (slot ? preTaken.run({ slot: slot.slot, used: false }, fn) : fn()),
     async run<T>(fn: () => Promise<T>): Promise<T> {
       const pre = preTaken.getStore();
@@ -74,8 +62,7 @@ export function createDbLimiter(db: DatabasePool, opts: { holder: () => string; 
         pre.used = true;
         return fn();
       }
-      await enterLocal();
-      try {
+      return local.run(async () => {
         const holder = token();
         const slot = await acquire(holder);
         try {
@@ -85,9 +72,7 @@ export function createDbLimiter(db: DatabasePool, opts: { holder: () => string; 
             .query(sql.unsafe`select settlement.release_bank_slot(${slot}, ${holder})`)
             .catch(() => undefined); // the lease expires on its own
         }
-      } finally {
-        leaveLocal();
-      }
+      });
     },
   };
 }
