@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { APIS, apiSvcEnvName, DEFAULT_API_SVC_CD, type ApiNm, type ApiSvcCodes } from './nh/contract.js';
 
 /**
  * The one place that reads the environment. Every variable of SPEC 4.2 is
@@ -79,7 +80,25 @@ const digits = (name: string, fallback: string, len: number) =>
       return s;
     });
 
+const svcCode = (api: ApiNm) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const s = v === undefined || v.trim() === '' ? DEFAULT_API_SVC_CD[api].code : v.trim();
+      if (!/^[0-9A-Za-z_]{1,20}$/.test(s)) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${apiSvcEnvName(api)} must be 1-20 letters, digits or _ (NH's ApiSvcCd), got "${v}"` });
+        return z.NEVER;
+      }
+      return s;
+    });
+
+/** One setting per NH API's ApiSvcCd: BANK_SVC_DRAWING_TRANSFER, ... (defaults in src/nh/contract.ts). */
+const svcShape = Object.fromEntries(APIS.map((api) => [apiSvcEnvName(api), svcCode(api)])) as Record<string, ReturnType<typeof svcCode>>;
+
 export const envSchema = z.object({
+  ...svcShape,
+  BANK_BRDT_BRNO: digits('BANK_BRDT_BRNO', '1234567890', 10),
   DATABASE_URL: optionalUrl('DATABASE_URL', ['postgres:', 'postgresql:']),
   BANK_URL: optionalUrl('BANK_URL', ['http:', 'https:']),
   BANK_ISCD: digits('BANK_ISCD', '000001', 6),
@@ -121,6 +140,10 @@ export interface Config {
     iscd: string;
     fintechApsno: string;
     accessToken: string;
+    /** ApiSvcCd per NH API. */
+    svcCodes: ApiSvcCodes;
+    /** BrdtBrno sent when registering fin-accounts (the institution's business registration number). */
+    brdtBrno: string;
     perCallLimit: bigint;
     maxInFlight: number;
     timeoutMs: number;
@@ -153,6 +176,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       iscd: e.BANK_ISCD,
       fintechApsno: e.BANK_FINTECH_APSNO,
       accessToken: e.BANK_ACCESS_TOKEN,
+      svcCodes: Object.fromEntries(APIS.map((api) => [api, (e as Record<string, unknown>)[apiSvcEnvName(api)] as string])) as Record<ApiNm, string>,
+      brdtBrno: e.BANK_BRDT_BRNO,
       perCallLimit: e.BANK_PER_CALL_LIMIT,
       maxInFlight: e.BANK_MAX_IN_FLIGHT,
       timeoutMs: e.BANK_TIMEOUT_MS,

@@ -1,7 +1,8 @@
 import { sql } from 'slonik';
 import { z } from 'zod';
 import type { DatabasePool } from './db/pool.js';
-import { KINDS, type Kind } from './db/queries.js';
+import { simAdminClient } from './bank-sim/sim-admin-client.js';
+import { KINDS, recordFinAccount, type Kind } from './db/queries.js';
 
 export interface SeedOptions {
   date: string;
@@ -15,6 +16,10 @@ export interface SeedOptions {
 export const loanAccountNo = (i: number) => `1${String(i).padStart(9, '0')}`;
 export const settlementAccountNo = (k: Kind) => `2${String(KINDS.indexOf(k) + 1).padStart(9, '0')}`;
 export const corporateAccountNo = (k: Kind) => `3${String(KINDS.indexOf(k) + 1).padStart(9, '0')}`;
+/** One NH app (and so one contracted settlement account) per kind. */
+export const fintechApsnoOf = (k: Kind) => String(KINDS.indexOf(k) + 1).padStart(3, '0');
+/** The corporate accounts are at NH (011), except one at another bank (004), so both withdrawal APIs are used. */
+export const corporateBankOf = (k: Kind) => (k === 'withdrawal_fee' ? '004' : '011');
 
 export class SeedError extends Error {
   override name = 'SeedError';
@@ -42,13 +47,17 @@ export async function seed(db: DatabasePool, o: SeedOptions): Promise<{ accounts
       on conflict do nothing`);
     for (const k of KINDS) {
       await tx.query(sql.unsafe`
-        insert into settlement.accounts (account_no, role, holder) values
-          (${settlementAccountNo(k)}, 'settlement', ${'settlement ' + k}),
-          (${corporateAccountNo(k)}, 'corporate', ${'corporate ' + k})
+        insert into settlement.accounts (account_no, role, holder, bank_code) values
+          (${settlementAccountNo(k)}, 'settlement', ${'settlement ' + k}, '011'),
+          (${corporateAccountNo(k)}, 'corporate', ${'corporate ' + k}, ${corporateBankOf(k)})
         on conflict do nothing`);
       await tx.query(sql.unsafe`
-        insert into settlement.kind_accounts (kind, settlement_account, corporate_account)
-        values (${k}::settlement.kind, ${settlementAccountNo(k)}, ${corporateAccountNo(k)})
+        insert into settlement.contracts (fintech_apsno, settlement_account)
+        values (${fintechApsnoOf(k)}, ${settlementAccountNo(k)})
+        on conflict do nothing`);
+      await tx.query(sql.unsafe`
+        insert into settlement.kind_accounts (kind, settlement_account, corporate_account, fintech_apsno)
+        values (${k}::settlement.kind, ${settlementAccountNo(k)}, ${corporateAccountNo(k)}, ${fintechApsnoOf(k)})
         on conflict do nothing`);
     }
     let accruals = 0;
@@ -83,7 +92,7 @@ export async function seed(db: DatabasePool, o: SeedOptions): Promise<{ accounts
   });
 }
 
-const balanceRow = z.object({ account_no: z.string(), balance: z.bigint() });
+const balanceRow = z.object({ account_no: z.string(), bank_code: z.string(), balance: z.bigint() });
 
 /**
  * The balance each account should have at the bank, from our own books: a loan
@@ -99,7 +108,7 @@ export function expectedBankBalances(db: DatabasePool) {
       select substr(ledger_account, 6) as account_no, sum(amount) as s
       from settlement.journal_lines where ledger_account like 'bank:%' group by ledger_account
     )
-    select a.account_no, (coalesce(accrued.s, 0) + coalesce(moved.s, 0))::bigint as balance
+    select a.account_no, a.bank_code, (coalesce(accrued.s, 0) + coalesce(moved.s, 0))::bigint as balance
     from settlement.accounts a
     left join accrued using (account_no)
     left join moved using (account_no)
@@ -116,17 +125,54 @@ export async function isSimulator(bankUrl: string): Promise<boolean> {
   }
 }
 
-/** Opens every known account at the simulator with the balance our books imply. */
-export async function fundSimulator(db: DatabasePool, bankUrl: string): Promise<number> {
+export interface SimulatorSetup {
+  /** The institution code the workers use (BANK_ISCD): the simulator's contracts are per (Iscd, FintechApsno). */
+  iscd: string;
+  /** Also fill settlement.bank_codes with the simulator's own codes (default true). */
+  codes?: boolean;
+}
+
+/**
+ * Makes a bank simulator hold what a real institution has at NH: every known
+ * account open with the balance our books imply, and one contract per NH app
+ * (FintechApsno -> its settlement account). With `codes`, settlement.bank_codes
+ * gets the simulator's own response codes and their classes — the simulator's
+ * "contract documents" (a real NH contract's codes are filled in by an operator).
+ */
+export async function fundSimulator(db: DatabasePool, bankUrl: string, setup: SimulatorSetup): Promise<number> {
+  const admin = simAdminClient(bankUrl);
   const rows = await expectedBankBalances(db);
   for (let i = 0; i < rows.length; i += 5000) {
-    const batch = rows.slice(i, i + 5000).map((r) => ({ accountNo: r.account_no, balance: r.balance.toString() }));
-    const res = await fetch(`${bankUrl}/_sim/accounts`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ accounts: batch }),
-    });
-    if (!res.ok) throw new Error(`simulator refused accounts: HTTP ${res.status} ${await res.text()}`);
+    await admin.openAccounts(rows.slice(i, i + 5000).map((r) => ({ bncd: r.bank_code, acno: r.account_no, balance: r.balance })));
+  }
+  const contracts = await db.any(sql.type(z.object({ fintech_apsno: z.string(), account_no: z.string(), bank_code: z.string() }))`
+    select c.fintech_apsno, a.account_no, a.bank_code from settlement.contracts c join settlement.accounts a on a.account_no = c.settlement_account`);
+  await admin.registerContracts(contracts.map((c) => ({ iscd: setup.iscd, fintechApsno: c.fintech_apsno, bncd: c.bank_code, acno: c.account_no })));
+  if (setup.codes ?? true) {
+    const codes = await admin.codes();
+    const codeRows = codes.filter((c) => c.class !== null).flatMap((c) => (c.apis.length ? c.apis : ['*']).map((api) => ({ ...c, api })));
+    for (const c of codeRows) {
+      await db.query(sql.unsafe`
+        insert into settlement.bank_codes (rpcd, api, class, note) values (${c.rpcd}, ${c.api}, ${c.class}, ${'bank simulator: ' + c.meaning})
+        on conflict (rpcd, api) do update set class = excluded.class, note = excluded.note, updated_at = now()`);
+    }
   }
   return rows.length;
+}
+
+/**
+ * Registers every loan account without a fin-account through the simulator's
+ * admin shortcut (benchmarks: thousands of accounts in one call). The product
+ * registers through NH's APIs (the register task).
+ */
+export async function registerAtSimulator(db: DatabasePool, bankUrl: string): Promise<number> {
+  const admin = simAdminClient(bankUrl);
+  const loans = await db.any(sql.type(z.object({ account_no: z.string(), bank_code: z.string() }))`
+    select account_no, bank_code from settlement.accounts where role = 'loan' and fin_acno is null order by account_no`);
+  for (let i = 0; i < loans.length; i += 5000) {
+    const got = await admin.registerFinAccounts(loans.slice(i, i + 5000).map((l) => ({ bncd: l.bank_code, acno: l.account_no })));
+    const today = new Date().toISOString().slice(0, 10).replaceAll('-', '');
+    for (const g of got) await recordFinAccount(db, g.acno, g.finAcno, today);
+  }
+  return loans.length;
 }

@@ -2,9 +2,9 @@ import t from 'tap';
 import { parseCrontab } from 'graphile-worker';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { fundSimulator, seed } from '../src/seed.js';
+import { seed } from '../src/seed.js';
 import { projectCrontab } from '../src/worker/runner.js';
-import { checkInvariants, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
+import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
 import { freshDb } from './helpers/db.js';
 import { pastDate } from './helpers/fixtures.js';
 import { spawnWorker } from './helpers/procs.js';
@@ -24,7 +24,7 @@ t.test('days missed while the service was down are all caught up, oldest first, 
   const sim = await startSim(t);
   const days = [pastDate(4), pastDate(3), pastDate(2)];
   for (const d of days) await seed(db, { date: d, accounts: 8, kinds: ['tax'] });
-  await fundSimulator(db, sim.url);
+  await prepareSim(db, sim);
   await spawnWorker(t, workerEnv(url, sim.url));
   // What the crontab enqueues each minute (no date: every open day).
   await db.query(sql.unsafe`select graphile_worker.add_job('stage', '{"stage":"record","_cron":{"ts":"2026-01-01T00:00:00Z"}}'::json, job_key => 'cron:stage:record')`);

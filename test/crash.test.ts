@@ -2,8 +2,8 @@ import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
 import { enqueueStage, KINDS } from '../src/db/queries.js';
-import { fundSimulator, seed } from '../src/seed.js';
-import { checkInvariants, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
+import { seed } from '../src/seed.js';
+import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
 import { freshDb } from './helpers/db.js';
 import { pastDate } from './helpers/fixtures.js';
 import { spawnWorker, waitFor } from './helpers/procs.js';
@@ -14,15 +14,15 @@ t.test('a worker killed with SIGKILL mid-payout loses nothing and pays nothing t
   const sim = await startSim(t, { latencyMs: 150, jitterMs: 50, maxInFlight: 12 });
   const D = pastDate(1);
   await seed(db, { date: D, accounts: 150, kinds: ['tax', 'platform_fee'] });
-  await fundSimulator(db, sim.url);
+  await prepareSim(db, sim);
   const env = workerEnv(url, sim.url, { WORKER_CONCURRENCY: '6', BANK_MAX_IN_FLIGHT: '12' });
   const victim = await spawnWorker(t, env);
   await enqueueStage(db, 'record', D, null);
 
   const total = await waitFor('chunks created', async () =>
-    db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from settlement.chunks`).then((n) => (n > 0n ? n : undefined)));
+    db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from settlement.transfers where purpose = 'payout'`).then((n) => (n > 0n ? n : undefined)));
   await waitFor('some chunks paid', async () => {
-    const n = await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from settlement.chunks where state = 'succeeded'`);
+    const n = await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from settlement.transfers where purpose = 'payout' and state = 'succeeded'`);
     return n >= total / 5n;
   });
   const survivor = await spawnWorker(t, env);
@@ -50,11 +50,11 @@ t.test('SIGTERM stops a worker gracefully: exit 0, deregistered, no job left loc
   const sim = await startSim(t, { latencyMs: 100 });
   const D = pastDate(1);
   await seed(db, { date: D, accounts: 30, kinds: ['tax'] });
-  await fundSimulator(db, sim.url);
+  await prepareSim(db, sim);
   const w = await spawnWorker(t, workerEnv(url, sim.url));
   await enqueueStage(db, 'record', D, 'tax');
   await waitFor('payouts under way', async () =>
-    (await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from settlement.chunks where state = 'succeeded'`)) > 0n);
+    (await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from settlement.transfers where purpose = 'payout' and state = 'succeeded'`)) > 0n);
   w.child.kill('SIGTERM');
   t.equal(await w.exited, 0, 'exit code 0');
   const rows = await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from settlement.workers where pool_id = ${w.poolId}`);

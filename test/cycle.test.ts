@@ -1,7 +1,7 @@
 import t from 'tap';
 import { enqueueStage, KINDS } from '../src/db/queries.js';
-import { fundSimulator, seed } from '../src/seed.js';
-import { checkInvariants, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
+import { seed } from '../src/seed.js';
+import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
 import { freshDb } from './helpers/db.js';
 import { pastDate } from './helpers/fixtures.js';
 import { spawnWorker } from './helpers/procs.js';
@@ -11,7 +11,7 @@ t.test('a full day for every kind with three worker processes', async (t) => {
   const sim = await startSim(t, { latencyMs: 20, jitterMs: 10, maxInFlight: 8 });
   const D = pastDate(1);
   const s = await seed(db, { date: D, accounts: 40 });
-  await fundSimulator(db, sim.url);
+  await prepareSim(db, sim);
   const workers = await Promise.all([1, 2, 3].map(() => spawnWorker(t, workerEnv(url, sim.url))));
   t.equal(new Set(workers.map((w) => w.poolId)).size, 3, 'three distinct worker pools');
 
@@ -28,6 +28,6 @@ t.test('a full day for every kind with three worker processes', async (t) => {
   const stats = sim.statsSnapshot() as { maxInFlight: number; maxArrivals?: number };
   t.ok(stats.maxInFlight <= 8, `the bank never saw more than BANK_MAX_IN_FLIGHT=8 calls at once (saw ${stats.maxInFlight})`);
   // Every worker took part (SKIP LOCKED spreads the jobs).
-  const busy = workers.filter((w) => w.logs.some((l) => l.includes('"event":"payout:result"') || l.includes('"event":"stage:outcome"')));
+  const busy = workers.filter((w) => w.logs.some((l) => l.includes('"event":"transfer:result"') || l.includes('"event":"stage:outcome"')));
   t.ok(busy.length >= 2, `jobs ran on several processes (${busy.length} of 3 logged work)`);
 });

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { enqueueStage, KINDS } from '../src/db/queries.js';
-import { fundSimulator, seed } from '../src/seed.js';
-import { checkInvariants, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
+import { seed } from '../src/seed.js';
+import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
 import { freshDb } from './helpers/db.js';
 import { pastDate } from './helpers/fixtures.js';
 import { spawnWorker } from './helpers/procs.js';
@@ -16,7 +16,7 @@ t.test(`bank faults change nothing in the outcome (seed ${seedArg})`, async (t) 
   });
   const D = pastDate(1);
   await seed(db, { date: D, accounts: 40 });
-  await fundSimulator(db, sim.url);
+  await prepareSim(db, sim);
   // A short client timeout so that timeouts after booking resolve quickly; more
   // workers than the cap so that the "busy" path is used too.
   const env = workerEnv(url, sim.url, { BANK_TIMEOUT_MS: '400', WORKER_CONCURRENCY: '5', BANK_MAX_IN_FLIGHT: '10' });

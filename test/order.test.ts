@@ -3,8 +3,8 @@ import { sql } from 'slonik';
 import { z } from 'zod';
 import type { DatabasePool } from '../src/db/pool.js';
 import { runStage, STAGES, type Stage } from '../src/db/queries.js';
-import { fundSimulator, seed } from '../src/seed.js';
-import { checkInvariants, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
+import { seed } from '../src/seed.js';
+import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
 import { freshDb } from './helpers/db.js';
 import { pastDate } from './helpers/fixtures.js';
 import { spawnWorker } from './helpers/procs.js';
@@ -37,8 +37,8 @@ t.test('stages called in random order, duplicated and concurrently reach the sam
   const orderly = await freshDb(t);
   const chaotic = await freshDb(t, { poolSize: 12 });
   for (const x of [orderly, chaotic]) await seed(x.db, { date: D, accounts: 30, kinds: KINDS2 });
-  await fundSimulator(orderly.db, sim1.url);
-  await fundSimulator(chaotic.db, sim2.url);
+  await prepareSim(orderly.db, sim1);
+  await prepareSim(chaotic.db, sim2);
   await spawnWorker(t, workerEnv(orderly.url, sim1.url));
   await spawnWorker(t, workerEnv(chaotic.url, sim2.url));
 

@@ -23,6 +23,9 @@ export const dateSchema = z
     return !Number.isNaN(t.getTime()) && t.toISOString().slice(0, 10) === d;
   }, 'date is not a real calendar date');
 
+/** A statement called for its effect: whatever row comes back is ignored. */
+const voidRow = z.object({}).passthrough();
+
 const stageResult = z.object({ outcome: z.string(), detail: z.string() });
 export type StageResult = z.infer<typeof stageResult>;
 
@@ -48,9 +51,15 @@ export function openDays(db: DatabasePool): Promise<readonly z.infer<typeof open
 export const claimSchema = z.object({
   action: z.enum(['settled', 'busy', 'send']),
   resume: z.boolean(),
+  sendable: z.boolean(),
+  transfer_id: z.bigint(),
+  purpose: z.enum(['payout', 'withdrawal']),
   is_tuno: z.string(),
   tsymd: z.string().nullable(),
-  from_account: z.string(),
+  memo: z.string(),
+  fintech_apsno: z.string(),
+  fin_acno: z.string().nullable(),
+  to_bncd: z.string().nullable(),
   to_account: z.string(),
   amount: z.bigint(),
   business_date: z.string(),
@@ -60,37 +69,60 @@ export const claimSchema = z.object({
 });
 export type Claim = z.infer<typeof claimSchema>;
 
-/** Claims a chunk; with `slot`, also takes a bank-call slot in the same round trip. */
-export function claimChunk(db: DatabasePool, chunkId: number, holder: string, leaseMs: number, slot?: { token: string; leaseMs: number }): Promise<Claim> {
+/** Claims a transfer for one bank attempt; with `slot`, also takes a bank-call slot in the same round trip. */
+export function claimTransfer(db: DatabasePool, id: number, holder: string, leaseMs: number, slot?: { token: string; leaseMs: number }): Promise<Claim> {
   return wrap(db.one(sql.type(claimSchema)`
-    select * from settlement.claim_chunk(${chunkId}, ${holder}, ${leaseMs}, ${slot?.token ?? null}, ${slot?.leaseMs ?? null})`));
+    select action, resume, sendable, transfer_id, purpose::text as purpose, is_tuno, tsymd, memo, fintech_apsno, fin_acno, to_bncd, to_account,
+           amount, business_date::text as business_date, kind::text as kind, attempt, slot
+    from settlement.claim_transfer(${id}, ${holder}, ${leaseMs}, ${slot?.token ?? null}, ${slot?.leaseMs ?? null})`));
 }
 
-export function claimWithdrawal(db: DatabasePool, date: string, kind: Kind, holder: string, leaseMs: number): Promise<Claim> {
-  return wrap(db.one(sql.type(claimSchema)`select * from settlement.claim_withdrawal(${date}::date, ${kind}::settlement.kind, ${holder}, ${leaseMs})`));
-}
+/** What a transfer task records: built only by the bank result (see tasks/transfer.ts). */
+export type TransferOutcome =
+  | { outcome: 'succeeded'; processedAt: string }
+  | { outcome: 'failed'; code: string; message: string }
+  | { outcome: 'unresolved'; reason: string };
 
-export interface TransferOutcome {
-  outcome: 'succeeded' | 'failed' | 'unknown';
-  bankRef?: string | null;
-  code?: string | null;
-  message?: string | null;
-}
+const finishResult = z.object({ r: z.enum(['succeeded', 'failed', 'unresolved', 'stale', 'already_settled']) });
+export type FinishResult = z.infer<typeof finishResult>['r'];
 
-const finishResult = z.object({ r: z.enum(['succeeded', 'failed', 'unknown', 'stale', 'already_settled', 'replanned']) });
-
-/** Records the bank's answer (+ journal), gives back the claim's slot, and enqueues confirm when the day is all settled. */
-export async function finishChunk(db: DatabasePool, chunkId: number, isTuno: string, o: TransferOutcome, slot?: { slot: number; token: string } | null) {
+/** Records the bank's answer (+ journal and what follows), gives back the claim's slot. */
+export async function finishTransfer(db: DatabasePool, id: number, isTuno: string, o: TransferOutcome, slot?: { slot: number; token: string } | null): Promise<FinishResult> {
+  const processedAt = o.outcome === 'succeeded' ? o.processedAt : null;
+  const code = o.outcome === 'failed' ? o.code : null;
+  const message = o.outcome === 'failed' ? o.message : o.outcome === 'unresolved' ? o.reason : null;
   const row = await wrap(db.one(sql.type(finishResult)`
-    select settlement.finish_chunk(${chunkId}, ${isTuno}, ${o.outcome}, ${o.bankRef ?? null}, ${o.code ?? null}, ${o.message ?? null},
-                                   ${slot?.slot ?? null}, ${slot?.token ?? null}) as r`));
+    select settlement.finish_transfer(${id}, ${isTuno}, ${o.outcome}, ${processedAt}, ${code}, ${message},
+                                      ${slot?.slot ?? null}, ${slot?.token ?? null}) as r`));
   return row.r;
 }
 
-export async function finishWithdrawal(db: DatabasePool, date: string, kind: Kind, isTuno: string, o: TransferOutcome) {
-  const row = await wrap(db.one(sql.type(finishResult)`
-    select settlement.finish_withdrawal(${date}::date, ${kind}::settlement.kind, ${isTuno}, ${o.outcome}, ${o.bankRef ?? null}, ${o.code ?? null}, ${o.message ?? null}) as r`));
-  return row.r;
+const registration = z.object({ account_no: z.string(), bank_code: z.string(), fin_rgno: z.string().nullable(), fin_acno: z.string().nullable() });
+export type Registration = z.infer<typeof registration>;
+
+export function finRegistration(db: DatabasePool, accountNo: string): Promise<Registration> {
+  return wrap(db.one(sql.type(registration)`select * from settlement.fin_registration(${accountNo})`));
+}
+
+export async function recordFinRgno(db: DatabasePool, accountNo: string, rgno: string): Promise<void> {
+  await wrap(db.query(sql.type(voidRow)`select settlement.record_fin_rgno(${accountNo}, ${rgno})`));
+}
+
+export async function recordFinAccount(db: DatabasePool, accountNo: string, finAcno: string, registeredOn: string): Promise<string> {
+  return wrap(db.oneFirst(sql.type(z.object({ r: z.string() }))`select settlement.record_fin_account(${accountNo}, ${finAcno}, ${registeredOn}) as r`));
+}
+
+const bankCode = z.object({ rpcd: z.string(), api: z.string(), class: z.enum(['retry', 'final', 'not_found']) });
+export type BankCodeRow = z.infer<typeof bankCode>;
+
+/** settlement.bank_codes: what operators say a non-00000 code means. */
+export function bankCodes(db: DatabasePool): Promise<readonly BankCodeRow[]> {
+  return wrap(db.any(sql.type(bankCode)`select rpcd, api, class from settlement.bank_codes order by rpcd, api`));
+}
+
+/** The database's clock, in milliseconds since the epoch. */
+export function databaseNowMs(db: DatabasePool): Promise<number> {
+  return wrap(db.oneFirst(sql.type(z.object({ ms: z.number() }))`select (extract(epoch from clock_timestamp()) * 1000)::float8 as ms`));
 }
 
 export async function enqueueStage(db: DatabasePool, stage: Stage, date: string | null, kind: Kind | null): Promise<number> {
@@ -108,7 +140,7 @@ export async function requeueUnsettled(db: DatabasePool): Promise<number> {
 }
 
 export async function configure(db: DatabasePool, timeZone: string, perCallLimit: bigint, maxInFlight: number): Promise<void> {
-  await wrap(db.query(sql.unsafe`select settlement.configure(${timeZone}, ${perCallLimit}, ${maxInFlight})`));
+  await wrap(db.query(sql.type(voidRow)`select settlement.configure(${timeZone}, ${perCallLimit}, ${maxInFlight})`));
 }
 
 export const statusRow = z.object({
@@ -124,6 +156,7 @@ export const statusRow = z.object({
   chunks_succeeded: z.bigint(),
   chunks_failed: z.bigint(),
   chunks_in_flight: z.bigint(),
+  chunks_unresolved: z.bigint(),
   amount_paid: z.bigint(),
   amount_withdrawn: z.bigint(),
   accruals_unrecorded: z.bigint(),
@@ -135,7 +168,12 @@ export function dailyStatus(db: DatabasePool, date?: string): Promise<readonly S
   const where = date ? sql.fragment`where business_date = ${date}::date` : sql.fragment``;
   return wrap(db.any(sql.type(statusRow)`
     select business_date::text as business_date, kind::text as kind, record, pay, confirm, withdraw, entries, amount_recorded,
-           chunks_total, chunks_succeeded, chunks_failed, chunks_in_flight, amount_paid, amount_withdrawn,
+           chunks_total, chunks_succeeded, chunks_failed, chunks_in_flight, chunks_unresolved, amount_paid, amount_withdrawn,
            accruals_unrecorded, attention
     from settlement.daily_status ${where} order by business_date, kind`));
+}
+
+/** Records a job that can never succeed (settlement.rejected_jobs). */
+export async function rejectJob(db: DatabasePool, jobId: string | number, task: string, payload: unknown, code: string, error: string): Promise<void> {
+  await wrap(db.query(sql.type(voidRow)`select settlement.reject_job(${String(jobId)}::bigint, ${task}, ${JSON.stringify(payload ?? null)}::jsonb, ${code}, ${error})`));
 }

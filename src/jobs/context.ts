@@ -1,9 +1,10 @@
 import { z } from 'zod';
-import type { DbLimiter } from '../bank/db-limiter.js';
-import type { BankClient } from '../bank/types.js';
+import type { BankClient } from '../bank/port.js';
 import type { Config } from '../config.js';
 import type { DatabasePool } from '../db/pool.js';
 import type { Logger } from '../log.js';
+import type { DbClock } from './clock.js';
+import type { DbLimiter } from './limiter.js';
 
 /** What every task gets: the project's pool, the bank, the config and a logger. */
 export interface TaskContext {
@@ -13,12 +14,14 @@ export interface TaskContext {
   logger: Logger;
   /** This worker pool's id; claims and bank slots are held in its name. */
   holder: () => string;
-  /** How long a claim on a chunk or withdrawal lasts: longer than one whole bank transfer with its retries. */
+  /** How long a claim on a transfer lasts: longer than one whole bank transfer with its retries. */
   claimLeaseMs: number;
   /** The database-wide bank-call limit (the bank client calls through it). */
   limiter: DbLimiter;
   /** How long one bank-call slot is leased. */
   slotLeaseMs: number;
+  /** The database's clock. */
+  clock: DbClock;
 }
 
 export class PayloadError extends Error {

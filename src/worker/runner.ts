@@ -5,18 +5,21 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Logger as GraphileLogger, parseCrontab, run, type Runner, type Task, type TaskList, type WorkerEvents } from 'graphile-worker';
 import { sql } from 'slonik';
-import { createDbLimiter } from '../bank/db-limiter.js';
-import { createNhBankClient } from '../bank/nh-client.js';
-import type { BankClient } from '../bank/types.js';
+import { createNhBankClient } from '../bank/client.js';
+import type { BankClient } from '../bank/port.js';
 import type { Config } from '../config.js';
-import { configure } from '../db/queries.js';
+import { SettlementError } from '../db/errors.js';
+import { configure, rejectJob } from '../db/queries.js';
 import { createDbPool, type DatabasePool } from '../db/pool.js';
 import type { Logger } from '../log.js';
-import { createPayoutTask } from '../../tasks/payout.js';
+import { createRegisterTask } from '../../tasks/register.js';
 import { createStageTask } from '../../tasks/stage.js';
 import { createSweepTask } from '../../tasks/sweep.js';
-import { createWithdrawTask } from '../../tasks/withdraw.js';
+import { createTransferTask } from '../../tasks/transfer.js';
+import { createDbClock } from '../jobs/clock.js';
+import { createLiveCodeBook } from '../jobs/codebook.js';
 import { PayloadError, type TaskContext } from '../jobs/context.js';
+import { createDbLimiter } from '../jobs/limiter.js';
 
 export interface WorkerOptions {
   config: Config;
@@ -76,36 +79,43 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   const claimLeaseMs = bankRetryTimeMs + config.bank.timeoutMs * 3;
   const slotLeaseMs = config.bank.timeoutMs + 5_000;
   const limiter = createDbLimiter(db, { holder, leaseMs: slotLeaseMs, maxWaitMs: 120_000, localCap: config.bank.maxInFlight });
+  const clock = await createDbClock(db);
+  const codeBook = await createLiveCodeBook(db);
   const bank = createNhBankClient({
     baseUrl: o.bankUrl,
     iscd: config.bank.iscd,
     fintechApsno: config.bank.fintechApsno,
     accessToken: config.bank.accessToken,
+    brdtBrno: config.bank.brdtBrno,
+    svcCodes: config.bank.svcCodes,
     perCallLimit: config.bank.perCallLimit,
     timeoutMs: config.bank.timeoutMs,
     maxRetryTimeMs: bankRetryTimeMs,
-    limiter,
+    codeBook: codeBook.lookup,
+    now: clock.now,
     logger: logger.child({ component: 'bank' }),
   });
-  const ctx: TaskContext = { db, bank, config, logger, holder, claimLeaseMs, limiter, slotLeaseMs };
+  const ctx: TaskContext = { db, bank, config, logger, holder, claimLeaseMs, limiter, slotLeaseMs, clock };
 
-  // A payload that cannot be parsed will never parse: fail that job for good
-  // (it stays visible in graphile_worker.jobs with its error) instead of retrying.
+  // A job that can never succeed (a payload that will never parse, a transfer
+  // or account that does not exist) fails for good at once: it is recorded in
+  // settlement.rejected_jobs, logged as an error and taken off the queue,
+  // instead of being retried 25 times.
   const guard = (t: Task): Task => async (payload, helpers) => {
     try {
       return await t(payload, helpers);
     } catch (e) {
-      if (e instanceof PayloadError) {
-        await helpers.withPgClient((c) => c.query('update graphile_worker._private_jobs set max_attempts = attempts where id = $1', [helpers.job.id]));
-        logger.error({ event: 'job:bad_payload', job_id: helpers.job.id, task: helpers.job.task_identifier, err: e.message }, e.message);
-      }
-      throw e;
+      const permanent = e instanceof PayloadError || (e instanceof SettlementError && (e.code === 'transfer_not_found' || e.code === 'unknown_account'));
+      if (!permanent) throw e;
+      const err = e as PayloadError | SettlementError;
+      await rejectJob(db, helpers.job.id, helpers.job.task_identifier, payload, err.code, err.message);
+      logger.error({ event: 'job:rejected', job_id: helpers.job.id, task: helpers.job.task_identifier, code: err.code, err: err.message }, err.message);
     }
   };
   const taskList: TaskList = {
     stage: guard(createStageTask(ctx)),
-    payout: guard(createPayoutTask(ctx)),
-    withdraw: guard(createWithdrawTask(ctx)),
+    transfer: guard(createTransferTask(ctx)),
+    register: guard(createRegisterTask(ctx)),
     sweep: guard(createSweepTask(ctx)),
   };
 
@@ -141,6 +151,8 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   const host = os.hostname();
   const beat = async () => {
     await db.query(sql.unsafe`select settlement.worker_beat(${poolId}, ${host}, ${process.pid})`);
+    await clock.sync();
+    await codeBook.reload();
     const dead = await db.oneFirst(sql.unsafe`select settlement.recover_dead_workers(${deadAfterMs}) as d`) as readonly string[];
     if (dead.length > 0) logger.warn({ event: 'worker:recovered', pools: dead }, `released the jobs of dead worker pool(s) ${dead.join(', ')}`);
   };

@@ -4,6 +4,7 @@ import { startBankSimulator, type BankSimulator } from '../../src/bank-sim/simul
 import type { DatabasePool } from '../../src/db/pool.js';
 import { dailyStatus, type StatusRow } from '../../src/db/queries.js';
 import { ledgerTransfers, reconcile, simulatorTransfers } from '../../src/reconcile.js';
+import { fundSimulator } from '../../src/seed.js';
 import { waitFor } from './procs.js';
 
 type T = { teardown(fn: () => unknown): void };
@@ -13,6 +14,16 @@ export async function startSim(t: T, opts: Parameters<typeof startBankSimulator>
   const sim = await startBankSimulator({ accessToken: TOKEN, latencyMs: 5, jitterMs: 3, ...opts });
   t.teardown(() => sim.close());
   return sim;
+}
+
+/**
+ * Makes the simulator hold what the database's accounts imply (balances, one
+ * contract per NH app) and, unless `codes: false`, fills settlement.bank_codes
+ * with the simulator's codes (with an empty table every non-00000 answer is
+ * resolved by result check, and a request the bank never got stays unresolved).
+ */
+export async function prepareSim(db: DatabasePool, sim: { url: string }, opts: { codes?: boolean } = {}): Promise<void> {
+  await fundSimulator(db, sim.url, { iscd: '000001', codes: opts.codes ?? true });
 }
 
 /** The environment a worker process needs for this database and simulator. */
@@ -37,8 +48,9 @@ export async function waitAllWithdrawn(db: DatabasePool, dates: string[], kinds:
     const rows = await dailyStatus(db);
     const jobs = await db.any(sql.type(z.object({ task_identifier: z.string(), key: z.string().nullable(), attempts: z.number(), locked_by: z.string().nullable(), last_error: z.string().nullable() }))`
       select task_identifier, key, attempts, locked_by, left(last_error, 200) as last_error from graphile_worker.jobs order by id limit 20`);
-    const chunks = await db.any(sql.type(z.object({ state: z.string(), n: z.bigint(), claimed: z.bigint() }))`
-      select state::text as state, count(*) as n, count(claimed_until) as claimed from settlement.chunks group by 1`);
+    const chunks = await db.any(sql.type(z.object({ purpose: z.string(), state: z.string(), n: z.bigint(), claimed: z.bigint(), unresolved: z.bigint() }))`
+      select purpose::text as purpose, state::text as state, count(*) as n, count(claimed_until) as claimed, count(unresolved_since) as unresolved
+      from settlement.transfers group by 1, 2`);
     const show = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x));
     throw new Error(`${(e as Error).message}\nstatus: ${show(rows)}\nchunks: ${show(chunks)}\njobs: ${show(jobs)}`);
   }
@@ -52,14 +64,14 @@ export async function checkInvariants(t: { equal: Function; ok: Function; same: 
   t.ok(rec.ok, `G6: ledger matches the bank to the won (${rec.bankCount} bank / ${rec.ledgerCount} ledger, ${rec.missingInLedger.length}/${rec.missingAtBank.length}/${rec.mismatched.length} differences)`);
   t.equal(new Set(bank.map((b) => b.isTuno)).size, bank.length, 'G3: no IsTuno booked twice at the bank');
   const c = await db.one(sql.type(z.object({ chunks: z.bigint(), succeeded: z.bigint(), withdrawals: z.bigint(), bad_entries: z.bigint(), bad_chunks: z.bigint(), unbalanced: z.bigint(), bad_withdrawals: z.bigint() }))`
-    select (select count(*) from settlement.chunks) as chunks,
-           (select count(*) from settlement.chunks where state = 'succeeded') as succeeded,
-           (select count(*) from settlement.withdrawals where state = 'succeeded') as withdrawals,
+    select (select count(*) from settlement.transfers where purpose = 'payout') as chunks,
+           (select count(*) from settlement.transfers where purpose = 'payout' and state = 'succeeded') as succeeded,
+           (select count(*) from settlement.transfers where purpose = 'withdrawal' and state = 'succeeded') as withdrawals,
            (select count(*) from settlement.entries e where e.amount <> (select sum(amount) from settlement.accruals a where a.settle_date = e.business_date and a.kind = e.kind and a.account_no = e.account_no)) as bad_entries,
-           (select count(*) from settlement.entries e where e.amount <> (select coalesce(sum(amount), 0) from settlement.chunks c where c.entry_id = e.id)
-               or exists (select 1 from settlement.chunks c where c.entry_id = e.id and (c.amount <= 0 or c.amount > (select per_call_limit from settlement.config)))) as bad_chunks,
+           (select count(*) from settlement.entries e where e.amount <> (select coalesce(sum(amount), 0) from settlement.transfers c where c.entry_id = e.id)
+               or exists (select 1 from settlement.transfers c where c.entry_id = e.id and (c.amount <= 0 or c.amount > (select per_call_limit from settlement.config)))) as bad_chunks,
            (select count(*) from (select journal_id from settlement.journal_lines group by journal_id having sum(amount) <> 0) x) as unbalanced,
-           (select count(*) from settlement.withdrawals w where w.amount <> (select sum(amount) from settlement.chunks c where c.business_date = w.business_date and c.kind = w.kind and c.state = 'succeeded')) as bad_withdrawals`);
+           (select count(*) from settlement.transfers w where w.purpose = 'withdrawal' and w.amount <> (select sum(amount) from settlement.transfers c where c.business_date = w.business_date and c.kind = w.kind and c.purpose = 'payout' and c.state = 'succeeded')) as bad_withdrawals`);
   t.equal(c.bad_entries, 0n, 'G1: every entry is the sum of its accruals');
   t.equal(c.bad_chunks, 0n, 'G2: chunks sum to their entry, each > 0 and <= the limit');
   t.equal(c.unbalanced, 0n, 'G6: every journal entry balances');

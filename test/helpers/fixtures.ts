@@ -1,7 +1,7 @@
 import { sql } from 'slonik';
 import type { DatabasePool } from '../../src/db/pool.js';
 import { KINDS } from '../../src/db/queries.js';
-import { corporateAccountNo, settlementAccountNo } from '../../src/seed.js';
+import { corporateAccountNo, fintechApsnoOf, settlementAccountNo } from '../../src/seed.js';
 
 /** A business date that is over in Asia/Seoul: `daysAgo` days before today there. */
 export function pastDate(daysAgo: number): string {
@@ -19,7 +19,8 @@ export async function makeAccounts(db: DatabasePool, loans: number): Promise<str
   await db.query(sql.unsafe`insert into settlement.accounts (account_no, role) select unnest(${sql.array(nos, 'text')}), 'loan' on conflict do nothing`);
   for (const k of KINDS) {
     await db.query(sql.unsafe`insert into settlement.accounts (account_no, role) values (${settlementAccountNo(k)}, 'settlement'), (${corporateAccountNo(k)}, 'corporate') on conflict do nothing`);
-    await db.query(sql.unsafe`insert into settlement.kind_accounts (kind, settlement_account, corporate_account) values (${k}::settlement.kind, ${settlementAccountNo(k)}, ${corporateAccountNo(k)}) on conflict do nothing`);
+    await db.query(sql.unsafe`insert into settlement.contracts (fintech_apsno, settlement_account) values (${fintechApsnoOf(k)}, ${settlementAccountNo(k)}) on conflict do nothing`);
+    await db.query(sql.unsafe`insert into settlement.kind_accounts (kind, settlement_account, corporate_account, fintech_apsno) values (${k}::settlement.kind, ${settlementAccountNo(k)}, ${corporateAccountNo(k)}, ${fintechApsnoOf(k)}) on conflict do nothing`);
   }
   return nos;
 }

@@ -1,0 +1,33 @@
+import type { TransferOrder, TransferResult } from '../bank/port.js';
+import type { Claim, TransferOutcome } from '../db/queries.js';
+
+/** The bank order for a claimed transfer: everything fixed by the database, nothing chosen here. */
+export function orderOf(claim: Claim): TransferOrder {
+  if (!claim.tsymd) throw new Error(`transfer ${claim.transfer_id} was claimed without a transaction date`);
+  const base = {
+    isTuno: claim.is_tuno,
+    tsymd: claim.tsymd,
+    fintechApsno: claim.fintech_apsno,
+    amount: claim.amount,
+    memo: claim.memo,
+    sendable: claim.sendable,
+    resume: claim.resume,
+  };
+  if (claim.purpose === 'payout') {
+    if (!claim.fin_acno) throw new Error(`payout ${claim.transfer_id} has no fin-account`);
+    return { ...base, purpose: 'payout', finAcno: claim.fin_acno };
+  }
+  if (!claim.to_bncd) throw new Error(`withdrawal ${claim.transfer_id} has no bank code`);
+  return { ...base, purpose: 'withdrawal', bncd: claim.to_bncd, acno: claim.to_account };
+}
+
+export function outcomeOf(r: TransferResult): TransferOutcome {
+  switch (r.status) {
+    case 'succeeded':
+      return { outcome: 'succeeded', processedAt: r.processedAt };
+    case 'failed':
+      return { outcome: 'failed', code: r.code, message: r.message };
+    case 'unresolved':
+      return { outcome: 'unresolved', reason: r.reason };
+  }
+}
