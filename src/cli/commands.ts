@@ -47,7 +47,7 @@ export async function cmdSeed(argv: string[], config: Config, logger: Logger) {
     const r = await seed(db, { date: o.date, accounts: o.accounts, ...(o.perAccount ? { perAccount: o.perAccount } : {}), ...(o.kind ? { kinds: [o.kind] } : {}), seed: o.seed });
     console.log(`seeded ${r.accounts} loan accounts and ${r.accruals} accruals (${r.amount} KRW) for ${o.date}`);
     if (config.bank.url && (await isSimulator(config.bank.url))) {
-      const n = await fundSimulator(db, config.bank.url);
+      const n = await fundSimulator(db, config.bank.url, { iscd: config.bank.iscd });
       console.log(`opened and funded ${n} accounts at the bank simulator ${config.bank.url}`);
     }
   });

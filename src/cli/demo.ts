@@ -63,7 +63,7 @@ export async function cmdDemo(argv: string[], config: Config, logger: Logger) {
     const date = await db.oneFirst(sql.type(z.object({ d: z.string() }))`select (settlement.today() - 1)::text as d`);
     const s = await seed(db, { date, accounts });
     console.log(`seeded ${date}: ${s.accounts} loan accounts, ${s.accruals} accruals, ${s.amount} KRW across ${KINDS.length} kinds`);
-    await fundSimulator(db, sim.url);
+    await fundSimulator(db, sim.url, { iscd: config.bank.iscd });
     console.log(`bank simulator at ${sim.url} (latency ${sim.state.config.latencyMs} ms, in-flight cap ${sim.state.config.maxInFlight})`);
 
     // One worker with room for the whole in-flight cap, so the demo runs at the bank's pace.
@@ -80,7 +80,9 @@ export async function cmdDemo(argv: string[], config: Config, logger: Logger) {
       const failed = rows.reduce((a, r) => a + r.chunks_failed, 0n);
       const stages = ['record', 'pay', 'confirm', 'withdraw'] as const;
       const doneCounts = stages.map((st) => `${st} ${rows.filter((r) => r[st] === 'done').length}/${rows.length}`).join('  ');
-      const state = `chunks ${ok}/${total} paid${failed ? `, ${failed} failed` : ''} | ${doneCounts}`;
+      const registered = await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`
+        select count(*) filter (where fin_acno is not null) as n from settlement.accounts where role = 'loan'`);
+      const state = `fin-accounts ${registered}/${accounts} | chunks ${ok}/${total} paid${failed ? `, ${failed} failed` : ''} | ${doneCounts}`;
       const line = `[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s] ${state}`;
       // A terminal gets one line rewritten in place; a log gets a line per change.
       if (process.stdout.isTTY) process.stdout.write(`\r${line}\x1b[K`);

@@ -23,7 +23,7 @@ export async function cmdWorker(argv: string[], config: Config, logger: Logger) 
   if (!bankUrl) {
     const sim = await startBankSimulator({ accessToken: cfg.bank.accessToken, perCallLimit: cfg.bank.perCallLimit, latencyMs: 200, jitterMs: 100, maxInFlight: cfg.bank.maxInFlight });
     const db = await createDbPool(database.url, { maximumPoolSize: 2 });
-    await fundSimulator(db, sim.url).finally(() => db.end());
+    await fundSimulator(db, sim.url, { iscd: cfg.bank.iscd }).finally(() => db.end());
     logger.warn({ event: 'sim:in_process', url: sim.url }, `BANK_URL is not set: using an in-process bank simulator at ${sim.url}`);
     bankUrl = sim.url;
     closeSim = () => sim.close();

@@ -12,6 +12,9 @@ export const SQLSTATE = {
   ST008: 'transfer_not_found',
   ST009: 'invalid_transfer_outcome',
   ST010: 'unknown_day',
+  ST011: 'legacy_transfers',
+  ST012: 'day_withdrawn',
+  ST013: 'transfer_already_succeeded',
 } as const;
 
 export type SettlementErrorCode = (typeof SQLSTATE)[keyof typeof SQLSTATE];
