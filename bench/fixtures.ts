@@ -1,6 +1,7 @@
 import type pg from 'pg';
+import { simAdminClient } from '../src/bank-sim/sim-admin-client.js';
 import type { BankSimulator } from '../src/bank-sim/simulator.js';
-import { corporateAccountNo, loanAccountNo, settlementAccountNo } from '../src/seed.js';
+import { corporateAccountNo, fintechApsnoOf, loanAccountNo, settlementAccountNo } from '../src/seed.js';
 
 /**
  * Test data with exact sizes, inserted set-based (seeding is never timed).
@@ -24,25 +25,41 @@ export function dateSource(): () => string {
 /** Loan accounts 1..n, the kind's settlement and corporate accounts, and its kind_accounts row. */
 export async function makeBooks(c: pg.ClientBase, loans: number): Promise<void> {
   await c.query(
-    `insert into settlement.accounts (account_no, role)
-     select '1' || lpad(i::text, 9, '0'), 'loan' from generate_series(1, $1::int) i on conflict do nothing`,
+    // With a (placeholder) fin-account, so no registration job is enqueued:
+    // fundSimulator writes the simulator's real FinAcno over it.
+    `insert into settlement.accounts (account_no, role, fin_acno)
+     select '1' || lpad(i::text, 9, '0'), 'loan', '8' || lpad(i::text, 9, '0') from generate_series(1, $1::int) i on conflict do nothing`,
     [loans],
   );
   await c.query(`insert into settlement.accounts (account_no, role) values ($1, 'settlement'), ($2, 'corporate') on conflict do nothing`, [
     SETTLEMENT_ACCOUNT,
     corporateAccountNo(KIND),
   ]);
+  await c.query(`insert into settlement.contracts (fintech_apsno, settlement_account) values ($1, $2) on conflict do nothing`, [fintechApsnoOf(KIND), SETTLEMENT_ACCOUNT]);
   await c.query(
-    `insert into settlement.kind_accounts (kind, settlement_account, corporate_account) values ($1, $2, $3) on conflict do nothing`,
-    [KIND, SETTLEMENT_ACCOUNT, corporateAccountNo(KIND)],
+    `insert into settlement.kind_accounts (kind, settlement_account, corporate_account, fintech_apsno) values ($1, $2, $3, $4) on conflict do nothing`,
+    [KIND, SETTLEMENT_ACCOUNT, corporateAccountNo(KIND), fintechApsnoOf(KIND)],
   );
 }
 
-/** Opens the same accounts at the simulator with far more money than any run moves. */
-export function fundSimulator(sim: BankSimulator, loans: number): void {
-  for (let i = 1; i <= loans; i++) sim.state.ledger.setAccount(loanAccountNo(i), 10n ** 12n);
-  sim.state.ledger.setAccount(SETTLEMENT_ACCOUNT, 0n);
-  sim.state.ledger.setAccount(corporateAccountNo(KIND), 0n);
+/**
+ * Opens the same accounts at the simulator with far more money than any run
+ * moves, registers the kind's contract and issues the loan accounts'
+ * fin-accounts, then writes the simulator's FinAcnos into the books.
+ */
+export async function fundSimulator(c: pg.ClientBase, sim: BankSimulator, loans: number): Promise<void> {
+  const admin = simAdminClient(sim.url);
+  const accounts = Array.from({ length: loans }, (_, i) => ({ bncd: '011', acno: loanAccountNo(i + 1), balance: 10n ** 12n }));
+  for (let i = 0; i < accounts.length; i += 5000) await admin.openAccounts(accounts.slice(i, i + 5000));
+  await admin.openAccounts([{ bncd: '011', acno: SETTLEMENT_ACCOUNT, balance: 0n }, { bncd: '011', acno: corporateAccountNo(KIND), balance: 0n }]);
+  await admin.registerContracts([{ iscd: '000001', fintechApsno: fintechApsnoOf(KIND), bncd: '011', acno: SETTLEMENT_ACCOUNT }]);
+  for (let i = 0; i < accounts.length; i += 5000) {
+    const got = await admin.registerFinAccounts(accounts.slice(i, i + 5000).map((a) => ({ bncd: a.bncd, acno: a.acno })));
+    await c.query(
+      `update settlement.accounts a set fin_acno = g.fin from unnest($1::text[], $2::text[]) g(acno, fin) where a.account_no = g.acno`,
+      [got.map((g) => g.acno), got.map((g) => g.finAcno)],
+    );
+  }
 }
 
 /** A day with exactly `n` chunks: one 50,000-KRW accrual on each of loan accounts 1..n. */

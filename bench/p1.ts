@@ -31,7 +31,7 @@ export async function runP1(ctx: BenchContext): Promise<{ result: P1Result; sim:
   const { chunks: n, latencyMs: L, maxInFlight: M, workers: W, concurrency } = ctx.o;
   const sim = await startBankSimulator({ accessToken: TOKEN, latencyMs: L, jitterMs: 0, maxInFlight: M });
   try {
-    fundSimulator(sim, Math.max(n, WARMUP_CHUNKS));
+    await fundSimulator(ctx.ctl, sim, Math.max(n, WARMUP_CHUNKS));
     ctx.say(`P1: starting ${W} settle worker(s), concurrency ${concurrency} each, BANK_MAX_IN_FLIGHT=${M}, bank latency ${L} ms`);
     const workers = await startSettleWorkers(W, workerEnv(ctx, sim.url, M), registered(ctx));
     try {

@@ -51,7 +51,7 @@ export async function runP3(ctx: BenchContext): Promise<P3Result> {
   const sim = await startBankSimulator({ accessToken: TOKEN, latencyMs: 0, jitterMs: 0, maxInFlight: 10_000 });
   let payout: P3Result['payout'];
   try {
-    fundSimulator(sim, Math.max(n, WARMUP_CHUNKS));
+    await fundSimulator(ctx.ctl, sim, Math.max(n, WARMUP_CHUNKS));
     ctx.say(`P3: starting ${W} settle worker(s), concurrency ${concurrency} each, BANK_MAX_IN_FLIGHT=${HIGH_CAP}, bank latency 0 ms`);
     const workers = await startSettleWorkers(W, workerEnv(ctx, sim.url, HIGH_CAP), registered(ctx));
     try {

@@ -59,7 +59,7 @@ export async function payDay(c: pg.ClientBase, date: string, n: number, timeoutM
     const state = s.rows[0]?.bench_confirm;
     if (state === 'done') return { chunks: n, payStageMs, succeededMs: await lastSettledMs(c, date, n), confirmMs: now };
     if (state === 'blocked' || now > timeoutMs) {
-      const k = await c.query(`select state::text, count(*)::int as n from settlement.chunks where business_date = $1::date and kind = $2::settlement.kind group by 1`, [date, KIND]);
+      const k = await c.query(`select state::text, count(*)::int as n from settlement.transfers where purpose = 'payout' and business_date = $1::date and kind = $2::settlement.kind group by 1`, [date, KIND]);
       const counts = k.rows.map((x: { state: string; n: number }) => `${x.n} ${x.state}`).join(', ');
       throw new Error(`${date}: confirm ${state} after ${Math.round(now)} ms; chunks: ${counts} (see settlement.payout_failures)`);
     }
@@ -73,7 +73,7 @@ async function lastSettledMs(c: pg.ClientBase, date: string, n: number): Promise
     `select count(*) filter (where c.state = 'succeeded')::int as ok,
             extract(epoch from max(c.settled_at) - (select started_at from settlement.stage_runs
               where business_date = $1::date and kind = $2::settlement.kind and stage = 'pay')) * 1000 as ms
-     from settlement.chunks c where c.business_date = $1::date and c.kind = $2::settlement.kind`,
+     from settlement.transfers c where c.purpose = 'payout' and c.business_date = $1::date and c.kind = $2::settlement.kind`,
     [date, KIND],
   );
   const row = r.rows[0]!;
@@ -85,8 +85,8 @@ async function lastSettledMs(c: pg.ClientBase, date: string, n: number): Promise
  * The withdraw stage is not measured (and may not finish, see the brief):
  * mark it done and drop its waiting jobs, so cron ticks do not keep re-running
  * it during later timings. Lock order as the product's: the stage's advisory
- * lock, then its stage_runs row; the withdrawals row is never touched (the
- * withdraw task locks it before that advisory lock, so touching it here could
+ * lock, then its stage_runs row; the withdrawal transfer is never touched (the
+ * transfer task locks it before that advisory lock, so touching it here could
  * deadlock with a withdrawal that is being recorded).
  */
 export async function closeDay(c: pg.ClientBase, date: string): Promise<void> {
@@ -98,7 +98,7 @@ export async function closeDay(c: pg.ClientBase, date: string): Promise<void> {
        where business_date = $1::date and kind = $2::settlement.kind and stage = 'withdraw' and state <> 'done'`,
       [date, KIND],
     );
-    await c.query(`select graphile_worker.remove_job(k) from unnest($1::text[]) k`, [[`stage:withdraw:${date}:${KIND}`, `withdraw:${date}:${KIND}`]]);
+    await c.query(`select graphile_worker.remove_job(k) from unnest($1::text[]) k`, [[`stage:withdraw:${date}:${KIND}`]]);
     await c.query('commit');
   } catch (e) {
     await c.query('rollback');
