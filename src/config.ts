@@ -119,6 +119,15 @@ export const envSchema = z.object({
     .pipe(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
       errorMap: () => ({ message: 'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent' }),
     })),
+  BANK_SIMULATOR: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return false;
+      if (v === 'in-process') return true;
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `BANK_SIMULATOR must be "in-process" or unset, got "${v}"` });
+      return z.NEVER;
+    }),
   HTTP_PORT: z
     .string()
     .optional()
@@ -137,6 +146,8 @@ export interface Config {
   databaseUrl: string | undefined;
   bank: {
     url: string | undefined;
+    /** BANK_SIMULATOR=in-process: run the bank simulator inside the process even with a DATABASE_URL. */
+    simulator: boolean;
     iscd: string;
     fintechApsno: string;
     accessToken: string;
@@ -169,10 +180,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(parsed.error.issues.map((i) => i.message));
   }
   const e = parsed.data;
+  // Rules between settings, all reported together.
+  const problems: string[] = [];
+  if (e.WORKER_DEAD_AFTER_MS < 3 * e.WORKER_HEARTBEAT_MS) {
+    problems.push(`WORKER_DEAD_AFTER_MS (${e.WORKER_DEAD_AFTER_MS}) must be at least three heartbeats (3 × WORKER_HEARTBEAT_MS = ${3 * e.WORKER_HEARTBEAT_MS}): a live worker would be declared dead`);
+  }
+  if (e.BANK_SIMULATOR && e.BANK_URL) problems.push('BANK_SIMULATOR=in-process and BANK_URL are both set: choose one bank');
+  if (problems.length > 0) throw new ConfigError(problems);
   return {
     databaseUrl: e.DATABASE_URL,
     bank: {
       url: e.BANK_URL,
+      simulator: e.BANK_SIMULATOR,
       iscd: e.BANK_ISCD,
       fintechApsno: e.BANK_FINTECH_APSNO,
       accessToken: e.BANK_ACCESS_TOKEN,

@@ -32,6 +32,12 @@ t.test('bad configuration names every problem', async (t) => {
   t.match(r.stderr, /SETTLEMENT_TIMEZONE/);
 });
 
+t.test('with a DATABASE_URL and no BANK_URL the worker refuses to use a fake bank', async (t) => {
+  const r = await runCli(['worker'], { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none', BANK_URL: '' });
+  t.equal(r.code, 2);
+  t.match(r.stderr, /BANK_SIMULATOR=in-process/);
+});
+
 t.test('--help lists every command', async (t) => {
   const r = await runCli(['--help']);
   t.equal(r.code, 0);

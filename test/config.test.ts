@@ -46,3 +46,20 @@ t.test('logs: secrets removed, account numbers masked, money as strings', async 
   t.match(out, '******7890', 'last four digits kept');
   t.match(out, '"amount":"250000"', 'bigint money logged as a decimal string');
 });
+
+t.test('settings are validated as a whole', async (t) => {
+  const err = (() => { try { loadConfig({ WORKER_HEARTBEAT_MS: '5000', WORKER_DEAD_AFTER_MS: '1' }); } catch (e) { return e; } })();
+  t.ok(err instanceof ConfigError);
+  t.match((err as ConfigError).message, /WORKER_DEAD_AFTER_MS \(1\) must be at least three heartbeats/);
+  t.throws(() => loadConfig({ BANK_SIMULATOR: 'yes' }), /BANK_SIMULATOR must be "in-process"/);
+  t.throws(() => loadConfig({ BANK_SIMULATOR: 'in-process', BANK_URL: 'http://127.0.0.1:9' }), /choose one bank/);
+  t.equal(loadConfig({ WORKER_HEARTBEAT_MS: '500', WORKER_DEAD_AFTER_MS: '1500' }).worker.deadAfterMs, 1500, 'three heartbeats is enough');
+});
+
+t.test('every ApiSvcCd is a setting whose default is the published value', async (t) => {
+  const c = loadConfig({});
+  t.equal(c.bank.svcCodes.DrawingTransfer, 'DrawingTransferA');
+  t.equal(c.bank.svcCodes.InquireTransactionHistory, 'ReceivedTransferA');
+  t.equal(loadConfig({ BANK_SVC_CHECK_ON_DRAWING_TRANSFER: '01D_001_00' }).bank.svcCodes.CheckOnDrawingTransfer, '01D_001_00');
+  t.throws(() => loadConfig({ BANK_SVC_DRAWING_TRANSFER: 'CheckOnDrawingTransferA1' }), /BANK_SVC_DRAWING_TRANSFER must be 1-20/, 'over 20 characters is refused');
+});

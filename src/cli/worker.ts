@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Config } from '../config.js';
+import { ConfigError, type Config } from '../config.js';
 import { startBankSimulator } from '../bank-sim/simulator.js';
 import { createDbPool } from '../db/pool.js';
 import type { Logger } from '../log.js';
@@ -17,6 +17,11 @@ import { intFlag, parseCommand } from './args.js';
 export async function cmdWorker(argv: string[], config: Config, logger: Logger) {
   const o = parseCommand(argv, { concurrency: { type: 'string' } }, z.object({ concurrency: intFlag(1, 1000).optional() }).strict());
   const cfg: Config = o.concurrency ? { ...config, workerConcurrency: o.concurrency } : config;
+  // A real database never settles against a fake bank by accident: with a
+  // DATABASE_URL, the in-process simulator must be asked for by name.
+  if (cfg.databaseUrl && !cfg.bank.url && !cfg.bank.simulator) {
+    throw new ConfigError(['BANK_URL is not set: with a DATABASE_URL the worker needs a bank (set BANK_URL, or BANK_SIMULATOR=in-process for the in-process simulator)']);
+  }
   const database = await openDatabase(cfg, logger);
   let bankUrl = cfg.bank.url;
   let closeSim = async () => {};
@@ -24,7 +29,7 @@ export async function cmdWorker(argv: string[], config: Config, logger: Logger) 
     const sim = await startBankSimulator({ accessToken: cfg.bank.accessToken, perCallLimit: cfg.bank.perCallLimit, latencyMs: 200, jitterMs: 100, maxInFlight: cfg.bank.maxInFlight });
     const db = await createDbPool(database.url, { maximumPoolSize: 2 });
     await fundSimulator(db, sim.url, { iscd: cfg.bank.iscd }).finally(() => db.end());
-    logger.warn({ event: 'sim:in_process', url: sim.url }, `BANK_URL is not set: using an in-process bank simulator at ${sim.url}`);
+    logger.warn({ event: 'sim:in_process', url: sim.url }, `using an in-process bank simulator at ${sim.url} (no real bank)`);
     bankUrl = sim.url;
     closeSim = () => sim.close();
   }
