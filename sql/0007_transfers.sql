@@ -417,6 +417,47 @@ begin
 end $$;
 
 ------------------------------------------------------------------------------
+-- Limits (one row; operators change it with SQL, it is read at every call)
+create table settlement.limits (
+  id boolean primary key default true check (id),
+  -- one accrual may not exceed this (10 billion KRW by default)
+  max_accrual_amount bigint not null default 10000000000 check (max_accrual_amount > 0),
+  -- an accrual's business date must lie within [today - days_back, today + days_ahead] (the database's today)
+  accrual_days_back integer not null default 31 check (accrual_days_back between 0 and 3660),
+  accrual_days_ahead integer not null default 1 check (accrual_days_ahead between 0 and 366),
+  -- pay refuses to create more payout chunks than this for one (day, kind)
+  max_chunks_per_day integer not null default 200000 check (max_chunks_per_day > 0),
+  updated_at timestamptz not null default now()
+);
+insert into settlement.limits default values;
+comment on table settlement.limits is
+  'Operator limits: the largest accrual, how far back/ahead an accrual''s date may be from the database''s today, and the most payout chunks one (day, kind) may have.';
+
+------------------------------------------------------------------------------
+-- pay refuses a day that would need more chunks than the limit.
+create function settlement.pay_chunk_count(p_date date, p_kind settlement.kind) returns bigint
+language sql stable as $$
+  select coalesce(sum((e.amount + c.per_call_limit - 1) / c.per_call_limit), 0)::bigint
+  from settlement.entries e cross join settlement.config c
+  where c.id and e.business_date = p_date and e.kind = p_kind
+$$;
+
+create function settlement.pay_within_limits(p_date date, p_kind settlement.kind) returns text
+language plpgsql stable as $$
+declare
+  v_need bigint := settlement.pay_chunk_count(p_date, p_kind);
+  v_max integer;
+begin
+  select max_chunks_per_day into v_max from settlement.limits where id;
+  if v_need > v_max then
+    return format('too many chunks: %s KRW at %s per call needs %s chunks, over settlement.limits.max_chunks_per_day %s',
+                  (select sum(amount) from settlement.entries where business_date = p_date and kind = p_kind),
+                  (select per_call_limit from settlement.config where id), v_need, v_max);
+  end if;
+  return null;
+end $$;
+
+------------------------------------------------------------------------------
 -- Stages over transfers
 
 create or replace function settlement.stage_pay(p_date date, p_kind settlement.kind) returns settlement.stage_result
@@ -455,6 +496,11 @@ begin
     update settlement.stage_runs set detail = v_detail, updated_at = now()
     where business_date = p_date and kind = p_kind and stage = 'pay';
     return settlement.outcome('not_ready'::text, v_detail);
+  end if;
+  v_detail := settlement.pay_within_limits(p_date, p_kind);
+  if v_detail is not null then
+    perform settlement.set_stage(p_date, p_kind, 'pay', 'blocked', v_detail);
+    return settlement.outcome('blocked'::text, v_detail);
   end if;
   select per_call_limit into v_limit from settlement.config where id;
 

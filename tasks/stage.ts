@@ -1,6 +1,7 @@
 import type { Task } from 'graphile-worker';
 import { z } from 'zod';
-import { dateSchema, kindSchema, openDays, runStage, stageSchema } from '../src/db/queries.js';
+import { isTransientDbError } from '../src/db/errors.js';
+import { dateSchema, kindSchema, openDays, recordStageError, runStage, stageSchema } from '../src/db/queries.js';
 import { cronMeta, parsePayload, type TaskContext } from '../src/jobs/context.js';
 
 const payloadSchema = z
@@ -11,21 +12,32 @@ const payloadSchema = z
  * Runs one stage. With a date and kind (chained from the previous stage or
  * enqueued by an operator) it runs that one day; without (the crontab) it
  * advances every open day that is ready, oldest first, so days missed while
- * the service was down are caught up in order.
+ * the service was down are caught up in order. A day whose stage raises is
+ * marked blocked with the error and the walk goes on with the other days and
+ * kinds: one bad day never stops the rest.
  */
 export function createStageTask(ctx: TaskContext): Task {
   return async (raw, helpers) => {
     const p = parsePayload(payloadSchema, 'stage', raw);
     const log = ctx.logger.child({ job_id: helpers.job.id, task: 'stage', stage: p.stage, attempt: helpers.job.attempts });
-    const days = p.date && p.kind
-      ? [{ business_date: p.date, kind: p.kind }]
+    const one = Boolean(p.date && p.kind);
+    const days = one
+      ? [{ business_date: p.date!, kind: p.kind! }]
       : (await openDays(ctx.db)).filter((d) => (!p.date || d.business_date === p.date) && (!p.kind || d.kind === p.kind));
     for (const d of days) {
-      const r = await runStage(ctx.db, p.stage, d.business_date, d.kind);
-      log[r.outcome === 'blocked' ? 'warn' : 'info'](
-        { event: 'stage:outcome', date: d.business_date, kind: d.kind, outcome: r.outcome, detail: r.detail },
-        `${p.stage} ${d.business_date} ${d.kind}: ${r.outcome}`,
-      );
+      try {
+        const r = await runStage(ctx.db, p.stage, d.business_date, d.kind);
+        log[r.outcome === 'blocked' ? 'error' : 'info'](
+          { event: 'stage:outcome', business_date: d.business_date, kind: d.kind, outcome: r.outcome, detail: r.detail },
+          `${p.stage} ${d.business_date} ${d.kind}: ${r.outcome}`,
+        );
+      } catch (e) {
+        if (isTransientDbError(e)) throw e; // the database is away: the whole job retries
+        const msg = (e as Error).message;
+        log.error({ event: 'stage:error', business_date: d.business_date, kind: d.kind, err: msg }, `${p.stage} ${d.business_date} ${d.kind} failed: ${msg}`);
+        await recordStageError(ctx.db, p.stage, d.business_date, d.kind, msg);
+        if (one) throw e;
+      }
     }
   };
 }

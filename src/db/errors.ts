@@ -15,6 +15,9 @@ export const SQLSTATE = {
   ST011: 'legacy_transfers',
   ST012: 'day_withdrawn',
   ST013: 'transfer_already_succeeded',
+  ST030: 'amount_over_limit',
+  ST031: 'date_out_of_window',
+  ST032: 'invalid_source_ref',
 } as const;
 
 export type SettlementErrorCode = (typeof SQLSTATE)[keyof typeof SQLSTATE];

@@ -41,6 +41,11 @@ export function runStage(db: DatabasePool, stage: Stage, date: string, kind: Kin
   return wrap(db.one(sql.type(stageResult)`select outcome, detail from settlement.run_stage(${stage}::settlement.stage, ${date}::date, ${kind}::settlement.kind)`));
 }
 
+/** Marks one (date, kind)'s stage blocked with the error it raised (the next tick tries again). */
+export async function recordStageError(db: DatabasePool, stage: Stage, date: string, kind: Kind, error: string): Promise<void> {
+  await wrap(db.query(sql.type(voidRow)`select settlement.record_stage_error(${stage}::settlement.stage, ${date}::date, ${kind}::settlement.kind, ${error})`));
+}
+
 const openDay = z.object({ business_date: z.string(), kind: kindSchema });
 /** Days that are over and not fully settled, oldest first. */
 export function openDays(db: DatabasePool): Promise<readonly z.infer<typeof openDay>[]> {
