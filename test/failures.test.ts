@@ -63,10 +63,15 @@ t.test('retry_failed never re-sends a transfer that has a succeeded attempt', as
   await db.query(sql.unsafe`select settlement.run_stage('record', ${D}::date, 'tax')`);
   await db.query(sql.unsafe`select settlement.run_stage('pay', ${D}::date, 'tax')`);
   const x = await db.one(sql.type(z.object({ id: z.bigint(), is_tuno: z.string() }))`select id, is_tuno from settlement.transfers order by id limit 1`);
-  // What tampering would leave: a succeeded attempt, and the transfer marked failed.
+  // What tampering by a superuser with triggers switched off would leave: a
+  // succeeded attempt, and the transfer marked failed (the state machine
+  // trigger refuses this to anyone else, see hardening.test.ts).
   await db.query(sql.unsafe`select settlement.claim_transfer(${x.id}, 'w', 1000)`);
   await db.query(sql.unsafe`select settlement.finish_transfer(${x.id}, ${x.is_tuno}, 'succeeded', '20260101120000', null, null)`);
-  await db.query(sql.unsafe`update settlement.transfers set state = 'failed', fail_code = 'X' where id = ${x.id}`);
+  await db.transaction(async (tx) => {
+    await tx.query(sql.unsafe`set local session_replication_role = replica`);
+    await tx.query(sql.unsafe`update settlement.transfers set state = 'failed', fail_code = 'X' where id = ${x.id}`);
+  });
   const code = await retryFailed(db, D, 'tax').then(() => null, (e: { code?: string }) => e.code);
   t.equal(code, 'transfer_already_succeeded', 'ST013');
 });
