@@ -161,3 +161,47 @@ end $$;
 create trigger journal_lines_closed after insert on settlement.journal_lines
   referencing new table as new_lines
   for each statement execute function settlement.journal_lines_same_txn();
+
+------------------------------------------------------------------------------
+-- One set of settings. settlement.config is written once — by the first
+-- `settle migrate` or worker that finds it unset — and afterwards only by an
+-- operator (`settle configure`, settlement.configure). A worker whose
+-- environment says otherwise is refused, naming each difference, instead of
+-- silently rewriting everyone's settings.
+alter table settlement.config add column configured boolean not null default false;
+
+create function settlement.adopt_settings(p_time_zone text, p_per_call_limit bigint, p_max_in_flight integer)
+returns table (setting text, in_database text, in_environment text)
+language plpgsql as $$
+declare
+  c settlement.config;
+begin
+  select * into c from settlement.config where id for update;
+  if not c.configured then
+    perform settlement.configure(p_time_zone, p_per_call_limit, p_max_in_flight);
+    update settlement.config set configured = true where id;
+    return;
+  end if;
+  return query
+    select x.s, x.db, x.env from (values
+      ('SETTLEMENT_TIMEZONE', c.time_zone, p_time_zone),
+      ('BANK_PER_CALL_LIMIT', c.per_call_limit::text, p_per_call_limit::text),
+      ('BANK_MAX_IN_FLIGHT', c.max_in_flight::text, p_max_in_flight::text)) x(s, db, env)
+    where x.db is distinct from x.env;
+end $$;
+comment on function settlement.adopt_settings is
+  'Worker/migrate: writes the settings the SQL needs if they were never set; otherwise returns every setting where the caller''s environment differs from the database.';
+
+create or replace function settlement.configure(p_time_zone text, p_per_call_limit bigint, p_max_in_flight integer) returns void
+language plpgsql as $$
+begin
+  if p_time_zone is null or p_per_call_limit is null or p_max_in_flight is null or p_per_call_limit <= 0 or p_max_in_flight <= 0 then
+    perform settlement.raise_error('ST001', 'configure: time zone, a per-call limit > 0 and a max in flight > 0 are required');
+  end if;
+  perform now() at time zone p_time_zone; -- raises for an unknown zone
+  update settlement.config
+  set time_zone = p_time_zone, per_call_limit = p_per_call_limit, max_in_flight = p_max_in_flight, configured = true, updated_at = now()
+  where id;
+  insert into settlement.bank_slots (slot) select generate_series(1, p_max_in_flight) on conflict do nothing;
+end $$;
+comment on function settlement.configure is 'Operator: sets the settings every worker must share (settle configure). Workers started with other values refuse to start.';

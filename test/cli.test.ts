@@ -11,6 +11,7 @@ t.test('bad arguments: one line, non-zero exit, nothing done', async (t) => {
     [['seed', '--date', '2026-01-01', '--accounts', '-3'], /accounts/],
     [['seed', '--date', '2026-01-01', '--accounts', 'many'], /--accounts: must be a whole number/],
     [['run', 'paying'], /stage/],
+    [['run', 'record', '--date', '0000-01-01'], /--date: date must be between 2000-01-01 and 2099-12-31/],
     [['run', 'pay', '--kind', 'interest'], /--kind/],
     [['retry', '--date', '2026-01-01'], /--kind/],
     [['status', '--colour'], /Unknown option '--colour'/],
@@ -41,7 +42,7 @@ t.test('with a DATABASE_URL and no BANK_URL the worker refuses to use a fake ban
 t.test('--help lists every command', async (t) => {
   const r = await runCli(['--help']);
   t.equal(r.code, 0);
-  for (const c of ['migrate', 'worker', 'bank-sim', 'seed', 'run', 'status', 'retry', 'demo']) t.match(r.stdout, new RegExp(`\\n  ${c}\\b`));
+  for (const c of ['migrate', 'configure', 'worker', 'bank-sim', 'seed', 'run', 'status', 'retry', 'demo']) t.match(r.stdout, new RegExp(`\\n  ${c}\\b`));
 });
 
 t.test('migrate, seed, status, run and retry against DATABASE_URL', async (t) => {

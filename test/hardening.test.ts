@@ -92,3 +92,20 @@ t.test('pay refuses a day that needs more chunks than the limit, with a named re
   t.match(r.detail, /too many chunks: .* needs \d+ chunks, over settlement.limits.max_chunks_per_day 2/);
   t.equal(await n(db, sql.unsafe`select count(*) as n from settlement.transfers`), 0n, 'no chunk was made');
 });
+
+t.test('a worker started with other shared settings refuses to start, naming each difference', async (t) => {
+  const { url, db } = await freshDb(t);
+  const sim = await startSim(t);
+  const first = await spawnWorker(t, workerEnv(url, sim.url));
+  const { runCli } = await import('./helpers/procs.js');
+  const r = await runCli(['worker'], { ...workerEnv(url, sim.url, { BANK_PER_CALL_LIMIT: '300000', SETTLEMENT_TIMEZONE: 'Pacific/Kiritimati', BANK_MAX_IN_FLIGHT: '5' }), HTTP_PORT: '0' });
+  t.equal(r.code, 2, 'refused as a configuration error');
+  for (const s of ['BANK_PER_CALL_LIMIT=300000', 'SETTLEMENT_TIMEZONE=Pacific/Kiritimati', 'BANK_MAX_IN_FLIGHT=5']) t.match(r.stderr, s, `names ${s}`);
+  const cfg = await db.one(sql.type(z.object({ time_zone: z.string(), per_call_limit: z.bigint(), max_in_flight: z.number() }))`
+    select time_zone, per_call_limit, max_in_flight from settlement.config`);
+  t.same(cfg, { time_zone: 'Asia/Seoul', per_call_limit: 100000n, max_in_flight: 8 }, 'the first worker\'s settings stand');
+  t.equal(first.child.exitCode, null, 'the first worker runs on');
+  const ok = await runCli(['configure'], { DATABASE_URL: url, BANK_MAX_IN_FLIGHT: '5' });
+  t.equal(ok.code, 0, `settle configure changes them on purpose: ${ok.stdout.trim()}`);
+  t.equal(await db.oneFirst(sql.type(z.object({ m: z.number() }))`select max_in_flight as m from settlement.config`), 5);
+});

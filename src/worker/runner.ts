@@ -9,7 +9,8 @@ import { createNhBankClient } from '../bank/client.js';
 import type { BankClient } from '../bank/port.js';
 import type { Config } from '../config.js';
 import { SettlementError } from '../db/errors.js';
-import { configure, rejectJob } from '../db/queries.js';
+import { adoptSettings, rejectJob } from '../db/queries.js';
+import { ConfigError } from '../config.js';
 import { createDbPool, type DatabasePool } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import { createRegisterTask } from '../../tasks/register.js';
@@ -71,7 +72,14 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   // A pool whose heartbeat is older than deadAfterMs is dead and its jobs are released.
   const { heartbeatMs, deadAfterMs, pollIntervalMs } = config.worker;
   const db = await createDbPool(o.databaseUrl, { maximumPoolSize: Math.min(concurrency, 20) + 2, applicationName: 'settle-worker' });
-  await configure(db, config.timeZone, config.bank.perCallLimit, config.bank.maxInFlight);
+  const diffs = await adoptSettings(db, config.timeZone, config.bank.perCallLimit, config.bank.maxInFlight).catch(async (e) => {
+    await db.end();
+    throw e;
+  });
+  if (diffs.length > 0) {
+    await db.end();
+    throw new ConfigError(diffs.map((d) => `${d.setting}=${d.in_environment} differs from the database's ${d.in_database} (every worker shares one setting; change it with \`settle configure\`)`));
+  }
 
   let poolId = `pending-${process.pid}`;
   const holder = () => poolId;
@@ -132,21 +140,23 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   });
 
   const crontab = o.crontab ?? projectCrontab();
-  const runner: Runner = await run({
-    connectionString: o.databaseUrl,
-    concurrency,
-    maxPoolSize: concurrency + 4,
-    noHandleSignals: true,
-    pollInterval: pollIntervalMs,
-    taskList,
-    parsedCronItems: parseCrontab(crontab),
-    events,
-    logger: graphileLogger(logger.child({ component: 'graphile-worker' })),
-    // Fetch jobs in batches (one get_job round trip serves many payouts) and
-    // complete them in batches. A crash can then re-run a job that had
-    // finished; every task is idempotent, so that costs a no-op.
-    preset: { worker: { localQueue: { size: concurrency }, completeJobBatchDelay: 0 } },
-  });
+  const parsedCronItems = parseCrontab(crontab);
+  const startRunner = () =>
+    run({
+      connectionString: o.databaseUrl,
+      concurrency,
+      maxPoolSize: concurrency + 4,
+      noHandleSignals: true,
+      pollInterval: pollIntervalMs,
+      taskList,
+      parsedCronItems,
+      events,
+      logger: graphileLogger(logger.child({ component: 'graphile-worker' })),
+      // Fetch jobs in batches (one get_job round trip serves many payouts) and
+      // complete them in batches. A crash can then re-run a job that had
+      // finished; every task is idempotent, so that costs a no-op.
+      preset: { worker: { localQueue: { size: concurrency }, completeJobBatchDelay: 0 } },
+    });
 
   const host = os.hostname();
   const beat = async () => {
@@ -156,6 +166,46 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
     const dead = await db.oneFirst(sql.unsafe`select settlement.recover_dead_workers(${deadAfterMs}) as d`) as readonly string[];
     if (dead.length > 0) logger.warn({ event: 'worker:recovered', pools: dead }, `released the jobs of dead worker pool(s) ${dead.join(', ')}`);
   };
+
+  // Supervision: graphile-worker's runner ends when its database connection
+  // breaks (a restart, "too many clients"). The process stays up: it logs,
+  // backs off, frees what the broken runner held, and starts a new runner
+  // once the database answers again. Nothing is paid twice: every job runs
+  // again through claim_transfer, which resumes by result check.
+  let runner: Runner = await startRunner();
+  let stopped = false;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((resolve) => (resolveDone = resolve));
+  const supervise = (r: Runner) => {
+    r.promise.then(
+      () => {
+        if (stopped) resolveDone();
+      },
+      async (e: unknown) => {
+        if (stopped) return resolveDone();
+        const brokenPool = poolId;
+        logger.error({ event: 'worker:runner_lost', pool_id: brokenPool, err: (e as Error)?.message }, `the job runner stopped (${(e as Error)?.message}); restarting when the database answers`);
+        await r.stop().catch(() => undefined);
+        for (let wait = 500; !stopped; wait = Math.min(wait * 2, 15_000)) {
+          await new Promise((resolve) => setTimeout(resolve, wait));
+          try {
+            await db.query(sql.unsafe`select graphile_worker.force_unlock_workers(${sql.array([brokenPool], 'text')})`);
+            await db.query(sql.unsafe`select settlement.worker_gone(${brokenPool})`);
+            runner = await startRunner();
+            await beat();
+            logger.warn({ event: 'worker:runner_restarted', pool_id: poolId, previous_pool_id: brokenPool }, `job runner restarted as ${poolId}`);
+            supervise(runner);
+            return;
+          } catch (err) {
+            logger.warn({ event: 'worker:runner_waiting', err: (err as Error).message, retry_in_ms: wait }, 'database still away; waiting');
+          }
+        }
+        resolveDone();
+      },
+    );
+  };
+  supervise(runner);
+
   await beat();
   const timer = setInterval(() => {
     beat().catch((e) => logger.warn({ event: 'worker:beat_failed', err: (e as Error).message }, 'heartbeat failed; retrying'));
@@ -165,11 +215,13 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
+      stopped = true;
       clearInterval(timer);
       await runner.stop().catch(() => undefined);
+      resolveDone();
       await db.query(sql.unsafe`select settlement.worker_gone(${poolId})`).catch(() => undefined);
       await db.end();
       logger.info({ event: 'worker:stop', pool_id: poolId }, 'worker stopped');
     })());
-  return { poolId: holder, stop, promise: runner.promise, events, db, bank };
+  return { poolId: holder, stop, promise: done, events, db, bank };
 }
