@@ -1,35 +1,78 @@
+import pg from 'pg';
 import type { Config } from './config.js';
 import { startEmbeddedPostgres } from './db/embedded.js';
-import { migrate } from './db/migrate.js';
+import { checkMigrations, migrate } from './db/migrate.js';
 import type { Logger } from './log.js';
 
 export interface Database {
   url: string;
+  /**
+   * What a worker process connects with: the same as `url` for a DATABASE_URL
+   * (the DBA chose its role); for the embedded database, a login role that
+   * holds settlement_worker and nothing more.
+   */
+  workerUrl: string;
   embedded: boolean;
   stop(): Promise<void>;
 }
 
 /**
  * DATABASE_URL when set; otherwise the embedded Postgres under .data/ (started,
- * or joined when another settle process already runs it). Migrated either way.
+ * or joined when another settle process already runs it). The embedded one is
+ * migrated here (the newcomer's path: nothing to do by hand). A DATABASE_URL is
+ * only checked: application roles may not run DDL, so migrating a real
+ * database is `settle migrate`'s job, run as its owner.
  */
 export async function openDatabase(config: Config, logger: Logger, opts: { migrate?: boolean } = {}): Promise<Database> {
   let db: Database;
   if (config.databaseUrl) {
-    db = { url: config.databaseUrl, embedded: false, stop: async () => {} };
+    db = { url: config.databaseUrl, workerUrl: config.databaseUrl, embedded: false, stop: async () => {} };
   } else {
     const e = await startEmbeddedPostgres({ logger });
-    db = { url: e.url, embedded: true, stop: e.stop };
+    db = { url: e.url, workerUrl: e.url, embedded: true, stop: e.stop };
   }
   if (opts.migrate ?? true) {
     try {
-      await migrate(db.url, { logger });
+      if (db.embedded) {
+        await migrate(db.url, { logger });
+        db.workerUrl = await ensureLoginRole(db.url, EMBEDDED_WORKER_LOGIN);
+      } else {
+        await checkMigrations(db.url);
+      }
     } catch (e) {
       await db.stop();
       throw e;
     }
   }
   return db;
+}
+
+/** The login role the embedded mode's workers use (the embedded server listens on 127.0.0.1 only). */
+export const EMBEDDED_WORKER_LOGIN = { name: 'settle_worker', password: 'settle-worker-local', role: 'settlement_worker' } as const;
+
+/**
+ * Creates (once per server) a login role holding one of the settlement roles
+ * and returns `url` rewritten to log in as it.
+ */
+export async function ensureLoginRole(url: string, login: { name: string; password: string; role: string }): Promise<string> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    await c.query(`do $$ begin
+      if not exists (select 1 from pg_roles where rolname = '${login.name}') then
+        create role ${login.name} login password '${login.password}';
+      end if;
+    end $$`).catch((e: { code?: string }) => {
+      if (e.code !== '23505' && e.code !== '42710') throw e; // a concurrent creator won
+    });
+    await c.query(`grant ${login.role} to ${login.name}`);
+  } finally {
+    await c.end();
+  }
+  const u = new URL(url);
+  u.username = login.name;
+  u.password = login.password;
+  return u.toString();
 }
 
 /** Stops `stop` once on SIGINT/SIGTERM, then exits. */

@@ -8,7 +8,9 @@ import { startEmbeddedPostgres } from '../src/db/embedded.js';
 import { migrate } from '../src/db/migrate.js';
 import { createDbPool } from '../src/db/pool.js';
 import { enqueueStage, KINDS } from '../src/db/queries.js';
+import { ensureLoginRole } from '../src/runtime.js';
 import { seed } from '../src/seed.js';
+import { TEST_WORKER_LOGIN } from './helpers/roles.js';
 import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
 import { pastDate } from './helpers/fixtures.js';
 import { spawnWorker, waitFor } from './helpers/procs.js';
@@ -27,6 +29,7 @@ t.test('workers survive a database restart mid-payout and finish the day exactly
   let pg = await start();
   t.teardown(() => pg.stop());
   await migrate(pg.url);
+  await ensureLoginRole(pg.url, TEST_WORKER_LOGIN);
   const db = await createDbPool(pg.url, { maximumPoolSize: 4 });
   t.teardown(() => db.end());
   const sim = await startSim(t, { latencyMs: 60, jitterMs: 20 });

@@ -8,7 +8,7 @@ import { createDbPool, type DatabasePool } from '../db/pool.js';
 import { dailyStatus, enqueueStage, KINDS } from '../db/queries.js';
 import type { Logger } from '../log.js';
 import { migrate } from '../db/migrate.js';
-import { openDatabase } from '../runtime.js';
+import { EMBEDDED_WORKER_LOGIN, ensureLoginRole, openDatabase } from '../runtime.js';
 import { formatReconciliation, ledgerTransfers, reconcile, simulatorTransfers } from '../reconcile.js';
 import { fundSimulator, seed } from '../seed.js';
 import { startWorker } from '../worker/runner.js';
@@ -68,7 +68,12 @@ export async function cmdDemo(argv: string[], config: Config, logger: Logger) {
 
     // One worker with room for the whole in-flight cap, so the demo runs at the bank's pace.
     const workerConfig = { ...config, workerConcurrency: Math.max(config.workerConcurrency, config.bank.maxInFlight + 5) };
-    worker = await startWorker({ config: workerConfig, databaseUrl: demoUrl, bankUrl: sim.url, logger, crontab: '' });
+    // The worker logs in with the settlement_worker role only, as in production.
+    const workerUrl = await ensureLoginRole(demoUrl, EMBEDDED_WORKER_LOGIN).catch((e: Error) => {
+      console.log(`(could not create the worker's login role: ${e.message.split('\n')[0]}; the worker uses DATABASE_URL's role)`);
+      return demoUrl;
+    });
+    worker = await startWorker({ config: workerConfig, databaseUrl: workerUrl, bankUrl: sim.url, logger, crontab: '' });
     await enqueueStage(db, 'record', date, null);
 
     const deadline = Date.now() + timeoutS * 1000;

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { ConfigError, loadConfig } from '../config.js';
 import { SettlementError } from '../db/errors.js';
-import { MigrationChecksumError } from '../db/migrate.js';
+import { MigrationChecksumError, MigrationPendingError } from '../db/migrate.js';
 import { createLogger } from '../log.js';
 import { SeedError } from '../seed.js';
 import { UsageError } from './args.js';
@@ -77,7 +77,7 @@ main(process.argv.slice(2)).then(
   // otherwise turn a non-zero exitCode into 0.
   (code) => process.exit(code),
   (e: unknown) => {
-    const known = e instanceof UsageError || e instanceof ConfigError || e instanceof SettlementError || e instanceof MigrationChecksumError || e instanceof SeedError;
+    const known = e instanceof UsageError || e instanceof ConfigError || e instanceof SettlementError || e instanceof MigrationChecksumError || e instanceof MigrationPendingError || e instanceof SeedError;
     const msg = e instanceof Error ? e.message : String(e);
     console.error(`settle: ${known ? '' : 'error: '}${msg.split('\n')[0]}`);
     if (!known && process.env.LOG_LEVEL === 'debug') console.error(e);

@@ -33,7 +33,7 @@ export async function cmdWorker(argv: string[], config: Config, logger: Logger) 
     bankUrl = sim.url;
     closeSim = () => sim.close();
   }
-  const worker = await startWorker({ config: cfg, databaseUrl: database.url, bankUrl, logger });
+  const worker = await startWorker({ config: cfg, databaseUrl: database.workerUrl, bankUrl, logger });
   const health = await startHealthServer(cfg.httpPort, worker, logger);
   let stopping: Promise<void> | undefined;
   const stop = () =>

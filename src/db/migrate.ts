@@ -95,3 +95,33 @@ export async function migrate(databaseUrl: string, opts: { logger?: Logger; dir?
   }
   return { applied };
 }
+
+export class MigrationPendingError extends Error {
+  override name = 'MigrationPendingError';
+  readonly code = 'migration_pending';
+}
+
+/**
+ * Checks, without changing anything, that every migration of this version is
+ * applied unchanged: a process running as an application role (which may not
+ * run DDL) refuses to start on a database that is behind or ahead.
+ */
+export async function checkMigrations(databaseUrl: string, opts: { dir?: string } = {}): Promise<void> {
+  const migrations = loadMigrations(opts.dir);
+  const client = new pg.Client({ connectionString: databaseUrl, application_name: 'settle-check' });
+  await client.connect();
+  try {
+    const rows = await client
+      .query<{ id: number; name: string; checksum: string }>('select id, name, checksum from settlement_meta.migrations')
+      .then((r) => r.rows, (e: { code?: string }) => {
+        if (e.code === '42P01' || e.code === '3F000') return [];
+        throw e;
+      });
+    const done = new Map(rows.map((r) => [r.id, r]));
+    const pending = migrations.filter((m) => !done.has(m.id)).map((m) => m.name);
+    if (pending.length > 0) throw new MigrationPendingError(`the database is not migrated (${pending.join(', ')} pending): run \`settle migrate\` as the database owner`);
+    for (const m of migrations) if (done.get(m.id)!.checksum !== m.checksum) throw new MigrationChecksumError(m.name);
+  } finally {
+    await client.end();
+  }
+}

@@ -11,6 +11,8 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { startEmbeddedPostgres } from '../../src/db/embedded.js';
 import { migrate } from '../../src/db/migrate.js';
+import { ensureLoginRole } from '../../src/runtime.js';
+import { TEST_WORKER_LOGIN } from '../helpers/roles.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const testDir = path.resolve(here, '..');
@@ -52,6 +54,8 @@ async function main() {
     await admin(adminUrl, `drop database if exists ${template}`);
     await admin(adminUrl, `create database ${template}`);
     await migrate(withDb(adminUrl, template));
+    // Worker processes in the tests log in with settlement_worker only (test/helpers/day.ts).
+    await ensureLoginRole(adminUrl, TEST_WORKER_LOGIN);
 
     const files = args.length > 0 ? args : readdirSync(testDir).filter((f) => f.endsWith('.test.js')).sort().map((f) => path.join(testDir, f));
     const tap = spawn(

@@ -6,6 +6,7 @@ import { dailyStatus, type StatusRow } from '../../src/db/queries.js';
 import { ledgerTransfers, reconcile, simulatorTransfers } from '../../src/reconcile.js';
 import { fundSimulator } from '../../src/seed.js';
 import { waitFor } from './procs.js';
+import { asLogin, TEST_WORKER_LOGIN } from './roles.js';
 
 type T = { teardown(fn: () => unknown): void };
 export const TOKEN = 'test-token';
@@ -28,7 +29,8 @@ export async function prepareSim(db: DatabasePool, sim: { url: string }, opts: {
 
 /** The environment a worker process needs for this database and simulator. */
 export const workerEnv = (dbUrl: string, bankUrl: string, extra: Record<string, string> = {}) => ({
-  DATABASE_URL: dbUrl,
+  // Least privilege: the worker logs in with settlement_worker only.
+  DATABASE_URL: asLogin(dbUrl, TEST_WORKER_LOGIN),
   BANK_URL: bankUrl,
   BANK_ACCESS_TOKEN: TOKEN,
   BANK_TIMEOUT_MS: '2000',
