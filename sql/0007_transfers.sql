@@ -353,23 +353,32 @@ begin
   return case when t.is_tuno <> p_is_tuno then 'stale' else 'already_settled' end;
 end $$;
 
+-- The journal entry of a succeeded transfer: the bank movement (bank:<to> is
+-- debited, bank:<from> credited, mirroring the bank) and, for a payout, the
+-- loan account's recorded debt to the kind paid down by the same amount.
+create function settlement.journal_transfer(t settlement.transfers) returns void
+language sql as $$
+  with j as (
+    insert into settlement.journal_entries (business_date, kind, event, ref, memo)
+    values (t.business_date, t.kind, t.purpose::text, t.is_tuno,
+            case t.purpose when 'payout' then format('transfer %s (entry %s #%s)', t.id, t.entry_id, t.seq)
+                           else format('withdrawal %s %s', t.business_date, t.kind) end)
+    returning id)
+  insert into settlement.journal_lines (journal_id, line_no, ledger_account, amount)
+  select j.id, l.n, l.account, l.amount from j, (values
+      (1, 'bank:' || t.to_account, t.amount, true),
+      (2, 'bank:' || t.from_account, -t.amount, true),
+      (3, 'due_to:' || t.kind, t.amount, t.purpose = 'payout'),
+      (4, 'due_from:' || t.from_account, -t.amount, t.purpose = 'payout')) l(n, account, amount, wanted)
+  where l.wanted
+$$;
+
 -- A payout chunk settled: its journal entry, and confirm once nothing of the day is open.
 create function settlement.after_payout(t settlement.transfers) returns void
 language plpgsql as $$
-declare
-  v_journal bigint;
 begin
   if t.state = 'succeeded' then
-    -- Money moved loan -> settlement account at the bank, and the loan
-    -- account's recorded debt to the kind is paid down by the same amount.
-    insert into settlement.journal_entries (business_date, kind, event, ref, memo)
-    values (t.business_date, t.kind, 'payout', t.is_tuno, format('transfer %s (entry %s #%s)', t.id, t.entry_id, t.seq))
-    returning id into v_journal;
-    insert into settlement.journal_lines (journal_id, line_no, ledger_account, amount) values
-      (v_journal, 1, 'bank:' || t.to_account, t.amount),
-      (v_journal, 2, 'bank:' || t.from_account, -t.amount),
-      (v_journal, 3, 'due_to:' || t.kind, t.amount),
-      (v_journal, 4, 'due_from:' || t.from_account, -t.amount);
+    perform settlement.journal_transfer(t);
   end if;
   -- While chunks wait to be claimed, a later finisher will look again: no
   -- lock. Near the end the lock serialises the day's finishers, each counting
@@ -390,17 +399,10 @@ end $$;
 -- The withdrawal settled: its journal entry and the withdraw stage's end.
 create function settlement.after_withdrawal(t settlement.transfers) returns void
 language plpgsql as $$
-declare
-  v_journal bigint;
 begin
   perform pg_advisory_xact_lock(settlement.stage_lock_key('withdraw', t.business_date, t.kind));
   if t.state = 'succeeded' then
-    insert into settlement.journal_entries (business_date, kind, event, ref, memo)
-    values (t.business_date, t.kind, 'withdrawal', t.is_tuno, format('withdrawal %s %s', t.business_date, t.kind))
-    returning id into v_journal;
-    insert into settlement.journal_lines (journal_id, line_no, ledger_account, amount) values
-      (v_journal, 1, 'bank:' || t.to_account, t.amount),
-      (v_journal, 2, 'bank:' || t.from_account, -t.amount);
+    perform settlement.journal_transfer(t);
     perform settlement.set_stage(t.business_date, t.kind, 'withdraw', 'done', format('%s KRW withdrawn (%s)', t.amount, t.is_tuno));
     perform settlement.after_stage('withdraw', t.business_date, t.kind);
   else
