@@ -1,21 +1,37 @@
 /**
- * The simulated NH API: one synchronous function per ApiNm from a parsed request
- * body to a reply. Timing and faults are the server's business (simulator.ts);
- * this file only decides what the bank answers and what it books.
+ * The simulated NH API: one synchronous function from a parsed request body to
+ * the bank's answer. Timing, the in-flight cap and faults are the server's
+ * business (simulator.ts); this file decides what the bank answers and books.
  *
- * Checks, in order: Header present → Iscd and AccessToken (A0002) → Header fields
- * (A0230) → the API's own fields (A0230) → the ledger (A0013, A0220, A0212, A0211).
- * Only ledger outcomes use up an IsTuno. Inquiry, balance and history IsTunos are
- * not checked for uniqueness (keeping them would grow memory with every read).
- * The simulator books under the request's Header.Tsymd and does not compare it
- * with its own clock, so tests can play any date.
+ * Order of checks:
+ *   1. AccessToken / Iscd (options)               → S0002   not processed
+ *   2. the published layout, `checkRequest`        → S0230   not processed
+ *      (+ a statement may start at most a year back from the simulator's today)
+ *   3. (Iscd, Tsymd, IsTuno) already processed     → S0013   with NH's published Rsms
+ *   4. the API's own processing: booked (00000) or refused after processing
+ *      (S0211 funds, S0212 account, S0213 contract, S0214 registration,
+ *      S0220 per-call limit, S0231/S0300 result checks, S0310 bank code).
+ * Every request that reaches step 4 uses up its (Iscd, Tsymd, IsTuno), for every
+ * API; a request stopped at 1-3 (or by busy/S0090 in the server) does not, so it
+ * can be sent again under the same IsTuno. Header.Tsymd is not compared with the
+ * simulator's clock (NH publishes no rule); booking times come from the clock.
  */
-import { isValidYmd, kstHms, kstStamp } from '../bank/kst.js';
-import { parseKrw } from '../bank/money.js';
-import { API, API_SVC_CD, CHECKED_BY, IS_TUNO_PATTERN, NH_BANK_CODE, type ApiNm } from '../bank/protocol.js';
-import { RPCD, describeRpcd } from '../bank/rpcd.js';
-import type { SimLedger } from './sim-ledger.js';
-import type { SimStats } from './sim-stats.js';
+import {
+  APIS,
+  NH_BANK_CODES,
+  RESPONSE_HEADER,
+  RPCD_OK,
+  checkRequest,
+  formatKrw,
+  kstHms,
+  kstYmd,
+  parseKrw,
+  type ApiNm,
+  type ApiSvcCodes,
+} from '../nh/contract.js';
+import { SIM, rsmsOf } from './sim-codes.js';
+import { printed, type SimAccount, type SimLedger } from './sim-ledger.js';
+import type { RejectReason, SimStats } from './sim-stats.js';
 
 export interface SimApiContext {
   ledger: SimLedger;
@@ -23,6 +39,7 @@ export interface SimApiContext {
   perCallLimit: bigint;
   accessToken: string | undefined;
   iscd: string | undefined;
+  svcCodes: ApiSvcCodes;
   now: () => Date;
 }
 
@@ -32,219 +49,216 @@ export interface ApiReply {
 }
 
 type Json = Record<string, unknown>;
-
-function asObject(v: unknown): Json | null {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Json) : null;
+type Fields = Readonly<Record<string, string>>;
+/** What processing decided: the code, the answer's body fields (00000 only), a detail for Rsms. */
+interface Outcome {
+  code: string;
+  fields?: Record<string, unknown>;
+  detail?: string;
 }
 
-function str(o: Json, k: string): string | null {
-  const v = o[k];
-  return typeof v === 'string' ? v : null;
-}
+const REASON: Readonly<Record<string, RejectReason>> = {
+  [SIM.BUSY]: 'busy',
+  [SIM.REFUSED_TOKEN]: 'token',
+  [SIM.DUPLICATE]: 'duplicate',
+  [SIM.SYSTEM_ERROR]: 'failBefore',
+  [SIM.FUNDS]: 'funds',
+  [SIM.ACCOUNT]: 'account',
+  [SIM.CONTRACT]: 'contract',
+  [SIM.REGISTRATION]: 'registration',
+  [SIM.LIMIT]: 'limit',
+  [SIM.LAYOUT]: 'invalid',
+  [SIM.MISMATCH]: 'mismatch',
+  [SIM.NOT_FOUND]: 'notFound',
+  [SIM.BANK_CODE]: 'bankCode',
+};
 
-/** The response Header echoes the request's identifying fields, as NH does. */
-function reply(req: Json | null, api: ApiNm, rpcd: string, rsms: string, fields: Json = {}): ApiReply {
-  const h = asObject(req?.['Header']) ?? {};
-  const echo = (k: string): string => str(h, k) ?? '';
-  return {
-    status: 200,
-    body: {
-      Header: {
-        ApiNm: api,
-        Tsymd: echo('Tsymd'),
-        Trtm: echo('Trtm'),
-        Iscd: echo('Iscd'),
-        FintechApsno: echo('FintechApsno'),
-        ApiSvcCd: echo('ApiSvcCd'),
-        IsTuno: echo('IsTuno'),
-        Rpcd: rpcd,
-        Rsms: rsms,
-      },
-      ...fields,
-    },
-  };
-}
+const asObject = (v: unknown): Json | null => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Json) : null);
 
-export function codeReply(req: Json | null, api: ApiNm, rpcd: string, rsms = describeRpcd(rpcd)): ApiReply {
-  return reply(req, api, rpcd, rsms);
-}
-
-interface Checked {
-  req: Json;
-  iscd: string;
-  tsymd: string;
-  isTuno: string;
-}
-
-function checkHeader(ctx: SimApiContext, api: ApiNm, req: Json): Checked | ApiReply {
-  const h = asObject(req['Header']);
-  if (!h) return invalid(ctx, req, api, 'Header missing');
-  const iscd = str(h, 'Iscd');
-  if ((ctx.iscd !== undefined && iscd !== ctx.iscd) || (ctx.accessToken !== undefined && str(h, 'AccessToken') !== ctx.accessToken)) {
-    ctx.stats.rejected.token++;
-    return codeReply(req, api, RPCD.INVALID_TOKEN);
+/** The answer: the request's Header echoed (without AccessToken, only RESPONSE_HEADER fields) plus Rpcd and Rsms. */
+export function answer(req: unknown, api: ApiNm, rpcd: string, detail?: string, fields: Record<string, unknown> = {}): ApiReply {
+  const h = asObject(asObject(req)?.['Header']) ?? {};
+  const header: Json = {};
+  for (const k of Object.keys(RESPONSE_HEADER)) {
+    if (k === 'Rpcd' || k === 'Rsms') continue;
+    const v = h[k];
+    if (typeof v === 'string') header[k] = v;
+    else if (k === 'ApiNm') header[k] = api;
   }
-  const tsymd = str(h, 'Tsymd');
-  const isTuno = str(h, 'IsTuno');
-  if (str(h, 'ApiNm') !== api) return invalid(ctx, req, api, 'ApiNm does not match the URL');
-  if (str(h, 'ApiSvcCd') !== API_SVC_CD[api]) return invalid(ctx, req, api, `ApiSvcCd must be ${API_SVC_CD[api]}`);
-  if (iscd === null || iscd === '') return invalid(ctx, req, api, 'Iscd missing');
-  if (tsymd === null || !isValidYmd(tsymd)) return invalid(ctx, req, api, 'Tsymd must be YYYYMMDD');
-  if (!/^\d{6}$/.test(str(h, 'Trtm') ?? '')) return invalid(ctx, req, api, 'Trtm must be HHMMSS');
-  if (isTuno === null || !IS_TUNO_PATTERN.test(isTuno)) return invalid(ctx, req, api, 'IsTuno must be 1..20 [0-9A-Za-z]');
-  return { req, iscd, tsymd, isTuno };
+  header['Rpcd'] = rpcd;
+  header['Rsms'] = rsmsOf(rpcd, detail);
+  return { status: 200, body: { Header: header, ...(rpcd === RPCD_OK ? fields : {}) } };
 }
 
-function invalid(ctx: SimApiContext, req: Json | null, api: ApiNm, why: string): ApiReply {
-  ctx.stats.rejected.invalid++;
-  return codeReply(req, api, RPCD.INVALID_FIELD, `invalid field: ${why}`);
+/** A refusal, counted under its reason. */
+export function refuse(stats: SimStats, req: unknown, api: ApiNm, rpcd: string, detail?: string): ApiReply {
+  const reason = REASON[rpcd];
+  if (reason) stats.rejected[reason]++;
+  return answer(req, api, rpcd, detail);
 }
 
 export function processApi(ctx: SimApiContext, api: ApiNm, body: unknown): ApiReply {
   const req = asObject(body);
-  if (!req) return invalid(ctx, null, api, 'body is not a JSON object');
-  const c = checkHeader(ctx, api, req);
-  if ('status' in c) return c;
-  switch (api) {
-    case API.DrawingTransfer:
-    case API.ReceivedTransferAccountNumber:
-      return transfer(ctx, api, c);
-    case API.CheckOnDrawingTransfer:
-    case API.CheckOnReceivedTransfer:
-      return checkOn(ctx, api, c);
-    case API.InquireBalance:
-      return balance(ctx, api, c);
-    case API.InquireTransactionHistory:
-      return history(ctx, api, c);
+  const h = asObject(req?.['Header']);
+  if (h && ((ctx.accessToken !== undefined && h['AccessToken'] !== ctx.accessToken) || (ctx.iscd !== undefined && h['Iscd'] !== ctx.iscd))) {
+    return refuse(ctx.stats, req, api, SIM.REFUSED_TOKEN);
   }
-}
-
-function transfer(ctx: SimApiContext, api: ApiNm, c: Checked): ApiReply {
-  const r = c.req;
-  const payout = api === API.DrawingTransfer;
-  const from = str(r, payout ? 'FinAcno' : 'FromAcno');
-  const to = str(r, payout ? 'CtrtAcno' : 'Acno');
-  const amount = parseKrw(r['Tram']);
-  if (!from || !to) return invalid(ctx, r, api, 'account missing');
-  if (from === to) return invalid(ctx, r, api, 'from and to are the same account');
-  if (amount === null || amount === 0n) return invalid(ctx, r, api, 'Tram must be a positive decimal string');
-  if (!payout && str(r, 'Bncd') !== NH_BANK_CODE) return invalid(ctx, r, api, `Bncd must be ${NH_BANK_CODE}`);
-
+  const problems = checkRequest(api, body, ctx.svcCodes);
   const now = ctx.now();
-  const code = ctx.ledger.transfer({
-    iscd: c.iscd,
-    apiNm: api,
-    tsymd: c.tsymd,
-    isTuno: c.isTuno,
-    from,
-    to,
-    amount,
-    memoOut: str(r, 'DractOtlt') ?? '',
-    memoIn: str(r, 'MractOtlt') ?? '',
-    perCallLimit: ctx.perCallLimit,
-    now,
-  });
-  const s = ctx.stats;
-  switch (code) {
-    case RPCD.OK:
-      s.booked++;
-      s.bookedAmount += amount;
-      return reply(r, api, RPCD.OK, describeRpcd(RPCD.OK), {
-        ...(payout ? { FinAcno: from, RgsnYmd: c.tsymd } : {}),
-        Prtm: kstStamp(now),
-      });
-    case RPCD.DUPLICATE:
-      s.rejected.duplicate++;
-      break;
-    case RPCD.OVER_LIMIT:
-      s.rejected.limit++;
-      break;
-    case RPCD.INVALID_ACCOUNT:
-      s.rejected.account++;
-      break;
-    case RPCD.INSUFFICIENT_FUNDS:
-      s.rejected.funds++;
-      break;
+  if (problems.length === 0 && api === 'InquireTransactionHistory') {
+    const start = oneYearBefore(kstYmd(now));
+    if ((req!['Insymd'] as string) < start) problems.push(`body.Insymd must not be before ${start} (one year back)`);
   }
-  return codeReply(r, api, code);
+  if (problems.length > 0) return refuse(ctx.stats, body, api, SIM.LAYOUT, problems.join('; '));
+
+  const header = h as Readonly<Record<string, string>>;
+  const { Header: _h, ...rest } = req as Json;
+  const b = rest as Fields;
+  const iscd = header['Iscd']!;
+  const tsymd = header['Tsymd']!;
+  const isTuno = header['IsTuno']!;
+  if (ctx.ledger.processedAt(iscd, tsymd, isTuno)) return refuse(ctx.stats, req, api, SIM.DUPLICATE);
+
+  const out = HANDLERS[api](ctx, header, b, now);
+  ctx.ledger.recordProcessed(iscd, tsymd, isTuno, { api, code: out.code, at: now, fields: b });
+  if (out.code !== RPCD_OK) return refuse(ctx.stats, req, api, out.code, out.detail);
+  return answer(req, api, RPCD_OK, undefined, out.fields);
 }
 
-function checkOn(ctx: SimApiContext, api: ApiNm, c: Checked): ApiReply {
-  const r = c.req;
-  const ortrYmd = str(r, 'OrtrYmd');
-  const ortrIsTuno = str(r, 'OrtrIsTuno');
-  const account = str(r, api === API.CheckOnDrawingTransfer ? 'FinAcno' : 'FromAcno');
-  if (!ortrYmd || !isValidYmd(ortrYmd) || !ortrIsTuno) return invalid(ctx, r, api, 'OrtrYmd and OrtrIsTuno required');
-  if (!account) return invalid(ctx, r, api, 'account missing');
-  const tx = ctx.ledger.lookup(c.iscd, ortrYmd, ortrIsTuno);
-  if (!tx) {
-    ctx.stats.rejected.notFound++;
-    return codeReply(r, api, RPCD.NOT_FOUND);
-  }
-  // A record of another API or account is not "not found": answering A0300 here
-  // would invite a resend of something that may be booked.
-  if (CHECKED_BY[api] !== tx.apiNm) return invalid(ctx, r, api, `OrtrIsTuno belongs to ${tx.apiNm}`);
-  if (account !== tx.from) return invalid(ctx, r, api, 'account does not match the original');
-  return reply(r, api, RPCD.OK, describeRpcd(RPCD.OK), {
-    OrtrYmd: ortrYmd,
-    OrtrIsTuno: ortrIsTuno,
-    Pcrs: tx.code,
-    Prtm: kstStamp(tx.processedAt),
-    Tram: tx.amount.toString(),
-  });
+type Handler = (ctx: SimApiContext, h: Fields, b: Fields, now: Date) => Outcome;
+
+/** Why an account cannot be used, or null. */
+function unusable(a: SimAccount | undefined, what: string): string | null {
+  if (!a) return `${what} unknown`;
+  return a.open ? null : `${what} closed`;
 }
 
-function balance(ctx: SimApiContext, api: ApiNm, c: Checked): ApiReply {
-  const accountNo = str(c.req, 'FinAcno');
-  const acct = accountNo ? ctx.ledger.accounts.get(accountNo) : undefined;
-  if (!acct) {
-    ctx.stats.rejected.account++;
-    return codeReply(c.req, api, RPCD.INVALID_ACCOUNT);
-  }
-  const b = acct.balance.toString();
-  return reply(c.req, api, RPCD.OK, describeRpcd(RPCD.OK), { FinAcno: accountNo, Ldbl: b, RlpmAbamt: b });
+/** The contracted account of the Header's (Iscd, FintechApsno), or the refusal. */
+function contracted(ctx: SimApiContext, h: Fields): SimAccount | Outcome {
+  const c = ctx.ledger.contractAccount(h['Iscd']!, h['FintechApsno']!);
+  if (c === null) return { code: SIM.CONTRACT, detail: `Iscd ${h['Iscd']} FintechApsno ${h['FintechApsno']}` };
+  const why = unusable(c, 'contracted account');
+  return why ? { code: SIM.ACCOUNT, detail: why } : c!;
 }
 
-const MAX_PAGE_SIZE = 1000;
+const isOutcome = (v: SimAccount | Outcome): v is Outcome => 'code' in v;
 
-function history(ctx: SimApiContext, api: ApiNm, c: Checked): ApiReply {
-  const r = c.req;
-  const accountNo = str(r, 'FinAcno');
-  const fromYmd = str(r, 'Insymd');
-  const toYmd = str(r, 'Ineymd');
-  const pageNo = Number(str(r, 'PageNo') ?? '1');
-  const pageSize = Number(str(r, 'Dmcnt') ?? '100');
-  const order = str(r, 'Lnsq') ?? 'DESC';
-  if (!fromYmd || !toYmd || !isValidYmd(fromYmd) || !isValidYmd(toYmd)) return invalid(ctx, r, api, 'Insymd/Ineymd must be YYYYMMDD');
-  if (!Number.isInteger(pageNo) || pageNo < 1) return invalid(ctx, r, api, 'PageNo');
-  if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > MAX_PAGE_SIZE) return invalid(ctx, r, api, 'Dmcnt');
-  if (order !== 'ASC' && order !== 'DESC') return invalid(ctx, r, api, 'Lnsq must be ASC or DESC');
-  if (!accountNo || !ctx.ledger.accounts.has(accountNo)) {
-    ctx.stats.rejected.account++;
-    return codeReply(r, api, RPCD.INVALID_ACCOUNT);
-  }
-  const all = ctx.ledger.statement(accountNo, fromYmd, toYmd);
-  if (order === 'DESC') all.reverse();
-  const page = all.slice((pageNo - 1) * pageSize, pageNo * pageSize);
-  const rec = page.map((t) => {
-    const out = t.from === accountNo;
-    return {
-      Trdd: t.tsymd,
-      Txtm: kstHms(t.processedAt),
-      MnrcDrotDsnc: out ? '2' : '1',
-      Tram: t.amount.toString(),
-      AftrBlnc: (out ? t.fromBalanceAfter : t.toBalanceAfter).toString(),
-      Smr: out ? t.memoOut : t.memoIn,
-      HnbrCd: NH_BANK_CODE,
-      IsTuno: t.isTuno,
-      Counterparty: out ? t.to : t.from,
-    };
-  });
-  return reply(r, api, RPCD.OK, describeRpcd(RPCD.OK), {
-    TotCnt: String(all.length),
-    Iqtcnt: String(rec.length),
-    PageNo: String(pageNo),
-    CtntDataYn: pageNo * pageSize < all.length ? 'Y' : 'N',
-    REC: rec,
-  });
+function move(ctx: SimApiContext, api: ApiNm, h: Fields, from: SimAccount, to: SimAccount, amount: bigint, fromText: string | null, toText: string | null, now: Date): Outcome | null {
+  if (from.balance < amount) return { code: SIM.FUNDS };
+  ctx.ledger.book({ api, isTuno: h['IsTuno']!, tsymd: h['Tsymd']!, from, to, amount, fromText, toText, now });
+  ctx.stats.booked++;
+  ctx.stats.bookedAmount += amount;
+  return null;
+}
+
+const drawingTransfer: Handler = (ctx, h, b, now) => {
+  const amount = parseKrw(b['Tram'])!;
+  if (amount > ctx.perCallLimit) return { code: SIM.LIMIT, detail: `at most ${formatKrw(ctx.perCallLimit)}` };
+  const from = ctx.ledger.byFinAcno(b['FinAcno']!);
+  const why = unusable(from, 'FinAcno');
+  if (why) return { code: SIM.ACCOUNT, detail: why };
+  if (!from!.drawable) return { code: SIM.ACCOUNT, detail: 'FinAcno not registered for withdrawals (DrtrRgyn)' };
+  const to = contracted(ctx, h);
+  if (isOutcome(to)) return to;
+  // MractOtlt is "not used" for DrawingTransfer: both passbooks print DractOtlt.
+  const text = printed(b['DractOtlt']);
+  return move(ctx, 'DrawingTransfer', h, from!, to, amount, text, text, now) ?? { code: RPCD_OK, fields: { FinAcno: b['FinAcno'], RgsnYmd: from!.rgsnYmd } };
+};
+
+const receivedTransfer = (api: ApiNm): Handler => (ctx, h, b, now) => {
+  const amount = parseKrw(b['Tram'])!;
+  const from = contracted(ctx, h);
+  if (isOutcome(from)) return from;
+  const to = ctx.ledger.account(b['Bncd']!, b['Acno']!);
+  const why = unusable(to, `account ${b['Bncd']}-${b['Acno']}`);
+  if (why) return { code: SIM.ACCOUNT, detail: why };
+  return move(ctx, api, h, from, to!, amount, printed(b['DractOtlt']), printed(b['MractOtlt']), now) ?? { code: RPCD_OK, fields: {} };
+};
+
+/** A result check: the original processed request of `family` under (Iscd, OrtrYmd, OrtrIsTuno), matching on `same`. */
+const resultCheck = (family: readonly ApiNm[], same: readonly string[]): Handler => (ctx, h, b) => {
+  const orig = ctx.ledger.processedAt(h['Iscd']!, b['OrtrYmd']!, b['OrtrIsTuno']!);
+  if (!orig) return { code: SIM.NOT_FOUND };
+  // A record of another API is not "not found": that would invite a resend of a used IsTuno.
+  if (!family.includes(orig.api)) return { code: SIM.MISMATCH, detail: `OrtrIsTuno is a ${orig.api}` };
+  const differ = same.filter((k) => orig.fields[k] !== b[k]);
+  if (differ.length > 0) return { code: SIM.MISMATCH, detail: differ.map((k) => `body.${k}`).join(', ') };
+  return { code: RPCD_OK, fields: { Pcrs: orig.code, Prtm: kstHms(orig.at) } };
+};
+
+const inquireBalance: Handler = (ctx, _h, b) => {
+  const a = ctx.ledger.byFinAcno(b['FinAcno']!);
+  const why = unusable(a, 'FinAcno');
+  if (why) return { code: SIM.ACCOUNT, detail: why };
+  const shown = formatKrw(a!.balance > 0n ? a!.balance : 0n);
+  return { code: RPCD_OK, fields: { FinAcno: b['FinAcno'], Ldbl: shown, RlpmAbamt: shown } };
+};
+
+const HNIS_CD = '011';
+const HNBR_CD = '0110001';
+
+const inquireTransactionHistory: Handler = (ctx, _h, b) => {
+  if (!NH_BANK_CODES.includes(b['Bncd']!)) return { code: SIM.BANK_CODE, detail: `Bncd ${b['Bncd']}` };
+  const a = ctx.ledger.account(b['Bncd']!, b['Acno']!);
+  if (!a) return { code: SIM.ACCOUNT, detail: `account ${b['Bncd']}-${b['Acno']} unknown` };
+  const kind = b['TrnsDsnc'] || 'A';
+  const lines = a.lines.filter(
+    (l) => l.trdd >= b['Insymd']! && l.trdd <= b['Ineymd']! && (kind === 'A' || (kind === 'M') === (l.dsnc === '1' || l.dsnc === '2')),
+  );
+  if (b['Lnsq'] === 'DESC') lines.reverse();
+  const size = Number(b['Dmcnt']);
+  const page = Number(b['PageNo'] || '1');
+  const rec = lines.slice((page - 1) * size, page * size).map((l) => ({
+    Trdd: l.trdd,
+    Txtm: l.txtm,
+    MnrcDrotDsnc: l.dsnc,
+    Tram: formatKrw(l.tram),
+    AftrBlnc: formatKrw(l.after < 0n ? -l.after : l.after),
+    TrnsAfAcntBlncSmblCd: l.after < 0n ? '-' : '+',
+    Smr: l.smr,
+    HnisCd: HNIS_CD,
+    HnbrCd: HNBR_CD,
+    Ccyn: l.ccyn,
+    Tuno: l.tuno,
+    BnprCntn: l.printed,
+  }));
+  return {
+    code: RPCD_OK,
+    fields: { CtntDataYn: page * size < lines.length ? 'Y' : 'N', TotCnt: String(lines.length), Iqtcnt: String(rec.length), REC: rec },
+  };
+};
+
+const openFinAccountDirect: Handler = (ctx, _h, b, now) => {
+  const a = ctx.ledger.account(b['Bncd']!, b['Acno']!);
+  const why = unusable(a, `account ${b['Bncd']}-${b['Acno']}`);
+  if (why) return { code: SIM.ACCOUNT, detail: why };
+  return { code: RPCD_OK, fields: { Rgno: ctx.ledger.register(a!, b['BrdtBrno']!, b['DrtrRgyn'] === 'Y', now) } };
+};
+
+const checkOpenFinAccountDirect: Handler = (ctx, _h, b, now) => {
+  const a = ctx.ledger.checkRegistration(b['Rgno']!, b['BrdtBrno']!, now);
+  if (!a) return { code: SIM.REGISTRATION };
+  return { code: RPCD_OK, fields: { FinAcno: a.finAcno, RgsnYmd: a.rgsnYmd } };
+};
+
+const HANDLERS: Readonly<Record<ApiNm, Handler>> = {
+  DrawingTransfer: drawingTransfer,
+  CheckOnDrawingTransfer: resultCheck(['DrawingTransfer'], ['FinAcno', 'Tram']),
+  ReceivedTransferAccountNumber: receivedTransfer('ReceivedTransferAccountNumber'),
+  ReceivedTransferOtherBank: receivedTransfer('ReceivedTransferOtherBank'),
+  CheckOnReceivedTransfer: resultCheck(['ReceivedTransferAccountNumber', 'ReceivedTransferOtherBank'], ['Bncd', 'Acno', 'Tram']),
+  InquireTransactionHistory: inquireTransactionHistory,
+  InquireBalance: inquireBalance,
+  OpenFinAccountDirect: openFinAccountDirect,
+  CheckOpenFinAccountDirect: checkOpenFinAccountDirect,
+};
+
+/** The money-moving APIs (faults apply to these; to the others only with faultsOnInquiry). */
+export const MONEY_APIS: readonly ApiNm[] = APIS.filter((a) => a === 'DrawingTransfer' || a.startsWith('ReceivedTransfer'));
+
+/** YYYYMMDD one year before `ymd` (29 February → 28 February). */
+export function oneYearBefore(ymd: string): string {
+  const y = String(Number(ymd.slice(0, 4)) - 1).padStart(4, '0');
+  const md = ymd.slice(4) === '0229' ? '0228' : ymd.slice(4);
+  return y + md;
 }

@@ -6,8 +6,8 @@
  * which options are on, and a run is reproduced by its seed.
  *
  * Fault semantics (processing = the bank's decision: booking, or recording a
- * business refusal such as insufficient funds):
- *   failBefore   answer A0090 after the latency; nothing processed
+ * refusal after processing such as insufficient funds):
+ *   failBefore   answer S0090 after the latency; nothing processed
  *   timeoutAfter process, then hold the socket unanswered for timeoutHoldMs
  *   dropBefore   destroy the socket after the latency; nothing processed
  *   dropAfter    process, then destroy the socket without answering

@@ -5,17 +5,17 @@ import type http from 'node:http';
 export const MAX_REQUEST_BYTES = 1024 * 1024;
 
 /** The whole body, 'too_large', or 'gone' when the client went away first. */
-export function readBody(req: http.IncomingMessage): Promise<Buffer | 'too_large' | 'gone'> {
+export function readBody(req: http.IncomingMessage, maxBytes = MAX_REQUEST_BYTES): Promise<Buffer | 'too_large' | 'gone'> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      if (size > MAX_REQUEST_BYTES) resolve('too_large');
+      if (size > maxBytes) resolve('too_large');
       else chunks.push(chunk);
     });
     // The promise settles once: 'close' after 'end' changes nothing.
-    req.on('end', () => resolve(size > MAX_REQUEST_BYTES ? 'too_large' : Buffer.concat(chunks)));
+    req.on('end', () => resolve(size > maxBytes ? 'too_large' : Buffer.concat(chunks)));
     req.on('error', () => resolve('gone'));
     req.on('close', () => resolve('gone'));
   });

@@ -1,155 +1,219 @@
 /**
- * The simulated bank's books: accounts, every processed (Iscd, Tsymd, IsTuno), and
- * the booked transfers in booking order. Each operation is one synchronous block,
- * so with node's single thread a transfer's checks, debit, credit and record are
- * atomic without locks. All lookups are Map-based and O(1).
+ * The simulated bank's books: accounts keyed by (Bncd, Acno) with their
+ * statement lines, fin-accounts and registrations, one contracted account per
+ * (Iscd, FintechApsno), every processed (Iscd, Tsymd, IsTuno), and the booked
+ * money movements in booking order. Each operation is one synchronous block,
+ * so on node's single thread a transfer's checks, debit, credit and record are
+ * atomic without locks.
+ *
+ * Passbook text (BnprCntn, NH prints at most 20 characters; NH does not publish
+ * which memo goes where, this is the simulator's choice):
+ *   paying account      DractOtlt, cut to 20
+ *   receiving account   MractOtlt, cut to 20 (ReceivedTransfer*);
+ *                       DractOtlt, cut to 20 for DrawingTransfer's contracted
+ *                       account (MractOtlt is "not used" for DrawingTransfer)
  */
-import type { ApiNm } from '../bank/protocol.js';
-import { RPCD } from '../bank/rpcd.js';
+import { PRINTED_MAX, kstHms, kstYmd, type ApiNm } from '../nh/contract.js';
 
-export interface SimAccount {
-  balance: bigint;
-  open: boolean;
+export interface StatementEntry {
+  at: Date;
+  trdd: string;
+  txtm: string;
+  /** 1 opening deposit, 2 deposit, 3 withdrawal, 4 closing withdrawal. */
+  dsnc: '1' | '2' | '3' | '4';
+  tram: bigint;
+  /** Balance after; may be negative only after an admin cancellation. */
+  after: bigint;
+  smr: string | null;
+  ccyn: '0' | '1';
+  tuno: string;
+  printed: string | null;
 }
 
-/** A processed transfer request: booked (code 00000) or refused for a business reason. */
-export interface ProcessedTx {
-  apiNm: ApiNm;
-  tsymd: string;
-  isTuno: string;
+export interface SimAccount {
+  bncd: string;
+  acno: string;
+  balance: bigint;
+  open: boolean;
+  finAcno: string | null;
+  rgsnYmd: string | null;
+  /** Registered with DrtrRgyn = Y (DrawingTransfer may debit it). */
+  drawable: boolean;
+  lines: StatementEntry[];
+}
+
+/** A processed request (any API): it used up its (Iscd, Tsymd, IsTuno). */
+export interface ProcessedRequest {
+  api: ApiNm;
+  /** 00000, or the simulator code it was refused with after processing. */
   code: string;
-  amount: bigint;
-  from: string;
-  to: string;
-  processedAt: Date;
+  at: Date;
+  /** The request's body fields (Header excluded), for the result checks' comparison. */
+  fields: Readonly<Record<string, string>>;
 }
 
 export interface BookedTransfer {
   isTuno: string;
   tsymd: string;
-  apiNm: ApiNm;
-  from: string;
-  to: string;
+  api: ApiNm;
+  from: SimAccount;
+  to: SimAccount;
   amount: bigint;
-  processedAt: Date;
-  fromBalanceAfter: bigint;
-  toBalanceAfter: bigint;
-  memoOut: string;
-  memoIn: string;
+  at: Date;
+  /** The bank's own transaction number, printed on both statement lines. */
+  tuno: string;
+  /** Tuno of the admin cancellation, when cancelled. */
+  cancelTuno: string | null;
 }
 
-export interface TransferOrder {
-  iscd: string;
-  apiNm: ApiNm;
-  tsymd: string;
-  isTuno: string;
-  from: string;
-  to: string;
-  amount: bigint;
-  memoOut: string;
-  memoIn: string;
-  perCallLimit: bigint;
-  now: Date;
+interface Registration {
+  account: SimAccount;
+  brdtBrno: string;
+  drawable: boolean;
 }
+
+/** Summaries (Smr) as a bank prints them: the API's Korean name. */
+const SMR: Readonly<Record<string, string>> = {
+  DrawingTransfer: '출금이체',
+  ReceivedTransferAccountNumber: '농협입금이체',
+  ReceivedTransferOtherBank: '타행입금이체',
+};
+
+export const printed = (memo: string | undefined): string | null => (memo ? [...memo].slice(0, PRINTED_MAX).join('') : null);
+
+/**
+ * The FinAcno of an account: deterministic and injective, 30 digits:
+ * '00820' + Bncd + the Acno's length (2 digits) + the Acno left-padded to 20.
+ */
+export function finAcnoOf(bncd: string, acno: string): string {
+  return `00820${bncd}${String(acno.length).padStart(2, '0')}${acno.padStart(20, '0')}`;
+}
+
+const key = (...parts: string[]): string => parts.join('|');
 
 export class SimLedger {
   readonly accounts = new Map<string, SimAccount>();
-  readonly processed = new Map<string, ProcessedTx>();
+  readonly finAccounts = new Map<string, SimAccount>();
+  readonly contracts = new Map<string, { bncd: string; acno: string }>();
+  readonly processed = new Map<string, ProcessedRequest>();
   readonly transfers: BookedTransfer[] = [];
-  /** accountNo → indexes into `transfers` touching it, in booking order. */
-  private readonly byAccount = new Map<string, number[]>();
+  private readonly byTuno = new Map<string, BookedTransfer>();
+  private readonly registrations = new Map<string, Registration>();
+  private seq = 0;
+  private rgnoSeq = 0;
 
-  /** Opens (or re-opens) an account and SETS its balance. */
-  setAccount(accountNo: string, balance: bigint): void {
-    this.accounts.set(accountNo, { balance, open: true });
+  account(bncd: string, acno: string): SimAccount | undefined {
+    return this.accounts.get(key(bncd, acno));
   }
 
-  closeAccount(accountNo: string): boolean {
-    const acct = this.accounts.get(accountNo);
-    if (!acct) return false;
-    acct.open = false;
+  /** Opens an account, or SETS an existing one's balance (printing an adjustment line) and re-opens it. */
+  setAccount(bncd: string, acno: string, balance: bigint, now: Date): SimAccount {
+    const existing = this.account(bncd, acno);
+    if (!existing) {
+      const a: SimAccount = { bncd, acno, balance, open: true, finAcno: null, rgsnYmd: null, drawable: false, lines: [] };
+      this.accounts.set(key(bncd, acno), a);
+      if (balance > 0n) this.line(a, now, '1', balance, '신규', '0', this.nextTuno(now), null);
+      return a;
+    }
+    existing.open = true;
+    const diff = balance - existing.balance;
+    if (diff !== 0n) {
+      existing.balance = balance;
+      this.line(existing, now, diff > 0n ? '2' : '3', diff > 0n ? diff : -diff, '잔액조정', '0', this.nextTuno(now), null);
+    }
+    return existing;
+  }
+
+  closeAccount(bncd: string, acno: string): boolean {
+    const a = this.account(bncd, acno);
+    if (!a) return false;
+    a.open = false;
     return true;
   }
 
-  lookup(iscd: string, tsymd: string, isTuno: string): ProcessedTx | undefined {
+  setContract(iscd: string, fintechApsno: string, bncd: string, acno: string): void {
+    this.contracts.set(key(iscd, fintechApsno), { bncd, acno });
+  }
+
+  /** The contracted account of (Iscd, FintechApsno): null = no contract, undefined = its account does not exist. */
+  contractAccount(iscd: string, fintechApsno: string): SimAccount | undefined | null {
+    const c = this.contracts.get(key(iscd, fintechApsno));
+    return c ? this.account(c.bncd, c.acno) : null;
+  }
+
+  /** OpenFinAccountDirect: a fresh registration number (digits). */
+  register(account: SimAccount, brdtBrno: string, drawable: boolean, now: Date): string {
+    const rgno = `${kstYmd(now)}${String(++this.rgnoSeq).padStart(8, '0')}`;
+    this.registrations.set(rgno, { account, brdtBrno, drawable });
+    return rgno;
+  }
+
+  /** CheckOpenFinAccountDirect: the account's fin-account, issued on first use. */
+  checkRegistration(rgno: string, brdtBrno: string, now: Date): SimAccount | undefined {
+    const r = this.registrations.get(rgno);
+    if (!r || r.brdtBrno !== brdtBrno) return undefined;
+    this.issueFinAcno(r.account, now, r.drawable);
+    return r.account;
+  }
+
+  /** Issues (or returns) an account's fin-account; `finAcno` forces a given number (admin, for NH's published example). */
+  issueFinAcno(a: SimAccount, now: Date, drawable: boolean, finAcno?: string): string {
+    if (finAcno !== undefined && finAcno !== a.finAcno) {
+      if (a.finAcno !== null) this.finAccounts.delete(a.finAcno);
+      a.finAcno = finAcno;
+    }
+    if (a.finAcno === null) a.finAcno = finAcnoOf(a.bncd, a.acno);
+    a.rgsnYmd ??= kstYmd(now);
+    a.drawable ||= drawable;
+    this.finAccounts.set(a.finAcno, a);
+    return a.finAcno;
+  }
+
+  byFinAcno(finAcno: string): SimAccount | undefined {
+    return this.finAccounts.get(finAcno);
+  }
+
+  processedAt(iscd: string, tsymd: string, isTuno: string): ProcessedRequest | undefined {
     return this.processed.get(key(iscd, tsymd, isTuno));
   }
 
-  /**
-   * Processes one transfer request and returns its result code. A (Iscd, Tsymd,
-   * IsTuno) that was already processed gets A0013 and changes nothing; any other
-   * outcome is recorded, so the IsTuno is used up whether it booked or not.
-   */
-  transfer(o: TransferOrder): string {
-    const k = key(o.iscd, o.tsymd, o.isTuno);
-    if (this.processed.has(k)) return RPCD.DUPLICATE;
-    const code = this.decide(o);
-    this.processed.set(k, {
-      apiNm: o.apiNm,
-      tsymd: o.tsymd,
-      isTuno: o.isTuno,
-      code,
-      amount: o.amount,
-      from: o.from,
-      to: o.to,
-      processedAt: o.now,
-    });
-    if (code === RPCD.OK) this.book(o);
-    return code;
+  recordProcessed(iscd: string, tsymd: string, isTuno: string, p: ProcessedRequest): void {
+    this.processed.set(key(iscd, tsymd, isTuno), p);
   }
 
-  /** Statement lines of one account within [fromYmd, toYmd], in booking order. */
-  statement(accountNo: string, fromYmd: string, toYmd: string): BookedTransfer[] {
-    const idx = this.byAccount.get(accountNo) ?? [];
-    const out: BookedTransfer[] = [];
-    for (const i of idx) {
-      const t = this.transfers[i];
-      if (t && t.tsymd >= fromYmd && t.tsymd <= toYmd) out.push(t);
-    }
-    return out;
+  /** Moves `amount` (the caller checked accounts and funds) and prints a line on each account. */
+  book(o: { api: ApiNm; isTuno: string; tsymd: string; from: SimAccount; to: SimAccount; amount: bigint; fromText: string | null; toText: string | null; now: Date }): BookedTransfer {
+    const tuno = this.nextTuno(o.now);
+    const smr = SMR[o.api] ?? null;
+    o.from.balance -= o.amount;
+    this.line(o.from, o.now, '3', o.amount, smr, '0', tuno, o.fromText);
+    o.to.balance += o.amount;
+    this.line(o.to, o.now, '2', o.amount, smr, '0', tuno, o.toText);
+    const t: BookedTransfer = { isTuno: o.isTuno, tsymd: o.tsymd, api: o.api, from: o.from, to: o.to, amount: o.amount, at: o.now, tuno, cancelTuno: null };
+    this.transfers.push(t);
+    this.byTuno.set(tuno, t);
+    return t;
   }
 
-  private decide(o: TransferOrder): string {
-    // NH's per-call limit applies to DrawingTransfer (payouts), not to the withdrawal.
-    if (o.apiNm === 'DrawingTransfer' && o.amount > o.perCallLimit) return RPCD.OVER_LIMIT;
-    const from = this.accounts.get(o.from);
-    const to = this.accounts.get(o.to);
-    if (!from?.open || !to?.open) return RPCD.INVALID_ACCOUNT;
-    if (from.balance < o.amount) return RPCD.INSUFFICIENT_FUNDS;
-    return RPCD.OK;
+  /** Books a cancellation (Ccyn 1 lines reversing the original on both accounts); its Tuno, or why not. */
+  cancel(tuno: string, now: Date): { tuno: string } | 'not_found' | 'already_cancelled' {
+    const t = this.byTuno.get(tuno);
+    if (!t) return 'not_found';
+    if (t.cancelTuno !== null) return 'already_cancelled';
+    const ct = this.nextTuno(now);
+    t.cancelTuno = ct;
+    t.from.balance += t.amount;
+    this.line(t.from, now, '2', t.amount, '취소', '1', ct, null);
+    t.to.balance -= t.amount;
+    this.line(t.to, now, '3', t.amount, '취소', '1', ct, null);
+    return { tuno: ct };
   }
 
-  private book(o: TransferOrder): void {
-    // decide() has just checked both accounts exist and are open.
-    const from = this.accounts.get(o.from) as SimAccount;
-    const to = this.accounts.get(o.to) as SimAccount;
-    from.balance -= o.amount;
-    to.balance += o.amount;
-    const index = this.transfers.length;
-    this.transfers.push({
-      isTuno: o.isTuno,
-      tsymd: o.tsymd,
-      apiNm: o.apiNm,
-      from: o.from,
-      to: o.to,
-      amount: o.amount,
-      processedAt: o.now,
-      fromBalanceAfter: from.balance,
-      toBalanceAfter: to.balance,
-      memoOut: o.memoOut,
-      memoIn: o.memoIn,
-    });
-    this.index(o.from, index);
-    this.index(o.to, index);
+  private nextTuno(now: Date): string {
+    return `${kstYmd(now)}${String(++this.seq).padStart(12, '0')}`;
   }
 
-  private index(accountNo: string, i: number): void {
-    const list = this.byAccount.get(accountNo);
-    if (list) list.push(i);
-    else this.byAccount.set(accountNo, [i]);
+  private line(a: SimAccount, at: Date, dsnc: StatementEntry['dsnc'], tram: bigint, smr: string | null, ccyn: '0' | '1', tuno: string, text: string | null): void {
+    a.lines.push({ at, trdd: kstYmd(at), txtm: kstHms(at), dsnc, tram, after: a.balance, smr, ccyn, tuno, printed: text });
   }
-}
-
-function key(iscd: string, tsymd: string, isTuno: string): string {
-  return `${iscd}|${tsymd}|${isTuno}`;
 }

@@ -4,6 +4,7 @@
  * booleans are coerced, so CLI strings can be passed as they are.
  */
 import { z } from 'zod';
+import { APIS, defaultApiSvcCodes, type ApiSvcCodes } from '../nh/contract.js';
 
 const rate = z.coerce.number().min(0).max(1).default(0);
 const ms = z.coerce.number().int().min(0);
@@ -16,9 +17,9 @@ const runtimeShape = {
   latencyMs: ms.default(0),
   /** Each call waits latencyMs ± a uniform (seeded) jitter of up to jitterMs. */
   jitterMs: ms.default(0),
-  /** Admitted requests in flight; an arrival beyond it is answered A0001 at once. */
+  /** Admitted requests in flight; an arrival beyond it is answered S0001 at once. */
   maxInFlight: z.coerce.number().int().min(1).default(1000),
-  /** Answer A0090 without processing. */
+  /** Answer S0090 without processing. */
   failBeforeRate: rate,
   /** Process (book), then hold the socket without answering for timeoutHoldMs. */
   timeoutAfterRate: rate,
@@ -28,7 +29,7 @@ const runtimeShape = {
   slowRate: rate,
   /** Process (book), then answer a body that is not JSON or has no Header (half each). */
   malformedRate: rate,
-  /** Apply the fault rates to inquiries, balance and history too, not only to transfers. */
+  /** Apply the fault rates to result checks, reads and registration too, not only to the money-moving APIs. */
   faultsOnInquiry: flag,
   slowMs: ms.optional(),
   timeoutHoldMs: ms.default(30_000),
@@ -54,10 +55,16 @@ export const simOptionsSchema = z
     port: z.coerce.number().int().min(0).max(65535).default(0),
     host: z.string().min(1).default('127.0.0.1'),
     perCallLimit: amount.default(100_000n),
-    /** When set, requests with another AccessToken get A0002. */
+    /** When set, requests with another AccessToken get S0002 (unset: any token is accepted, but one is required). */
     accessToken: z.string().min(1).optional(),
-    /** When set, requests with another Iscd get A0002. */
-    iscd: z.string().min(1).optional(),
+    /** When set, requests with another Iscd get S0002. */
+    iscd: z.string().regex(/^[0-9]{1,6}$/).optional(),
+    /** ApiSvcCd accepted per API (the others keep contract.ts' defaults); any other value is a layout violation. */
+    apiSvcCodes: z.record(z.enum(APIS), z.string().regex(/^[0-9A-Za-z_]{1,20}$/)).optional().transform((v): ApiSvcCodes => ({ ...defaultApiSvcCodes(), ...v })),
+    /** When set, every /_sim/ call needs `authorization: Bearer <adminToken>`. */
+    adminToken: z.string().min(1).optional(),
+    /** Keep every API request received (AccessToken masked) for `GET /_sim/requests`. */
+    recordRequests: flag,
     /** Same seed + same sequence of requests ⇒ same faults and jitter. */
     seed: z.coerce.number().int().default(1),
     ...runtimeShape,

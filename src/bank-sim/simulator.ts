@@ -1,23 +1,26 @@
 /**
- * A faithful, in-process simulator of the NH Developers API (`settle bank-sim`, the
- * demo, the tests, the benchmark): per-account balances, the per-call limit,
- * duplicate-IsTuno rejection, access-token check, latency with jitter, a global
- * in-flight cap answered with A0001, and seeded fault injection (sim-faults.ts).
+ * A simulator of NH Developers' API (`settle bank-sim`, the demo, the tests, the
+ * benchmark) that is no more lenient than NH: it accepts exactly the published
+ * layouts of src/nh/contract.ts and refuses anything else with one of ITS OWN
+ * codes (sim-codes.ts; NH publishes only 00000). Accounts, fin-accounts,
+ * contracts and statements live in sim-ledger.ts; what each API answers is
+ * sim-api.ts; the admin API under /_sim/ is sim-admin.ts.
  *
- * Life of an API request:
+ * Life of an API request (`POST /{ApiNm}.nh`):
  *   arrival  → count it; take its fault plan from the seeded stream; admit it if
  *              fewer than maxInFlight are in flight, else mark it busy
- *   body     → busy: answer A0001 at once
+ *   body     → not JSON: HTTP 400; busy: answer S0001 at once
  *   latency  → wait latencyMs ± jitter (+ slowMs if slow)
  *   process  → decide and book (sim-api.ts), unless the fault says otherwise
  *   answer   → or drop / hold / garble it, per the fault
  * A request keeps processing even if its client hung up meanwhile, as a real bank
- * would: that is exactly the race the client's inquiries must survive.
+ * would: that is exactly the race the client's result checks must survive.
  */
 import http from 'node:http';
 import type { Socket } from 'node:net';
-import { handleAdmin } from './sim-admin.js';
-import { codeReply, processApi, type SimApiContext } from './sim-api.js';
+import { handleAdmin, type AdminContext, type RecordedRequest } from './sim-admin.js';
+import { MONEY_APIS, processApi, refuse, type SimApiContext } from './sim-api.js';
+import { SIM } from './sim-codes.js';
 import { planRequest, type FaultPlan } from './sim-faults.js';
 import { isGone, parseJson, readBody, sendJson, sendText } from './sim-http.js';
 import { SimLedger } from './sim-ledger.js';
@@ -32,10 +35,10 @@ import {
 } from './sim-options.js';
 import { mulberry32 } from './sim-rng.js';
 import { newStats, statsJson, type SimStats } from './sim-stats.js';
-import { isApiNm, isTransferApi, type ApiNm } from '../bank/protocol.js';
-import { RPCD } from '../bank/rpcd.js';
+import { isApiNm, type ApiNm } from '../nh/contract.js';
 
 export { simOptionsSchema, parseSimOptions, type SimOptions, type SimOptionsInput } from './sim-options.js';
+export { SIM, SIM_CODES } from './sim-codes.js';
 
 export interface SimState {
   readonly options: SimOptions;
@@ -64,11 +67,13 @@ export interface BankSimulator {
 }
 
 export interface SimHooks {
-  /** The simulator's clock for processing times (default: real time). */
+  /** The simulator's clock: booking and processing times, and "today" for the statement's one-year rule (default: real time). */
   now?: () => Date;
 }
 
 const API_PATH = /^\/([A-Za-z]+)\.nh$/;
+/** Admin bodies can carry thousands of accounts at once. */
+const MAX_ADMIN_BYTES = 64 * 1024 * 1024;
 const LISTEN_BACKLOG = 4096;
 
 export async function startBankSimulator(input: SimOptionsInput = {}, hooks: SimHooks = {}): Promise<BankSimulator> {
@@ -77,13 +82,16 @@ export async function startBankSimulator(input: SimOptionsInput = {}, hooks: Sim
   const ledger = new SimLedger();
   const stats = newStats();
   const rng = mulberry32(options.seed);
+  const now = hooks.now ?? (() => new Date());
+  const requests: RecordedRequest[] | null = options.recordRequests ? [] : null;
   const apiCtx: SimApiContext = {
     ledger,
     stats,
     perCallLimit: options.perCallLimit,
     accessToken: options.accessToken,
     iscd: options.iscd,
-    now: hooks.now ?? (() => new Date()),
+    svcCodes: options.apiSvcCodes,
+    now,
   };
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
@@ -115,9 +123,11 @@ export async function startBankSimulator(input: SimOptionsInput = {}, hooks: Sim
     return config;
   };
 
-  const adminCtx = {
+  const adminCtx: AdminContext = {
     ledger,
     stats,
+    now,
+    requests,
     getConfig: () => config,
     setConfig: (c: SimRuntimeConfig) => (config = c),
   };
@@ -132,7 +142,7 @@ export async function startBankSimulator(input: SimOptionsInput = {}, hooks: Sim
   }
 
   async function admitAndRun(req: http.IncomingMessage, res: http.ServerResponse, api: ApiNm): Promise<void> {
-    const plan = planRequest(rng, config, isTransferApi(api) || config.faultsOnInquiry);
+    const plan = planRequest(rng, config, MONEY_APIS.includes(api) || config.faultsOnInquiry);
     stats.calls++;
     stats.callsByApi[api] = (stats.callsByApi[api] ?? 0) + 1;
     stats.arrivals++;
@@ -150,18 +160,16 @@ export async function startBankSimulator(input: SimOptionsInput = {}, hooks: Sim
 
     const raw = await readBody(req);
     if (raw === 'gone') return;
-    if (raw === 'too_large') return sendJson(res, 413, codeReply(null, api, RPCD.INVALID_FIELD, 'body too large').body);
+    if (raw === 'too_large') return sendJson(res, 413, refuse(stats, null, api, SIM.LAYOUT, 'body too large').body);
     let body: unknown;
     try {
       body = parseJson(raw);
     } catch {
-      stats.rejected.invalid++;
-      return sendJson(res, 400, codeReply(null, api, RPCD.INVALID_FIELD, 'invalid field: body is not JSON').body);
+      return sendJson(res, 400, refuse(stats, null, api, SIM.LAYOUT, 'the body is not JSON').body);
     }
-    if (!admitted) {
-      stats.rejected.busy++;
-      return sendJson(res, 200, codeReply(asRecord(body), api, RPCD.BUSY).body);
-    }
+    if (body === undefined) return sendJson(res, 400, refuse(stats, null, api, SIM.LAYOUT, 'the body is empty').body);
+    requests?.push({ api, body: masked(body) });
+    if (!admitted) return sendJson(res, 200, refuse(stats, body, api, SIM.BUSY).body);
     if (plan.delayMs > 0) await new Promise<void>((resolve) => later(plan.delayMs, resolve));
     if (closed) return;
     execute(req, res, api, body, plan);
@@ -172,8 +180,7 @@ export async function startBankSimulator(input: SimOptionsInput = {}, hooks: Sim
     switch (plan.fault) {
       case 'failBefore':
         stats.faults.failBefore++;
-        stats.rejected.failBefore++;
-        return sendJson(res, 200, codeReply(asRecord(body), api, RPCD.SYSTEM_ERROR_BEFORE).body);
+        return sendJson(res, 200, refuse(stats, body, api, SIM.SYSTEM_ERROR).body);
       case 'dropBefore':
         stats.faults.drop++;
         stats.faults.dropBefore++;
@@ -213,7 +220,11 @@ export async function startBankSimulator(input: SimOptionsInput = {}, hooks: Sim
   }
 
   async function handleAdminRequest(req: http.IncomingMessage, res: http.ServerResponse, path: string): Promise<void> {
-    const raw = await readBody(req);
+    if (options.adminToken !== undefined && req.headers.authorization !== `Bearer ${options.adminToken}`) {
+      req.resume();
+      return sendJson(res, 401, { error: 'admin token required (authorization: Bearer <token>)' });
+    }
+    const raw = await readBody(req, MAX_ADMIN_BYTES);
     if (raw === 'gone') return;
     if (raw === 'too_large') return sendJson(res, 413, { error: 'body too large' });
     let body: unknown;
@@ -222,7 +233,12 @@ export async function startBankSimulator(input: SimOptionsInput = {}, hooks: Sim
     } catch {
       return sendJson(res, 400, { error: 'body is not JSON' });
     }
-    const reply = handleAdmin(adminCtx, req.method ?? 'GET', path, body);
+    let reply;
+    try {
+      reply = handleAdmin(adminCtx, req.method ?? 'GET', path, body);
+    } catch (e) {
+      reply = { status: 500, body: { error: (e as Error).message } };
+    }
     sendJson(res, reply.status, reply.body);
   }
 
@@ -239,6 +255,11 @@ export async function startBankSimulator(input: SimOptionsInput = {}, hooks: Sim
     }
     req.resume();
     sendJson(res, 404, { error: `no API at ${req.method ?? ''} ${path}` });
+  });
+  // A client speaking broken HTTP gets a 400 and the server keeps running.
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+    else socket.destroy();
   });
   server.on('connection', (socket) => {
     sockets.add(socket);
@@ -287,6 +308,11 @@ export async function startBankSimulator(input: SimOptionsInput = {}, hooks: Sim
   };
 }
 
-function asRecord(v: unknown): Record<string, unknown> | null {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+/** The request as received, with the AccessToken replaced by '***'. */
+function masked(body: unknown): unknown {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return body;
+  const b = body as Record<string, unknown>;
+  const h = b['Header'];
+  if (typeof h !== 'object' || h === null || Array.isArray(h) || !('AccessToken' in h)) return b;
+  return { ...b, Header: { ...h, AccessToken: '***' } };
 }

@@ -9,8 +9,18 @@ import { definedOnly, simFlagSpecs, simFlagsShape } from './sim-flags.js';
 export async function cmdBankSim(argv: string[], config: Config, logger: Logger) {
   const o = parseCommand(
     argv,
-    { port: { type: 'string' }, host: { type: 'string' }, ...simFlagSpecs },
-    z.object({ port: intFlag(0, 65535).optional(), host: z.string().optional(), ...simFlagsShape }).strict(),
+    { port: { type: 'string' }, host: { type: 'string' }, 'admin-token': { type: 'string' }, 'record-requests': { type: 'boolean' }, ...simFlagSpecs },
+    z
+      .object({
+        port: intFlag(0, 65535).optional(),
+        host: z.string().optional(),
+        /** When set, /_sim/ calls need `authorization: Bearer <token>`. */
+        adminToken: z.string().min(1).optional(),
+        /** Keep every API request for GET /_sim/requests (conformance checks). */
+        recordRequests: z.boolean().optional(),
+        ...simFlagsShape,
+      })
+      .strict(),
   );
   const sim = await startBankSimulator({
     accessToken: config.bank.accessToken,
