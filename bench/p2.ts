@@ -1,9 +1,10 @@
-import { kstYmd } from '../src/bank/kst.js';
-import { createNhBankClient } from '../src/bank/nh-client.js';
+import { createNhBankClient } from '../src/bank/client.js';
+import { simAdminClient } from '../src/bank-sim/sim-admin-client.js';
 import type { BankSimulator } from '../src/bank-sim/simulator.js';
-import { loanAccountNo } from '../src/seed.js';
+import { kstYmd } from '../src/nh/contract.js';
+import { fintechApsnoOf, loanAccountNo } from '../src/seed.js';
 import { TOKEN } from './context.js';
-import { CHUNK_KRW, SETTLEMENT_ACCOUNT } from './fixtures.js';
+import { CHUNK_KRW, KIND } from './fixtures.js';
 
 export interface P2Result {
   /** Calls actually made one after another; N·L is extrapolated from them. */
@@ -28,15 +29,22 @@ export async function runP2(sim: BankSimulator, n: number, p1WallMs: number, max
     perCallLimit: 100_000n,
     timeoutMs: 10_000,
   });
-  const run = Date.now().toString(36).toUpperCase();
+  // The loan accounts' fin-accounts, as fundSimulator registered them.
+  const admin = simAdminClient(sim.url);
+  const finAcnos = await Promise.all(Array.from({ length: 50 }, async (_, i) => (await admin.account('011', loanAccountNo(1 + i))).finAcno!));
+  // Digits only, 18 long, starting with 1 like the database's transfer IsTunos.
+  const run = `1${Date.now()}`;
   const pay = async (i: number) => {
     const r = await bank.transfer({
-      kind: 'payout',
-      isTuno: `BP2${run}${String(i).padStart(4, '0')}`,
+      purpose: 'payout',
+      isTuno: `${run}${String(i).padStart(4, '0')}`,
       tsymd: kstYmd(new Date()),
-      from: loanAccountNo(1 + (i % 50)),
-      to: SETTLEMENT_ACCOUNT,
+      fintechApsno: fintechApsnoOf(KIND),
+      finAcno: finAcnos[i % 50]!,
       amount: BigInt(CHUNK_KRW),
+      memo: 'bench p2',
+      sendable: true,
+      resume: false,
     });
     if (r.status !== 'succeeded') throw new Error(`P2 sequential payout ${i}: ${JSON.stringify(r)}`);
   };

@@ -1,8 +1,8 @@
 /**
- * Named errors of the bank module. Expected bank outcomes (failed, unknown,
- * not_found) are values in `TransferResult` / `InquiryResult`; these errors are for
- * our own bad input, responses we cannot read, and broken invariants. Each has a
- * stable `code` that callers and logs can match on.
+ * Named errors of the bank client. Expected transfer outcomes (failed,
+ * unresolved) are values (port.ts `TransferResult`); these are for our own bad
+ * input, answers we cannot read, and reads the bank refused or never answered.
+ * Match them with `instanceof`; `code` is for logs.
  */
 
 export abstract class BankError extends Error {
@@ -10,15 +10,22 @@ export abstract class BankError extends Error {
 }
 
 export type BankInputCode =
+  | 'invalid_purpose'
   | 'invalid_amount'
   | 'over_per_call_limit'
   | 'invalid_is_tuno'
   | 'invalid_tsymd'
   | 'invalid_account'
-  | 'invalid_kind'
-  | 'invalid_date_range';
+  | 'invalid_fintech_apsno'
+  | 'invalid_memo'
+  | 'invalid_date_range'
+  | 'invalid_rgno'
+  | 'invalid_brdt_brno'
+  /** Our own request would not follow NH's published layout (a bug on our side): never sent. */
+  | 'invalid_order'
+  | 'nonconforming_request';
 
-/** A request from our side that must never reach the bank. Thrown before any HTTP call. */
+/** An order or argument that must never reach the bank. Thrown before any HTTP call. */
 export class BankInputError extends BankError {
   override readonly name = 'BankInputError';
   constructor(
@@ -29,50 +36,27 @@ export class BankInputError extends BankError {
   }
 }
 
-/** The bank answered with something we cannot read (not JSON, no Header, bad amount, ...). */
+/** The bank answered a read with something that is not NH's published shape. */
 export class BankResponseError extends BankError {
   override readonly name = 'BankResponseError';
   readonly code = 'malformed_response';
 }
 
-/** A read-only call (balance, history) that the bank answered with a non-success Rpcd. */
+/** A read (balance, statement, registration) that the bank refused with a non-00000 Rpcd. */
 export class BankRejectedError extends BankError {
   override readonly name = 'BankRejectedError';
   readonly code = 'bank_rejected';
   constructor(
+    readonly api: string,
     readonly rpcd: string,
     readonly rsms: string,
-    readonly apiNm: string,
   ) {
-    super(`${apiNm} rejected with ${rpcd}: ${rsms}`);
+    super(`${api} refused with ${rpcd}: ${rsms}`);
   }
 }
 
-/** A read-only call that stayed unanswered (busy, timeouts, network) after its retries. */
+/** A read that stayed unanswered (timeouts, network, HTTP errors, codes classed `retry`) after its retries. */
 export class BankUnavailableError extends BankError {
   override readonly name = 'BankUnavailableError';
   readonly code = 'bank_unavailable';
-}
-
-/**
- * The bank's record contradicts the request: the IsTuno is booked with a
- * different amount. This means an IsTuno was reused for two different transfers,
- * which the caller must never do; it is not something a retry can fix.
- */
-export class BankConsistencyError extends BankError {
-  override readonly name = 'BankConsistencyError';
-  readonly code = 'booked_amount_mismatch';
-}
-
-/**
- * Internal: one attempt failed in a way whose right answer is "send the same
- * request again, same IsTuno": the bank said nothing was processed (busy, system
- * error before processing), the connection was never established, or a gateway
- * answered HTTP 5xx / 429 (if the bank did process it, the resend is answered with
- * "duplicate" and resolved by inquiry, so it can never book twice). Only this error
- * is retried by p-retry.
- */
-export class BankTransientError extends BankError {
-  override readonly name = 'BankTransientError';
-  readonly code = 'transient';
 }
