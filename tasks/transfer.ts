@@ -28,6 +28,8 @@ export function createTransferTask(ctx: TaskContext): Task {
       return;
     }
     if (claim.action === 'busy') throw new RetryLaterError(`transfer ${id} is being sent by another attempt`);
+    // settlement.pause: no new bank call for this kind until resume (which runs the job again at once).
+    if (claim.action === 'paused') throw new RetryLaterError(`transfer ${id}: bank calls for ${claim.kind} are paused`);
 
     let result: TransferResult;
     try {

@@ -18,6 +18,8 @@ export const SQLSTATE = {
   ST030: 'amount_over_limit',
   ST031: 'date_out_of_window',
   ST032: 'invalid_source_ref',
+  ST040: 'reason_required',
+  ST041: 'alert_not_found',
 } as const;
 
 export type SettlementErrorCode = (typeof SQLSTATE)[keyof typeof SQLSTATE];
