@@ -48,13 +48,19 @@ export async function openDatabase(config: Config, logger: Logger, opts: { migra
 }
 
 /** The login role the embedded mode's workers use (the embedded server listens on 127.0.0.1 only). */
-export const EMBEDDED_WORKER_LOGIN = { name: 'settle_worker', password: 'settle-worker-local', role: 'settlement_worker' } as const;
+export const EMBEDDED_WORKER_LOGIN = { name: 'settle_worker', password: 'settle-worker-local', role: 'settlement_worker', bypassRls: true } as const;
 
 /**
  * Creates (once per server) a login role holding one of the settlement roles
  * and returns `url` rewritten to log in as it.
  */
-export async function ensureLoginRole(url: string, login: { name: string; password: string; role: string }): Promise<string> {
+/**
+ * `bypassRls`: graphile-worker guards its private tables with row-level
+ * security (no policies: only their owner may touch them), so the login role
+ * a worker process uses needs BYPASSRLS. Our own tables use no row-level
+ * security; the attribute changes nothing for them.
+ */
+export async function ensureLoginRole(url: string, login: { name: string; password: string; role: string; bypassRls?: boolean }): Promise<string> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
@@ -66,6 +72,7 @@ export async function ensureLoginRole(url: string, login: { name: string; passwo
       if (e.code !== '23505' && e.code !== '42710') throw e; // a concurrent creator won
     });
     await c.query(`grant ${login.role} to ${login.name}`);
+    if (login.bypassRls) await c.query(`alter role ${login.name} bypassrls`);
   } finally {
     await c.end();
   }

@@ -41,6 +41,9 @@ export interface WorkerHandle {
   bank: BankClient;
 }
 
+/** Send-and-ask rounds of one transfer() before it reports `unresolved` (the job asks again later). */
+const BANK_MAX_ROUNDS = 3;
+
 export function projectCrontab(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {
@@ -84,7 +87,9 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   let poolId = `pending-${process.pid}`;
   const holder = () => poolId;
   const bankRetryTimeMs = Math.max(30_000, config.bank.timeoutMs * 4);
-  const claimLeaseMs = bankRetryTimeMs + config.bank.timeoutMs * 3;
+  // A claim outlives the longest transfer() the client can make: each of its
+  // rounds sends and asks, each phase retrying for up to bankRetryTimeMs.
+  const claimLeaseMs = BANK_MAX_ROUNDS * 2 * (bankRetryTimeMs + config.bank.timeoutMs) + 10_000;
   const slotLeaseMs = config.bank.timeoutMs + 5_000;
   const limiter = createDbLimiter(db, { holder, leaseMs: slotLeaseMs, maxWaitMs: 120_000, localCap: config.bank.maxInFlight });
   const clock = await createDbClock(db);
@@ -99,6 +104,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
     perCallLimit: config.bank.perCallLimit,
     timeoutMs: config.bank.timeoutMs,
     maxRetryTimeMs: bankRetryTimeMs,
+    maxRounds: BANK_MAX_ROUNDS,
     codeBook: codeBook.lookup,
     now: clock.now,
     logger: logger.child({ component: 'bank' }),
