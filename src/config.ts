@@ -96,6 +96,9 @@ const svcCode = (api: ApiNm) =>
 /** One setting per NH API's ApiSvcCd: BANK_SVC_DRAWING_TRANSFER, ... (defaults in src/nh/contract.ts). */
 const svcShape = Object.fromEntries(APIS.map((api) => [apiSvcEnvName(api), svcCode(api)])) as Record<string, ReturnType<typeof svcCode>>;
 
+/** Health and metrics listen here unless HTTP_PORT says otherwise. */
+export const DEFAULT_HTTP_PORT = 9464;
+
 export const envSchema = z.object({
   ...svcShape,
   BANK_BRDT_BRNO: digits('BANK_BRDT_BRNO', '1234567890', 10),
@@ -128,11 +131,25 @@ export const envSchema = z.object({
       ctx.addIssue({ code: z.ZodIssueCode.custom, message: `BANK_SIMULATOR must be "in-process" or unset, got "${v}"` });
       return z.NEVER;
     }),
+  HTTP_HOST: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const h = v === undefined || v.trim() === '' ? '127.0.0.1' : v.trim();
+      if (!/^[0-9A-Za-z.:_-]{1,253}$/.test(h)) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `HTTP_HOST must be an address or host name to listen on (e.g. 0.0.0.0), got "${v}"` });
+        return z.NEVER;
+      }
+      return h;
+    }),
+  ALERT_WEBHOOK_URL: optionalUrl('ALERT_WEBHOOK_URL', ['http:', 'https:']),
+  ALERT_TIMEOUT_MS: positiveIntFromEnv('ALERT_TIMEOUT_MS', 10_000, 600_000),
   HTTP_PORT: z
     .string()
     .optional()
     .transform((v, ctx) => {
-      if (v === undefined || v === '') return 0;
+      // 9464: the port commonly used by Prometheus exporters; 0 = any free port.
+      if (v === undefined || v === '') return DEFAULT_HTTP_PORT;
       const n = Number(v);
       if (!/^[0-9]+$/.test(v) || n > 65535) {
         ctx.addIssue({ code: z.ZodIssueCode.custom, message: `HTTP_PORT must be 0-65535, got "${v}"` });
@@ -164,6 +181,10 @@ export interface Config {
   timeZone: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   httpPort: number;
+  /** HTTP_HOST: the address /healthz, /readyz and /metrics listen on (default 127.0.0.1; 0.0.0.0 in a container). */
+  httpHost: string;
+  /** ALERT_WEBHOOK_URL (Slack-compatible: POST {"text": ...}); unset = alerts are recorded, not sent. */
+  alerts: { webhookUrl: string | undefined; timeoutMs: number };
 }
 
 export class ConfigError extends Error {
@@ -206,5 +227,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     timeZone: e.SETTLEMENT_TIMEZONE,
     logLevel: e.LOG_LEVEL,
     httpPort: e.HTTP_PORT,
+    httpHost: e.HTTP_HOST,
+    alerts: { webhookUrl: e.ALERT_WEBHOOK_URL, timeoutMs: e.ALERT_TIMEOUT_MS },
   };
 }
