@@ -5,6 +5,7 @@ import { createDbPool } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import { onShutdown, openDatabase } from '../runtime.js';
 import { fundSimulator } from '../seed.js';
+import { watchParent } from '../ops/parent-watch.js';
 import { startHealthServer } from '../worker/http.js';
 import { startWorker } from '../worker/runner.js';
 import { intFlag, parseCommand } from './args.js';
@@ -34,7 +35,7 @@ export async function cmdWorker(argv: string[], config: Config, logger: Logger) 
     closeSim = () => sim.close();
   }
   const worker = await startWorker({ config: cfg, databaseUrl: database.workerUrl, bankUrl, logger });
-  const health = await startHealthServer(cfg.httpPort, worker, logger);
+  const health = await startHealthServer({ host: cfg.httpHost, port: cfg.httpPort }, worker, logger);
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
@@ -44,6 +45,7 @@ export async function cmdWorker(argv: string[], config: Config, logger: Logger) 
       await database.stop();
     })());
   onShutdown(logger, stop);
+  watchParent(logger);
   try {
     await worker.promise;
   } catch (e) {

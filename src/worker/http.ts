@@ -1,32 +1,78 @@
 import http from 'node:http';
+import { appliedMigrations, workerRegistered } from '../db/queries.js';
+import { loadMigrations } from '../db/migrate.js';
 import type { Logger } from '../log.js';
 import type { WorkerHandle } from './runner.js';
 
 /**
- * Health and metrics for a worker process: GET /healthz (200 while the
- * worker runs), GET /metrics (Prometheus text: jobs by task and result).
+ * Health and metrics for a worker process, on HTTP_HOST:HTTP_PORT:
+ * - GET /healthz: liveness, 200 while the worker runs (no database call);
+ * - GET /readyz: 200 when the database answers, every migration of this
+ *   version is applied unchanged, and this worker pool is registered with a
+ *   fresh heartbeat; 503 with the reasons otherwise;
+ * - GET /metrics: Prometheus text (src/ops/metrics.ts).
  */
-export async function startHealthServer(port: number, worker: WorkerHandle, logger: Logger): Promise<{ port: number; close(): Promise<void> }> {
-  const counts = new Map<string, number>();
-  const bump = (k: string) => counts.set(k, (counts.get(k) ?? 0) + 1);
-  worker.events.on('job:success', ({ job }) => bump(`settle_jobs_total{task="${job.task_identifier}",result="success"}`));
-  worker.events.on('job:error', ({ job }) => bump(`settle_jobs_total{task="${job.task_identifier}",result="error"}`));
+export async function startHealthServer(
+  listen: { host: string; port: number },
+  worker: Pick<WorkerHandle, 'db' | 'poolId' | 'promise' | 'metrics'>,
+  logger: Logger,
+): Promise<{ port: number; close(): Promise<void> }> {
+  const expected = loadMigrations().map((m) => ({ id: m.id, checksum: m.checksum, name: m.name }));
   let running = true;
   worker.promise.then(() => (running = false), () => (running = false));
+
+  const readiness = async (): Promise<string[]> => {
+    const problems: string[] = [];
+    if (!running) return ['the worker stopped'];
+    try {
+      const applied = new Map((await appliedMigrations(worker.db)).map((m) => [m.id, m.checksum]));
+      const behind = expected.filter((m) => applied.get(m.id) !== m.checksum).map((m) => m.name);
+      if (behind.length > 0) problems.push(`migrations not current: ${behind.join(', ')}`);
+      if (!(await workerRegistered(worker.db, worker.poolId()))) problems.push(`worker pool ${worker.poolId()} is not registered with a fresh heartbeat`);
+    } catch (e) {
+      problems.push(`database unreachable: ${(e as Error).message.split('\n')[0]}`);
+    }
+    return problems;
+  };
+
+  const json = (res: http.ServerResponse, status: number, body: unknown) => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body));
+  };
   const server = http.createServer((req, res) => {
-    if (req.url === '/healthz') {
-      res.writeHead(running ? 200 : 503, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ status: running ? 'ok' : 'stopped', pool: worker.poolId(), pid: process.pid }));
-    } else if (req.url === '/metrics') {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-      res.end(['# TYPE settle_jobs_total counter', ...[...counts].map(([k, v]) => `${k} ${v}`), ''].join('\n'));
+    const path = (req.url ?? '').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') return void res.writeHead(405).end();
+    if (path === '/healthz') {
+      json(res, running ? 200 : 503, { status: running ? 'ok' : 'stopped', pool_id: worker.poolId(), pid: process.pid });
+    } else if (path === '/readyz') {
+      readiness().then(
+        (p) => json(res, p.length === 0 ? 200 : 503, { status: p.length === 0 ? 'ready' : 'not_ready', problems: p, pool_id: worker.poolId() }),
+        (e: Error) => json(res, 503, { status: 'not_ready', problems: [e.message] }),
+      );
+    } else if (path === '/metrics') {
+      worker.metrics.render().then(
+        (m) => {
+          res.writeHead(200, { 'content-type': m.contentType });
+          res.end(m.body);
+        },
+        (e: Error) => {
+          logger.error({ event: 'metrics:failed', err: e.message }, 'metrics failed');
+          res.writeHead(500).end();
+        },
+      );
     } else {
       res.writeHead(404).end();
     }
   });
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listen.port, listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
   const addr = server.address();
-  const actual = typeof addr === 'object' && addr ? addr.port : port;
-  logger.info({ event: 'http:listen', port: actual }, `health on http://127.0.0.1:${actual}/healthz`);
+  const actual = typeof addr === 'object' && addr ? addr.port : listen.port;
+  logger.info({ event: 'http:listen', host: listen.host, port: actual }, `health on http://${listen.host}:${actual}/healthz (also /readyz, /metrics)`);
   return { port: actual, close: () => new Promise((r) => server.close(() => r())) };
 }

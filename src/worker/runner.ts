@@ -17,6 +17,10 @@ import { createRegisterTask } from '../../tasks/register.js';
 import { createStageTask } from '../../tasks/stage.js';
 import { createSweepTask } from '../../tasks/sweep.js';
 import { createTransferTask } from '../../tasks/transfer.js';
+import { createAlertTask } from '../../tasks/alert.js';
+import { createWatchTask } from '../../tasks/watch.js';
+import { instrumentBank } from '../ops/bank-metrics.js';
+import { createWorkerMetrics, type WorkerMetrics } from '../ops/metrics.js';
 import { createDbClock } from '../jobs/clock.js';
 import { createLiveCodeBook } from '../jobs/codebook.js';
 import { PayloadError, type TaskContext } from '../jobs/context.js';
@@ -39,6 +43,8 @@ export interface WorkerHandle {
   events: WorkerEvents;
   db: DatabasePool;
   bank: BankClient;
+  /** Prometheus metrics of this worker (served on /metrics). */
+  metrics: WorkerMetrics;
 }
 
 /** Send-and-ask rounds of one transfer() before it reports `unresolved` (the job asks again later). */
@@ -94,7 +100,8 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   const limiter = createDbLimiter(db, { holder, leaseMs: slotLeaseMs, maxWaitMs: 120_000, localCap: config.bank.maxInFlight });
   const clock = await createDbClock(db);
   const codeBook = await createLiveCodeBook(db);
-  const bank = createNhBankClient({
+  const metrics = createWorkerMetrics(db, logger.child({ component: 'metrics' }));
+  const bank = instrumentBank(createNhBankClient({
     baseUrl: o.bankUrl,
     iscd: config.bank.iscd,
     fintechApsno: config.bank.fintechApsno,
@@ -108,7 +115,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
     codeBook: codeBook.lookup,
     now: clock.now,
     logger: logger.child({ component: 'bank' }),
-  });
+  }), metrics.observeBank);
   const ctx: TaskContext = { db, bank, config, logger, holder, claimLeaseMs, limiter, slotLeaseMs, clock };
 
   // A job that can never succeed (a payload that will never parse, a transfer
@@ -119,7 +126,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
     try {
       return await t(payload, helpers);
     } catch (e) {
-      const permanent = e instanceof PayloadError || (e instanceof SettlementError && (e.code === 'transfer_not_found' || e.code === 'unknown_account'));
+      const permanent = e instanceof PayloadError || (e instanceof SettlementError && (e.code === 'transfer_not_found' || e.code === 'unknown_account' || e.code === 'alert_not_found'));
       if (!permanent) throw e;
       const err = e as PayloadError | SettlementError;
       await rejectJob(db, helpers.job.id, helpers.job.task_identifier, payload, err.code, err.message);
@@ -131,9 +138,12 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
     transfer: guard(createTransferTask(ctx)),
     register: guard(createRegisterTask(ctx)),
     sweep: guard(createSweepTask(ctx)),
+    watch: guard(createWatchTask(ctx)),
+    alert: guard(createAlertTask(ctx)),
   };
 
   const events: WorkerEvents = new EventEmitter() as WorkerEvents;
+  metrics.watchJobs(events);
   events.on('pool:create', ({ workerPool }) => {
     poolId = workerPool.id;
   });
@@ -229,5 +239,5 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
       await db.end();
       logger.info({ event: 'worker:stop', pool_id: poolId }, 'worker stopped');
     })());
-  return { poolId: holder, stop, promise: done, events, db, bank };
+  return { poolId: holder, stop, promise: done, events, db, bank, metrics };
 }
