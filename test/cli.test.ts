@@ -13,7 +13,7 @@ t.test('bad arguments: one line, non-zero exit, nothing done', async (t) => {
     [['run', 'paying'], /stage/],
     [['run', 'record', '--date', '0000-01-01'], /--date: date must be between 2000-01-01 and 2099-12-31/],
     [['run', 'pay', '--kind', 'interest'], /--kind/],
-    [['retry', '--date', '2026-01-01'], /--kind/],
+    [['retry', '--kind', 'tax'], /--date/],
     [['status', '--colour'], /Unknown option '--colour'/],
     [['bank-sim', '--drop-rate', '2'], /--drop-rate: must be a number from 0 to 1/],
     [['worker', '--concurrency', '0'], /--concurrency/],

@@ -1,15 +1,14 @@
 import { z } from 'zod';
 import type { Config } from '../config.js';
 import { createDbPool } from '../db/pool.js';
-import { adoptSettings, configure, dailyStatus, dateSchema, enqueueStage, kindSchema, retryFailed, stageSchema } from '../db/queries.js';
+import { adoptSettings, asOperator, configure, dateSchema, enqueueStage, kindSchema, stageSchema, workerStatus } from '../db/queries.js';
 import { migrate } from '../db/migrate.js';
 import type { Logger } from '../log.js';
 import { openDatabase } from '../runtime.js';
 import { fundSimulator, isSimulator, seed } from '../seed.js';
 import { intFlag, parseCommand } from './args.js';
-import { formatStatus } from './status-table.js';
 
-async function withDb<T>(config: Config, logger: Logger, fn: (db: Awaited<ReturnType<typeof createDbPool>>) => Promise<T>): Promise<T> {
+export async function withDb<T>(config: Config, logger: Logger, fn: (db: Awaited<ReturnType<typeof createDbPool>>) => Promise<T>): Promise<T> {
   const database = await openDatabase(config, logger);
   const db = await createDbPool(database.url, { maximumPoolSize: 4, applicationName: 'settle-cli' });
   try {
@@ -41,9 +40,9 @@ export async function cmdMigrate(argv: string[], config: Config, logger: Logger)
 
 /** `settle configure`: the settings every worker shares, from this environment, written on purpose. */
 export async function cmdConfigure(argv: string[], config: Config, logger: Logger) {
-  parseCommand(argv, {}, z.object({}).strict());
+  const o = parseCommand(argv, { reason: { type: 'string' } }, z.object({ reason: z.string().trim().min(1).max(1000).optional() }).strict());
   await withDb(config, logger, async (db) => {
-    await configure(db, config.timeZone, config.bank.perCallLimit, config.bank.maxInFlight);
+    await asOperator(db, o.reason, (q) => configure(q, config.timeZone, config.bank.perCallLimit, config.bank.maxInFlight));
     console.log(`configured: SETTLEMENT_TIMEZONE=${config.timeZone} BANK_PER_CALL_LIMIT=${config.bank.perCallLimit} BANK_MAX_IN_FLIGHT=${config.bank.maxInFlight}`);
   });
 }
@@ -70,32 +69,17 @@ export async function cmdSeed(argv: string[], config: Config, logger: Logger) {
   });
 }
 
-export async function cmdStatus(argv: string[], config: Config, logger: Logger) {
-  const o = parseCommand(argv, { date: { type: 'string' }, json: { type: 'boolean' } }, z.object({ date: dateSchema.optional(), json: z.boolean().optional() }).strict());
-  await withDb(config, logger, async (db) => {
-    const rows = await dailyStatus(db, o.date);
-    if (o.json) console.log(JSON.stringify(rows, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2));
-    else console.log(formatStatus(rows));
-  });
-}
-
 export async function cmdRun(argv: string[], config: Config, logger: Logger) {
   const o = parseCommand(
     argv,
-    { date: { type: 'string' }, kind: { type: 'string' } },
-    z.object({ stage: stageSchema, date: dateSchema.optional(), kind: kindSchema.optional() }).strict(),
+    { date: { type: 'string' }, kind: { type: 'string' }, reason: { type: 'string' } },
+    z.object({ stage: stageSchema, date: dateSchema.optional(), kind: kindSchema.optional(), reason: z.string().trim().min(1).max(1000).optional() }).strict(),
     ['stage'],
   );
   await withDb(config, logger, async (db) => {
-    const n = await enqueueStage(db, o.stage, o.date ?? null, o.kind ?? null);
-    console.log(`enqueued ${n} ${o.stage} job(s)${n === 0 ? ' (no open day matches)' : ''}; a running \`settle worker\` runs them`);
-  });
-}
-
-export async function cmdRetry(argv: string[], config: Config, logger: Logger) {
-  const o = parseCommand(argv, { date: { type: 'string' }, kind: { type: 'string' } }, z.object({ date: dateSchema, kind: kindSchema }).strict());
-  await withDb(config, logger, async (db) => {
-    const n = await retryFailed(db, o.date, o.kind);
-    console.log(`re-enqueued ${n} failed transfer(s) for ${o.date} ${o.kind}`);
+    const n = await asOperator(db, o.reason, (q) => enqueueStage(q, o.stage, o.date ?? null, o.kind ?? null));
+    const w = await workerStatus(db);
+    const who = w.alive > 0 ? `${w.alive} live worker(s) will run them` : 'NO live worker: they wait until a `settle worker` runs';
+    console.log(`enqueued ${n} ${o.stage} job(s)${n === 0 ? ' (no open day matches)' : ''}; ${who}`);
   });
 }

@@ -6,7 +6,9 @@ import { createLogger } from '../log.js';
 import { SeedError } from '../seed.js';
 import { UsageError } from './args.js';
 import { cmdBankSim } from './bank-sim.js';
-import { cmdConfigure, cmdMigrate, cmdRetry, cmdRun, cmdSeed, cmdStatus } from './commands.js';
+import { cmdConfigure, cmdMigrate, cmdRun, cmdSeed } from './commands.js';
+import { cmdFailures, cmdPause, cmdResume, cmdRetry, cmdStatus } from './oncall.js';
+import { watchParent } from '../ops/parent-watch.js';
 import { cmdDemo } from './demo.js';
 import { cmdWorker } from './worker.js';
 
@@ -17,7 +19,7 @@ Usage: settle <command> [flags]
 Commands:
   migrate                          apply the database migrations (graphile-worker's and ours); the first
                                    run also writes the shared settings (SETTLEMENT_TIMEZONE, BANK_PER_CALL_LIMIT, BANK_MAX_IN_FLIGHT)
-  configure                        write the shared settings from this environment (workers with others refuse to start)
+  configure [--reason R]           write the shared settings from this environment (workers with others refuse to start)
   worker [--concurrency N]         run a worker process (tasks + crontab); SIGTERM/SIGINT stop it gracefully
   bank-sim [flags]                 run the NH Developers bank simulator
       --port N  --latency-ms N  --jitter-ms N  --max-in-flight N  --per-call-limit KRW
@@ -25,10 +27,18 @@ Commands:
       --drop-rate R  --slow-rate R  --malformed-rate R          (rates 0..1)
   seed --date YYYY-MM-DD [--accounts N] [--per-account N] [--kind K] [--seed N]
                                    create accounts and a day of accruals (funds them at BANK_URL if it is a simulator)
-  run <record|pay|confirm|withdraw> [--date YYYY-MM-DD] [--kind K]
+  run <record|pay|confirm|withdraw> [--date YYYY-MM-DD] [--kind K] [--reason R]
                                    enqueue stage jobs (no date: every open day; no kind: every kind)
-  status [--date YYYY-MM-DD] [--json]   print settlement.daily_status
-  retry --date YYYY-MM-DD --kind K re-enqueue transfers that failed for good, after fixing the cause
+  status [--date YYYY-MM-DD] [--json] [--check]
+                                   the verdict per day (DONE, BLOCKED, IN PROGRESS, WAITING, PAUSED), the
+                                   workers, then settlement.daily_status; --check prints only what needs a
+                                   person and exits 1 if anything does (0 if all is well, 2 on usage errors)
+  failures [--date YYYY-MM-DD] [--json]   transfers that failed for good or are unresolved (payout_failures)
+  retry --date YYYY-MM-DD [--kind K] [--dry-run] [--reason R]
+                                   re-enqueue the transfers that failed for good, every kind of the day (or one),
+                                   after fixing the cause; --dry-run shows them with each account's shortfall
+  pause [--kind K] --reason R      no new bank call for that kind (or every kind); calls in flight finish
+  resume [--kind K] [--reason R]   lift the pause of that kind (no kind: every pause)
   demo [--accounts N] [--timeout-s N] [bank-sim flags]
                                    settle one whole day end to end on the embedded defaults
 
@@ -45,6 +55,9 @@ const COMMANDS: Record<string, (argv: string[], ...rest: [ReturnType<typeof load
   run: cmdRun,
   status: cmdStatus,
   retry: cmdRetry,
+  failures: cmdFailures,
+  pause: cmdPause,
+  resume: cmdResume,
   demo: cmdDemo,
 };
 
@@ -67,7 +80,10 @@ async function main(argv: string[]): Promise<number> {
   // Commands print their results on stdout; logs go to stderr-friendly pino
   // (quiet for one-shot commands unless LOG_LEVEL asks for more).
   const longRunning = name === 'worker' || name === 'bank-sim';
+
   const logger = createLogger(longRunning || process.env.LOG_LEVEL ? config.logLevel : 'warn', { name: `settle-${name}` });
+  // A wrapper (npm, npx, sh) killed without passing the signal on must not leave us running.
+  if (longRunning || name === 'demo') watchParent(logger);
   await cmd(rest, config, logger);
   return Number(process.exitCode ?? 0);
 }

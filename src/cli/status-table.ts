@@ -15,9 +15,11 @@ const COLUMNS: Array<[keyof StatusRow, string]> = [
   ['chunks_in_flight', 'in flight'],
   ['amount_paid', 'paid KRW'],
   ['amount_withdrawn', 'withdrawn KRW'],
+  ['chunks_unresolved', 'unresolved'],
+  ['accruals_unrecorded', 'unrecorded accruals'],
 ];
 
-const money = (v: bigint) => v.toString().replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+export const money = (v: bigint) => v.toString().replace(/\B(?=(\d{3})+(?!\d))/g, ',');
 
 /** settlement.daily_status as a plain text table (numbers right-aligned, KRW with separators). */
 export function formatStatus(rows: readonly StatusRow[]): string {

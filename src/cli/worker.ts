@@ -5,7 +5,6 @@ import { createDbPool } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import { onShutdown, openDatabase } from '../runtime.js';
 import { fundSimulator } from '../seed.js';
-import { watchParent } from '../ops/parent-watch.js';
 import { startHealthServer } from '../worker/http.js';
 import { startWorker } from '../worker/runner.js';
 import { intFlag, parseCommand } from './args.js';
@@ -45,7 +44,6 @@ export async function cmdWorker(argv: string[], config: Config, logger: Logger) 
       await database.stop();
     })());
   onShutdown(logger, stop);
-  watchParent(logger);
   try {
     await worker.promise;
   } catch (e) {
