@@ -158,7 +158,8 @@ begin
   end if;
   return null;
 end $$;
-create trigger journal_lines_closed after insert on settlement.journal_lines
+-- (named to fire before journal_lines_balance: triggers fire in name order)
+create trigger journal_lines_append_closed after insert on settlement.journal_lines
   referencing new table as new_lines
   for each statement execute function settlement.journal_lines_same_txn();
 

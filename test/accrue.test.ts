@@ -45,7 +45,7 @@ t.test('bad input gets its named SQLSTATE and changes nothing', async (t) => {
     ['null kind', 'ST001', ['r1', acct, null, 100, noonSeoul(D)]],
     ['null amount', 'ST001', ['r1', acct, 'tax', null, noonSeoul(D)]],
     ['null occurred_at', 'ST001', ['r1', acct, 'tax', 100, null]],
-    ['empty source_ref', 'ST001', ['', acct, 'tax', 100, noonSeoul(D)]],
+    ['empty source_ref', 'ST032', ['', acct, 'tax', 100, noonSeoul(D)]],
     ['unknown account', 'ST002', ['r1', '9999999999', 'tax', 100, noonSeoul(D)]],
     ['a settlement account is not a loan account', 'ST002', ['r1', '2000000001', 'tax', 100, noonSeoul(D)]],
     ['zero amount', 'ST003', ['r1', acct, 'tax', 0, noonSeoul(D)]],

@@ -64,11 +64,11 @@ t.test('a day whose stage raises is marked blocked and every other day and kind 
   const [bad, good] = [pastDate(3), pastDate(2)];
   await seed(db, { date: good, accounts: 5, kinds: ['tax', 'platform_fee'] });
   await seed(db, { date: bad, accounts: 5, kinds: ['platform_fee'] });
+  await prepareSim(db, sim);
   // What accrue now refuses, written behind its back: two accruals that overflow the day's sum.
   await db.query(sql.unsafe`select settlement.ensure_day(${bad}::date, 'tax')`);
   await db.query(sql.unsafe`insert into settlement.accruals (source_ref, account_no, kind, amount, occurred_at, origin_date, settle_date)
     select 'huge-' || i, '1000000001', 'tax', 9223372036854775807, ${noonSeoul(bad)}::timestamptz, ${bad}::date, ${bad}::date from generate_series(1, 2) i`);
-  await prepareSim(db, sim);
   await spawnWorker(t, workerEnv(url, sim.url));
   // What the crontab enqueues each minute (no date: every open day, oldest first).
   await db.query(sql.unsafe`select graphile_worker.add_job('stage', '{"stage":"record","_cron":{"ts":"2026-01-01T00:00:00Z"}}'::json, job_key => 'cron:stage:record')`);
