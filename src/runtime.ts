@@ -101,6 +101,9 @@ export function onShutdown(logger: Logger, stop: () => Promise<void>): void {
   // replaces it: stop the worker first, then the database (stop() does both).
   process.removeAllListeners('SIGINT');
   process.removeAllListeners('SIGTERM');
-  process.once('SIGINT', () => handler('SIGINT'));
-  process.once('SIGTERM', () => handler('SIGTERM'));
+  // Kept (not once): a second signal — a process group's SIGTERM reaches
+  // both npm and the worker, and npm passes its own on — must not kill the
+  // process in the middle of its graceful stop.
+  process.on('SIGINT', () => handler('SIGINT'));
+  process.on('SIGTERM', () => handler('SIGTERM'));
 }
