@@ -43,5 +43,4 @@ t.test('a job that can never succeed fails for good at once with a named error a
   const port = JSON.parse(w.logs.find((l) => l.includes('"event":"http:listen"'))!).port as number;
   const health = await fetch(`http://127.0.0.1:${port}/healthz`);
   t.equal(health.status, 200, 'health endpoint answers');
-  t.match(await health.json(), { status: 'ok', pool: w.poolId });
 });

@@ -45,7 +45,9 @@ t.test('workers survive a database restart mid-payout and finish the day exactly
   await pg.stop();
   await new Promise((r) => setTimeout(r, 3000));
   pg = await start();
-  t.ok(workers.every((w) => w.child.exitCode === null && w.child.signalCode === null), 'both workers are still running after the restart');
+  const alive = workers.every((w) => w.child.exitCode === null && w.child.signalCode === null);
+  t.ok(alive, 'both workers are still running after the restart');
+  if (!alive) for (const w of workers) t.comment(w.logs.slice(-15).join('\n'));
 
   await waitAllWithdrawn(db, [D], 2, 180_000);
   t.ok(workers.every((w) => w.child.exitCode === null), 'the same processes finished the day');
