@@ -6,7 +6,7 @@ import type { Logger } from '../log.js';
 import { onShutdown, openDatabase } from '../runtime.js';
 import { fundSimulator } from '../seed.js';
 import { startHealthServer } from '../worker/http.js';
-import { startWorker } from '../worker/runner.js';
+import { isConnectionLoss, startWorker } from '../worker/runner.js';
 import { intFlag, parseCommand } from './args.js';
 
 /**
@@ -34,6 +34,14 @@ export async function cmdWorker(argv: string[], config: Config, logger: Logger) 
     closeSim = () => sim.close();
   }
   const worker = await startWorker({ config: cfg, databaseUrl: database.workerUrl, bankUrl, logger });
+  // graphile-worker batches job completions and failures; when the database
+  // goes away under a batch, its rejection surfaces here unhandled. The
+  // process stays up and replaces the runner; anything else is a bug: exit.
+  process.on('unhandledRejection', (e) => {
+    if (isConnectionLoss(e)) return worker.restart((e as Error)?.message ?? String(e));
+    logger.fatal({ event: 'process:unhandled', err: (e as Error)?.stack ?? String(e) }, 'unhandled rejection');
+    process.exit(1);
+  });
   const health = await startHealthServer({ host: cfg.httpHost, port: cfg.httpPort }, worker, logger);
   let stopping: Promise<void> | undefined;
   const stop = () =>

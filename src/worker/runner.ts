@@ -38,6 +38,8 @@ export interface WorkerOptions {
 export interface WorkerHandle {
   poolId(): string;
   stop(): Promise<void>;
+  /** Replaces the job runner after its database connection broke (the process stays up). */
+  restart(reason: string): void;
   /** Settles when the worker stops (rejects if it crashed). */
   promise: Promise<void>;
   events: WorkerEvents;
@@ -190,34 +192,43 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   // again through claim_transfer, which resumes by result check.
   let runner: Runner = await startRunner();
   let stopped = false;
+  let recovering = false;
   let resolveDone!: () => void;
   const done = new Promise<void>((resolve) => (resolveDone = resolve));
+  const settle = <T>(p: Promise<T>, ms: number) => Promise.race([p.catch(() => undefined), new Promise((r) => setTimeout(r, ms))]);
+  // Replaces a runner that lost the database: stop it, wait for the database,
+  // free the jobs its pool held (their completions may be lost with the
+  // connection), start a new one.
+  const recover = async (r: Runner, reason: string) => {
+    if (stopped || recovering || r !== runner) return;
+    recovering = true;
+    const brokenPool = poolId;
+    logger.error({ event: 'worker:runner_lost', pool_id: brokenPool, err: reason }, `the job runner lost the database (${reason}); restarting when it answers`);
+    await settle(r.stop(), 10_000);
+    for (let wait = 500; !stopped; wait = Math.min(wait * 2, 15_000)) {
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      try {
+        await db.query(sql.unsafe`select graphile_worker.force_unlock_workers(${sql.array([brokenPool], 'text')})`);
+        await db.query(sql.unsafe`select settlement.worker_gone(${brokenPool})`);
+        runner = await startRunner();
+        await beat();
+        logger.warn({ event: 'worker:runner_restarted', pool_id: poolId, previous_pool_id: brokenPool }, `job runner restarted as ${poolId}`);
+        supervise(runner);
+        recovering = false;
+        return;
+      } catch (err) {
+        logger.warn({ event: 'worker:runner_waiting', err: (err as Error).message, retry_in_ms: wait }, 'database still away; waiting');
+      }
+    }
+    recovering = false;
+    resolveDone();
+  };
   const supervise = (r: Runner) => {
     r.promise.then(
       () => {
         if (stopped) resolveDone();
       },
-      async (e: unknown) => {
-        if (stopped) return resolveDone();
-        const brokenPool = poolId;
-        logger.error({ event: 'worker:runner_lost', pool_id: brokenPool, err: (e as Error)?.message }, `the job runner stopped (${(e as Error)?.message}); restarting when the database answers`);
-        await r.stop().catch(() => undefined);
-        for (let wait = 500; !stopped; wait = Math.min(wait * 2, 15_000)) {
-          await new Promise((resolve) => setTimeout(resolve, wait));
-          try {
-            await db.query(sql.unsafe`select graphile_worker.force_unlock_workers(${sql.array([brokenPool], 'text')})`);
-            await db.query(sql.unsafe`select settlement.worker_gone(${brokenPool})`);
-            runner = await startRunner();
-            await beat();
-            logger.warn({ event: 'worker:runner_restarted', pool_id: poolId, previous_pool_id: brokenPool }, `job runner restarted as ${poolId}`);
-            supervise(runner);
-            return;
-          } catch (err) {
-            logger.warn({ event: 'worker:runner_waiting', err: (err as Error).message, retry_in_ms: wait }, 'database still away; waiting');
-          }
-        }
-        resolveDone();
-      },
+      (e: unknown) => (stopped ? resolveDone() : recover(r, (e as Error)?.message ?? String(e))),
     );
   };
   supervise(runner);
@@ -240,4 +251,12 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
       logger.info({ event: 'worker:stop', pool_id: poolId }, 'worker stopped');
     })());
   return { poolId: holder, stop, promise: done, events, db, bank, metrics };
+}
+
+/** Errors that mean "the database went away", not "our code is wrong". */
+export function isConnectionLoss(e: unknown): boolean {
+  const code = (e as { code?: unknown })?.code;
+  if (typeof code === 'string' && (/^(08|57P0)/.test(code) || code === '53300' || ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(code))) return true;
+  const msg = e instanceof Error ? e.message : String(e);
+  return /Connection terminated|connection (is )?closed|terminating connection|the database system is (shutting down|starting up)|too many clients|Backend has been terminated/i.test(msg);
 }
