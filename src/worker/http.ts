@@ -43,7 +43,7 @@ export async function startHealthServer(
     const path = (req.url ?? '').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') return void res.writeHead(405).end();
     if (path === '/healthz') {
-      json(res, running ? 200 : 503, { status: running ? 'ok' : 'stopped', pool_id: worker.poolId(), pid: process.pid });
+      json(res, running ? 200 : 503, { status: running ? 'ok' : 'stopped', pool: worker.poolId(), pool_id: worker.poolId(), pid: process.pid });
     } else if (path === '/readyz') {
       readiness().then(
         (p) => json(res, p.length === 0 ? 200 : 503, { status: p.length === 0 ? 'ready' : 'not_ready', problems: p, pool_id: worker.poolId() }),
