@@ -250,7 +250,9 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
       await db.end();
       logger.info({ event: 'worker:stop', pool_id: poolId }, 'worker stopped');
     })());
-  return { poolId: holder, stop, promise: done, events, db, bank, metrics };
+  /** A database connection broke under graphile-worker (e.g. a batched completion): replace the runner. */
+  const restart = (reason: string) => void recover(runner, reason);
+  return { poolId: holder, stop, restart, promise: done, events, db, bank, metrics };
 }
 
 /** Errors that mean "the database went away", not "our code is wrong". */
