@@ -280,8 +280,8 @@ begin
   from (select id, tsymd is not null as was_sent from settlement.transfers where id = p_id for update) o
   where x.id = o.id and x.state in ('pending', 'sending')
     and (x.claimed_until is null or x.claimed_until < now() or x.claimed_by = p_holder)
-  returning row('send', o.was_sent, x.tsymd = settlement.bank_ymd(), x.id, x.purpose, x.is_tuno, x.tsymd, x.memo, x.fintech_apsno,
-                x.fin_acno, x.to_bncd, x.to_account, x.amount, x.business_date, x.kind, x.attempt, null)::settlement.transfer_claim
+  returning 'send', o.was_sent, x.tsymd = settlement.bank_ymd(), x.id, x.purpose, x.is_tuno, x.tsymd, x.memo, x.fintech_apsno,
+            x.fin_acno, x.to_bncd, x.to_account, x.amount, x.business_date, x.kind, x.attempt, null::integer
   into c;
   if c.action is not null then
     if p_slot_holder is not null then
@@ -684,6 +684,19 @@ begin
   return coalesce(cardinality(v_ids), 0) + coalesce(cardinality(v_accounts), 0);
 end $$;
 
+-- Frees everything a worker pool held: its graphile-worker jobs, bank slots
+-- and transfer claims, and its heartbeat row. For a pool that died, or a pool
+-- a live process replaced after losing the database.
+create function settlement.release_pool(p_pool_id text) returns void
+language plpgsql as $$
+begin
+  perform graphile_worker.force_unlock_workers(array[p_pool_id]);
+  update settlement.bank_slots set holder = null, lease_until = null where split_part(holder, '/', 1) = p_pool_id;
+  update settlement.transfers set claimed_until = null where claimed_by = p_pool_id and state = 'sending';
+  delete from settlement.workers where pool_id = p_pool_id;
+end $$;
+comment on function settlement.release_pool is 'Worker: frees the jobs, bank slots and transfer claims of one worker pool.';
+
 create or replace function settlement.recover_dead_workers(p_dead_after_ms integer) returns text[]
 language plpgsql as $$
 declare
@@ -699,13 +712,7 @@ begin
     where j.locked_by is not null and j.locked_at < now() - make_interval(secs => p_dead_after_ms / 1000.0)
       and not exists (select 1 from settlement.workers w where w.pool_id = j.locked_by)
   ) t;
-  if cardinality(v_dead) = 0 then
-    return v_dead;
-  end if;
-  perform graphile_worker.force_unlock_workers(v_dead);
-  update settlement.bank_slots set holder = null, lease_until = null where split_part(holder, '/', 1) = any (v_dead);
-  update settlement.transfers set claimed_until = null where claimed_by = any (v_dead) and state = 'sending';
-  delete from settlement.workers where pool_id = any (v_dead);
+  perform settlement.release_pool(d) from unnest(v_dead) d;
   return v_dead;
 end $$;
 

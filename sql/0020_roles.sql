@@ -83,7 +83,8 @@ select settlement.grant_api('settlement_worker', array[
   'requeue_unsettled()',
   'worker_beat(text, text, integer)',
   'worker_gone(text)',
-  'recover_dead_workers(integer)']);
+  'recover_dead_workers(integer)',
+  'release_pool(text)']);
 -- graphile-worker runs inside the worker processes: its own schema, all of it.
 grant usage on schema graphile_worker to settlement_worker;
 grant select, insert, update, delete on all tables in schema graphile_worker to settlement_worker;

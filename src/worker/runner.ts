@@ -208,8 +208,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
     for (let wait = 500; !stopped; wait = Math.min(wait * 2, 15_000)) {
       await new Promise((resolve) => setTimeout(resolve, wait));
       try {
-        await db.query(sql.unsafe`select graphile_worker.force_unlock_workers(${sql.array([brokenPool], 'text')})`);
-        await db.query(sql.unsafe`select settlement.worker_gone(${brokenPool})`);
+        await db.query(sql.unsafe`select settlement.release_pool(${brokenPool})`);
         runner = await startRunner();
         await beat();
         logger.warn({ event: 'worker:runner_restarted', pool_id: poolId, previous_pool_id: brokenPool }, `job runner restarted as ${poolId}`);
