@@ -259,7 +259,7 @@ export function isConnectionLoss(e: unknown): boolean {
   const code = (e as { code?: unknown })?.code;
   if (typeof code === 'string' && (/^(08|57P0)/.test(code) || code === '53300' || ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(code))) return true;
   const msg = e instanceof Error ? e.message : String(e);
-  if (/Connection terminated|connection (is )?closed|terminating connection|the database system is (shutting down|starting up)|too many clients|Backend has been terminated|ECONNREFUSED|ECONNRESET|EPIPE|connection error/i.test(msg)) return true;
+  if (/Connection terminated|connection (is )?closed|terminating connection|the database system is (shutting down|starting up)|too many clients|Backend has been terminated|ECONNREFUSED|ECONNRESET|EPIPE|connection error|Cannot use a pool after calling end on the pool/i.test(msg)) return true;
   const cause = (e as { cause?: unknown })?.cause;
   return cause !== undefined && cause !== e && isConnectionLoss(cause);
 }
