@@ -37,11 +37,14 @@ export async function cmdWorker(argv: string[], config: Config, logger: Logger) 
   // graphile-worker batches job completions and failures; when the database
   // goes away under a batch, its rejection surfaces here unhandled. The
   // process stays up and replaces the runner; anything else is a bug: exit.
-  process.on('unhandledRejection', (e) => {
+  const onStray = (kind: string) => (e: unknown) => {
     if (isConnectionLoss(e)) return worker.restart((e as Error)?.message ?? String(e));
-    logger.fatal({ event: 'process:unhandled', err: (e as Error)?.stack ?? String(e) }, 'unhandled rejection');
+    logger.fatal({ event: 'process:unhandled', kind, err: (e as Error)?.stack ?? String(e) }, `unhandled ${kind}`);
     process.exit(1);
-  });
+  };
+  // (An 'error' event of a pg client that nobody listens to arrives as an uncaught exception.)
+  process.on('unhandledRejection', onStray('rejection'));
+  process.on('uncaughtException', onStray('exception'));
   const health = await startHealthServer({ host: cfg.httpHost, port: cfg.httpPort }, worker, logger);
   let stopping: Promise<void> | undefined;
   const stop = () =>
