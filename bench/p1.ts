@@ -33,6 +33,8 @@ export async function runP1(ctx: BenchContext): Promise<{ result: P1Result; sim:
   try {
     await fundSimulator(ctx.ctl, sim, Math.max(n, WARMUP_CHUNKS));
     ctx.say(`P1: starting ${W} settle worker(s), concurrency ${concurrency} each, BANK_MAX_IN_FLIGHT=${M}, bank latency ${L} ms`);
+    // Every worker shares one set of settings: this figure's cap, set on purpose (settle configure).
+    await ctx.ctl.query(`select settlement.configure('Asia/Seoul', 100000, $1)`, [M]);
     const workers = await startSettleWorkers(W, workerEnv(ctx, sim.url, M), registered(ctx));
     try {
       const warm = await runDay(ctx.ctl, ctx.nextDate(), WARMUP_CHUNKS, 120_000);

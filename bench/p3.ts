@@ -53,6 +53,8 @@ export async function runP3(ctx: BenchContext): Promise<P3Result> {
   try {
     await fundSimulator(ctx.ctl, sim, Math.max(n, WARMUP_CHUNKS));
     ctx.say(`P3: starting ${W} settle worker(s), concurrency ${concurrency} each, BANK_MAX_IN_FLIGHT=${HIGH_CAP}, bank latency 0 ms`);
+    // Every worker shares one set of settings: this figure's cap, set on purpose (settle configure).
+    await ctx.ctl.query(`select settlement.configure('Asia/Seoul', 100000, $1)`, [HIGH_CAP]);
     const workers = await startSettleWorkers(W, workerEnv(ctx, sim.url, HIGH_CAP), registered(ctx));
     try {
       await runDay(ctx.ctl, ctx.nextDate(), WARMUP_CHUNKS, 120_000);
