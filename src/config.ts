@@ -143,6 +143,18 @@ export const envSchema = z.object({
       return h;
     }),
   ALERT_WEBHOOK_URL: optionalUrl('ALERT_WEBHOOK_URL', ['http:', 'https:']),
+  CONSOLE_TOKEN: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return undefined;
+      if (!/^[\x21-\x7e]{16,200}$/.test(v)) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'CONSOLE_TOKEN must be 16-200 printable characters without spaces (it enables the console\'s actions)' });
+        return z.NEVER;
+      }
+      return v;
+    }),
+  CONSOLE_DATABASE_URL: optionalUrl('CONSOLE_DATABASE_URL', ['postgres:', 'postgresql:']),
   ALERT_TIMEOUT_MS: positiveIntFromEnv('ALERT_TIMEOUT_MS', 10_000, 600_000),
   HTTP_PORT: z
     .string()
@@ -185,6 +197,12 @@ export interface Config {
   httpHost: string;
   /** ALERT_WEBHOOK_URL (Slack-compatible: POST {"text": ...}); unset = alerts are recorded, not sent. */
   alerts: { webhookUrl: string | undefined; timeoutMs: number };
+  /**
+   * The web console (src/console). token: CONSOLE_TOKEN (secret); unset = the
+   * console is read-only. databaseUrl: CONSOLE_DATABASE_URL, the login it reads
+   * (and acts) with; unset = DATABASE_URL (embedded: a settlement_operator login).
+   */
+  console: { token: string | undefined; databaseUrl: string | undefined };
 }
 
 export class ConfigError extends Error {
@@ -229,5 +247,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     httpPort: e.HTTP_PORT,
     httpHost: e.HTTP_HOST,
     alerts: { webhookUrl: e.ALERT_WEBHOOK_URL, timeoutMs: e.ALERT_TIMEOUT_MS },
+    console: { token: e.CONSOLE_TOKEN, databaseUrl: e.CONSOLE_DATABASE_URL },
   };
 }
