@@ -206,3 +206,15 @@ begin
   insert into settlement.bank_slots (slot) select generate_series(1, p_max_in_flight) on conflict do nothing;
 end $$;
 comment on function settlement.configure is 'Operator: sets the settings every worker must share (settle configure). Workers started with other values refuse to start.';
+
+------------------------------------------------------------------------------
+-- A freed bank-call slot wakes the workers waiting for one (LISTEN
+-- settlement_bank_slot) instead of their polling for it.
+create or replace function settlement.release_bank_slot(p_slot integer, p_holder text) returns void
+language plpgsql as $$
+begin
+  update settlement.bank_slots set holder = null, lease_until = null where slot = p_slot and holder = p_holder;
+  if found then
+    perform pg_notify('settlement_bank_slot', '');
+  end if;
+end $$;

@@ -23,7 +23,7 @@ let jobId = 0;
 const helpers = (task: string) => ({ job: { id: String(++jobId), attempts: 1, task_identifier: task } }) as unknown as JobHelpers;
 
 t.test('the same task run twice, concurrently and again later, moves money once', async (t) => {
-  const { db } = await freshDb(t, { poolSize: 12 });
+  const { url, db } = await freshDb(t, { poolSize: 12 });
   const sim = await startSim(t, { latencyMs: 50, jitterMs: 0 });
   await seed(db, { date: D, accounts: 4, kinds: ['tax'] });
   await prepareSim(db, sim);
@@ -34,7 +34,8 @@ t.test('the same task run twice, concurrently and again later, moves money once'
   const codeBook = await createLiveCodeBook(db);
   // Each "process" has its own bank client calling through the shared, database-wide limit.
   const ctxFor = (holder: string): TaskContext => {
-    const limiter = createDbLimiter(db, { holder: () => holder, leaseMs: 10_000, maxWaitMs: 30_000, localCap: 4 });
+    const limiter = createDbLimiter(db, { url, holder: () => holder, leaseMs: 10_000, maxWaitMs: 30_000, localCap: 4 });
+    t.teardown(() => limiter.close());
     const bank = createNhBankClient({ baseUrl: sim.url, iscd: config.bank.iscd, fintechApsno: config.bank.fintechApsno, accessToken: TOKEN, brdtBrno: config.bank.brdtBrno,
       svcCodes: config.bank.svcCodes, perCallLimit: config.bank.perCallLimit, timeoutMs: 2000, codeBook: codeBook.lookup, now: clock.now });
     t.teardown(() => bank.close());

@@ -1,4 +1,4 @@
-import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
 import { sql } from 'slonik';
 import { z } from 'zod';
 import type { Gate } from '../bank/port.js';
@@ -26,6 +26,67 @@ export interface DbLimiter {
   gate(taken: TakenSlot | null): Gate;
   /** Calls of this process inside the limiter right now. */
   inUse(): number;
+  /** Closes the wake-up listener. */
+  close(): Promise<void>;
+}
+
+/**
+ * Wakes waiters when any process frees a slot (release_bank_slot notifies
+ * `settlement_bank_slot`), so a full cap costs one LISTEN connection per
+ * process instead of a poll every few milliseconds per waiter. A lost
+ * connection is reopened on the next wait; waiters also look again after
+ * `fallbackMs`, so nothing depends on a notification arriving.
+ */
+function createSlotWakeup(url: string, fallbackMs: number) {
+  let client: pg.Client | undefined;
+  let connecting: Promise<void> | undefined;
+  let closed = false;
+  let waiters: Array<() => void> = [];
+  const wakeAll = () => {
+    const w = waiters;
+    waiters = [];
+    for (const f of w) f();
+  };
+  const connect = () =>
+    (connecting ??= (async () => {
+      const c = new pg.Client({ connectionString: url, application_name: 'settle-slot-listener' });
+      c.on('notification', wakeAll);
+      c.on('error', () => {
+        if (client === c) client = undefined;
+        connecting = undefined;
+        void c.end().catch(() => undefined);
+      });
+      try {
+        await c.connect();
+        await c.query('listen settlement_bank_slot');
+        if (closed) await c.end();
+        else client = c;
+      } catch {
+        connecting = undefined; // try again at the next wait
+      }
+    })());
+  return {
+    /** Resolves at the next freed slot anywhere, or after fallbackMs. */
+    async wait(): Promise<void> {
+      if (!client && !closed) void connect();
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          waiters = waiters.filter((w) => w !== done);
+          resolve();
+        }, fallbackMs * (0.5 + Math.random()));
+        const done = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        waiters.push(done);
+      });
+    },
+    async close() {
+      closed = true;
+      wakeAll();
+      await client?.end().catch(() => undefined);
+    },
+  };
 }
 
 /**
@@ -36,22 +97,20 @@ export interface DbLimiter {
  * gate with the same cap sits in front, so a process never polls the database
  * for more slots than it could use.
  */
-export function createDbLimiter(db: DatabasePool, opts: { holder: () => string; leaseMs: number; maxWaitMs: number; localCap: number }): DbLimiter {
+export function createDbLimiter(db: DatabasePool, opts: { url: string; holder: () => string; leaseMs: number; maxWaitMs: number; localCap: number }): DbLimiter {
   let seq = 0;
   const local = createSemaphore(opts.localCap);
+  const wakeup = createSlotWakeup(opts.url, 250);
   const token = () => `${opts.holder()}/${++seq}`;
 
   const acquire = async (holder: string): Promise<number> => {
     const deadline = Date.now() + opts.maxWaitMs;
-    let pause = 2;
     for (;;) {
       const slot = await db.oneFirst(sql.type(z.object({ s: z.number().nullable() }))`
         select settlement.acquire_bank_slot(${holder}, ${opts.leaseMs}) as s`);
       if (slot !== null) return slot;
       if (Date.now() > deadline) throw new BankSlotTimeoutError(`no bank call slot free within ${opts.maxWaitMs} ms`);
-      // Jittered, growing pause: waiters spread out instead of polling in step.
-      await sleep(pause + Math.random() * pause);
-      pause = Math.min(pause * 1.5, 25);
+      await wakeup.wait();
     }
   };
 
@@ -71,6 +130,7 @@ export function createDbLimiter(db: DatabasePool, opts: { holder: () => string; 
   return {
     token,
     inUse: () => local.inside(),
+    close: () => wakeup.close(),
     gate(taken) {
       let first = taken;
       return {

@@ -66,7 +66,11 @@ export function projectCrontab(): string {
 
 function graphileLogger(logger: Logger): GraphileLogger {
   return new GraphileLogger((scope) => (level, message, meta) => {
-    const l = level === 'error' ? 'error' : level === 'warning' ? 'warn' : level === 'info' ? 'info' : 'debug';
+    // graphile-worker says "Completed task" at info for every job: on the
+    // payout path that is one line per transfer besides our own. Debug.
+    const routine = level === 'info' && message.startsWith('Completed task');
+    const l = level === 'error' ? 'error' : level === 'warning' ? 'warn' : level === 'info' && !routine ? 'info' : 'debug';
+    if (!logger.isLevelEnabled(l)) return;
     logger[l]({ event: 'graphile', scope: { label: scope.label, workerId: scope.workerId, taskIdentifier: scope.taskIdentifier, jobId: scope.jobId }, ...(meta ? { meta: String(JSON.stringify(meta, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))).slice(0, 500) } : {}) }, message);
   });
 }
@@ -99,7 +103,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   // rounds sends and asks, each phase retrying for up to bankRetryTimeMs.
   const claimLeaseMs = BANK_MAX_ROUNDS * 2 * (bankRetryTimeMs + config.bank.timeoutMs) + 10_000;
   const slotLeaseMs = config.bank.timeoutMs + 5_000;
-  const limiter = createDbLimiter(db, { holder, leaseMs: slotLeaseMs, maxWaitMs: 120_000, localCap: config.bank.maxInFlight });
+  const limiter = createDbLimiter(db, { url: o.databaseUrl, holder, leaseMs: slotLeaseMs, maxWaitMs: 120_000, localCap: config.bank.maxInFlight });
   const clock = await createDbClock(db);
   const codeBook = await createLiveCodeBook(db);
   const metrics = createWorkerMetrics(db, logger.child({ component: 'metrics' }));
@@ -246,6 +250,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
       await runner.stop().catch(() => undefined);
       resolveDone();
       await db.query(sql.unsafe`select settlement.worker_gone(${poolId})`).catch(() => undefined);
+      await limiter.close();
       await db.end();
       logger.info({ event: 'worker:stop', pool_id: poolId }, 'worker stopped');
     })());
