@@ -47,10 +47,13 @@ function createSlotWakeup(url: string, fallbackMs: number) {
     waiters = [];
     for (const f of w) f();
   };
+  // One slot was freed: one waiter of this process tries for it (first come,
+  // first served), not all of them at once.
+  const wakeOne = () => waiters.shift()?.();
   const connect = () =>
     (connecting ??= (async () => {
       const c = new pg.Client({ connectionString: url, application_name: 'settle-slot-listener' });
-      c.on('notification', wakeAll);
+      c.on('notification', wakeOne);
       c.on('error', () => {
         if (client === c) client = undefined;
         connecting = undefined;
