@@ -2,13 +2,14 @@ import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import type { DatabasePool } from './pool.js';
 import { toSettlementError } from './errors.js';
+import type { StatementLine } from '../bank/port.js';
 
 /**
  * Typed calls of the SQL API. The decisions live in SQL (sql/); these only
  * pass arguments and check the shape of what comes back.
  */
 export const KINDS = ['tax', 'platform_fee', 'early_repayment_fee', 'deferred_fee', 'upfront_fee', 'withdrawal_fee'] as const;
-export const STAGES = ['record', 'pay', 'confirm', 'withdraw'] as const;
+export const STAGES = ['record', 'pay', 'confirm', 'withdraw', 'reconcile'] as const;
 export const kindSchema = z.enum(KINDS);
 export const stageSchema = z.enum(STAGES);
 export type Kind = z.infer<typeof kindSchema>;
@@ -165,6 +166,7 @@ export const statusRow = z.object({
   pay: z.string(),
   confirm: z.string(),
   withdraw: z.string(),
+  reconcile: z.string(),
   entries: z.bigint(),
   amount_recorded: z.bigint(),
   chunks_total: z.bigint(),
@@ -182,7 +184,7 @@ export type StatusRow = z.infer<typeof statusRow>;
 export function dailyStatus(db: DatabasePool, date?: string): Promise<readonly StatusRow[]> {
   const where = date ? sql.fragment`where business_date = ${date}::date` : sql.fragment``;
   return wrap(db.any(sql.type(statusRow)`
-    select business_date::text as business_date, kind::text as kind, record, pay, confirm, withdraw, entries, amount_recorded,
+    select business_date::text as business_date, kind::text as kind, record, pay, confirm, withdraw, reconcile, entries, amount_recorded,
            chunks_total, chunks_succeeded, chunks_failed, chunks_in_flight, chunks_unresolved, amount_paid, amount_withdrawn,
            accruals_unrecorded, attention
     from settlement.daily_status ${where} order by business_date, kind`));
@@ -346,4 +348,72 @@ export function workerRegistered(db: CommonQueryMethods, poolId: string): Promis
   return wrap(db.oneFirst(sql.type(z.object({ r: z.boolean() }))`
     select exists (select 1 from settlement.worker_heartbeats() h cross join settlement.worker_status() s
                    where h.pool_id = ${poolId} and h.age_seconds < extract(epoch from s.silent_after)) as r`));
+}
+
+// ---------------------------------------------------------------------------
+// Reconcile (sql/0009_reconcile.sql)
+
+const statementNeed = z.object({ bncd: z.string(), acno: z.string(), ymd: z.string(), to_ymd: z.string() });
+export type StatementNeed = z.infer<typeof statementNeed>;
+
+/** The (account, date) statements to read now: final by the database's clock and not read yet. */
+export function statementsToRead(db: CommonQueryMethods): Promise<readonly StatementNeed[]> {
+  return wrap(db.any(sql.type(statementNeed)`select bncd, acno, ymd, to_ymd from settlement.statements_to_read()`));
+}
+
+/** Stores one statement read in full (idempotent); returns how many lines were new. */
+export function recordStatement(db: CommonQueryMethods, need: StatementNeed, lines: readonly StatementLine[]): Promise<number> {
+  const json = JSON.stringify(lines.map((l) => ({
+    trdd: l.trdd, txtm: l.txtm, mnrc_drot_dsnc: l.mnrcDrotDsnc, tram: l.tram.toString(), aftr_blnc: l.aftrBlnc.toString(),
+    balance_sign: l.balanceSign, smr: l.smr, hnis_cd: l.hnisCd, hnbr_cd: l.hnbrCd, ccyn: l.ccyn, tuno: l.tuno, bnpr_cntn: l.bnprCntn,
+  })));
+  return wrap(db.oneFirst(sql.type(z.object({ n: z.number() }))`
+    select settlement.record_statement(${need.bncd}, ${need.acno}, ${need.ymd}, ${need.to_ymd}, ${json}::jsonb) as n`));
+}
+
+const decision = z.object({ transfer_id: z.bigint(), is_tuno: z.string(), decision: z.enum(['succeeded', 'not_booked']) });
+/** Unresolved transfers decided by the final statement of their date. */
+export function decideUnresolved(db: CommonQueryMethods): Promise<readonly z.infer<typeof decision>[]> {
+  return wrap(db.any(sql.type(decision)`select transfer_id, is_tuno, decision from settlement.decide_unresolved()`));
+}
+
+const breakRow = z.object({
+  id: z.bigint(), business_date: z.string(), kind: kindSchema, problem: z.enum(['missing_line', 'orphan', 'mismatch', 'cancelled']),
+  transfer_id: z.bigint().nullable(), is_tuno: z.string().nullable(), account_no: z.string().nullable(), amount: z.bigint(), detail: z.string(),
+});
+export type BreakRow = z.infer<typeof breakRow>;
+
+/** settlement.reconciliation_breaks: the open breaks. */
+export function reconciliationBreaks(db: CommonQueryMethods, date?: string | null, kind?: Kind | null): Promise<readonly BreakRow[]> {
+  return wrap(db.any(sql.type(breakRow)`
+    select id, business_date::text as business_date, kind::text as kind, problem, transfer_id, is_tuno, account_no, amount, detail
+    from settlement.reconciliation_breaks
+    where (${date ?? null}::date is null or business_date = ${date ?? null}::date) and (${kind ?? null}::settlement.kind is null or kind = ${kind ?? null}::settlement.kind)
+    order by business_date, kind, id`));
+}
+
+const reconcileRow = z.object({ business_date: z.string(), kind: kindSchema, reconcile: z.string(), detail: z.string(), matched_lines: z.bigint(), open_breaks: z.bigint() });
+/** Per (date, kind): the reconcile stage's state and detail, lines matched to the day's transfers, open breaks. */
+export function reconcileSummary(db: CommonQueryMethods, date?: string | null, kind?: Kind | null): Promise<readonly z.infer<typeof reconcileRow>[]> {
+  return wrap(db.any(sql.type(reconcileRow)`
+    select r.business_date::text as business_date, r.kind::text as kind, r.state::text as reconcile, r.detail,
+           (select count(*) from settlement.line_matches m join settlement.transfers t on t.id = m.transfer_id and t.is_tuno = m.is_tuno
+            where t.business_date = r.business_date and t.kind = r.kind and m.rule in ('reference', 'fallback')) as matched_lines,
+           (select count(*) from settlement.breaks b where b.business_date = r.business_date and b.kind = r.kind and b.resolved_at is null) as open_breaks
+    from settlement.stage_runs r
+    where r.stage = 'reconcile' and (${date ?? null}::date is null or r.business_date = ${date ?? null}::date)
+      and (${kind ?? null}::settlement.kind is null or r.kind = ${kind ?? null}::settlement.kind)
+    order by 1, 2`));
+}
+
+export async function resolveBreak(db: CommonQueryMethods, id: number, note: string): Promise<void> {
+  await wrap(db.query(sql.type(voidRow)`select settlement.resolve_break(${id}, ${note})`));
+}
+
+export async function configureReconcile(db: CommonQueryMethods, after: string): Promise<void> {
+  await wrap(db.query(sql.type(voidRow)`select settlement.configure_reconcile(${after}::interval)`));
+}
+
+export async function addReconcileJob(db: CommonQueryMethods): Promise<void> {
+  await wrap(db.query(sql.type(voidRow)`select settlement.add_reconcile_job()`));
 }

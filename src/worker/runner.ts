@@ -19,6 +19,7 @@ import { createSweepTask } from '../../tasks/sweep.js';
 import { createTransferTask } from '../../tasks/transfer.js';
 import { createAlertTask } from '../../tasks/alert.js';
 import { createWatchTask } from '../../tasks/watch.js';
+import { createReconcileTask } from '../../tasks/reconcile.js';
 import { instrumentBank } from '../ops/bank-metrics.js';
 import { createWorkerMetrics, type WorkerMetrics } from '../ops/metrics.js';
 import { createDbClock } from '../jobs/clock.js';
@@ -146,6 +147,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
     sweep: guard(createSweepTask(ctx)),
     watch: guard(createWatchTask(ctx)),
     alert: guard(createAlertTask(ctx)),
+    reconcile: guard(createReconcileTask(ctx)),
   };
 
   const events: WorkerEvents = new EventEmitter() as WorkerEvents;
