@@ -143,25 +143,47 @@ begin
   end if;
   return new;
 end $$;
+-- The WHEN clause lets the legal, everyday transitions (claims, outcomes,
+-- releases) through without calling the function; only what might break the
+-- rules is examined by it.
 create trigger transfers_state_machine before update on settlement.transfers
-  for each row execute function settlement.transfers_guard();
+  for each row
+  when ((new.purpose, new.business_date, new.kind, new.entry_id, new.seq, new.from_account, new.to_account, new.amount, new.fintech_apsno)
+          is distinct from (old.purpose, old.business_date, old.kind, old.entry_id, old.seq, old.from_account, old.to_account, old.amount, old.fintech_apsno)
+        or old.state = 'succeeded'
+        or new.is_tuno <> old.is_tuno or new.attempt <> old.attempt
+        or not ((old.state = 'pending' and new.state in ('pending', 'sending'))
+                or (old.state = 'sending' and new.state in ('sending', 'succeeded', 'failed'))
+                or (old.state = 'failed' and new.state = 'failed' and (new.fail_code, new.settled_at) is not distinct from (old.fail_code, old.settled_at))))
+  execute function settlement.transfers_guard();
 
--- A journal entry's lines are written with it, in its transaction, never later.
+-- A journal entry's lines are written with it, in its transaction, never
+-- later: the balance check (one pass over the inserted lines' entries) also
+-- refuses lines for an entry posted by another transaction.
 alter table settlement.journal_entries add column txid bigint not null default txid_current();
-create function settlement.journal_lines_same_txn() returns trigger
+create or replace function settlement.journal_check_balance() returns trigger
 language plpgsql as $$
+declare
+  bad record;
 begin
-  if exists (select 1 from (select distinct journal_id from new_lines) n
-             join settlement.journal_entries e on e.id = n.journal_id where e.txid <> txid_current()) then
-    raise exception 'journal entries are closed once posted: lines can only be added in the transaction that posts the entry'
+  select n.journal_id, sum(l.amount) as diff, bool_or(e.txid <> txid_current()) as closed into bad
+  from (select distinct journal_id from new_lines) n
+  join settlement.journal_entries e on e.id = n.journal_id
+  join settlement.journal_lines l on l.journal_id = n.journal_id
+  group by n.journal_id
+  having sum(l.amount) <> 0 or bool_or(e.txid <> txid_current())
+  order by 3 desc
+  limit 1;
+  if found and bad.closed then
+    raise exception 'journal entry % is closed: lines can only be added in the transaction that posts it', bad.journal_id
       using errcode = 'ST007';
+  end if;
+  if found then
+    raise exception 'journal entry % does not balance (debits - credits = %)', bad.journal_id, bad.diff
+      using errcode = 'ST006';
   end if;
   return null;
 end $$;
--- (named to fire before journal_lines_balance: triggers fire in name order)
-create trigger journal_lines_append_closed after insert on settlement.journal_lines
-  referencing new table as new_lines
-  for each statement execute function settlement.journal_lines_same_txn();
 
 ------------------------------------------------------------------------------
 -- One set of settings. settlement.config is written once — by the first
