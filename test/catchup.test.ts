@@ -12,7 +12,7 @@ import { spawnWorker } from './helpers/procs.js';
 t.test('the crontab schedules every stage with job keys and backfill', async (t) => {
   const items = parseCrontab(projectCrontab());
   const stages = items.filter((i) => i.task === 'stage').map((i) => (i.payload as { stage: string }).stage).sort();
-  t.same(stages, ['confirm', 'pay', 'record', 'withdraw'], 'one entry per stage');
+  t.same(stages, ['confirm', 'pay', 'reconcile', 'record', 'withdraw'], 'one entry per stage');
   for (const i of items) {
     t.ok(i.options.jobKey, `${i.identifier} has a job key (duplicate ticks collapse)`);
     t.ok(i.options.backfillPeriod > 0, `${i.identifier} backfills missed ticks`);
