@@ -1,4 +1,6 @@
 import http from 'node:http';
+import { loadConfig } from '../config.js';
+import { mountConsole, type MountedConsole } from '../console/mount.js';
 import { appliedMigrations, workerRegistered } from '../db/queries.js';
 import { loadMigrations } from '../db/migrate.js';
 import type { Logger } from '../log.js';
@@ -10,13 +12,24 @@ import type { WorkerHandle } from './runner.js';
  * - GET /readyz: 200 when the database answers, every migration of this
  *   version is applied unchanged, and this worker pool is registered with a
  *   fresh heartbeat; 503 with the reasons otherwise;
- * - GET /metrics: Prometheus text (src/ops/metrics.ts).
+ * - GET /metrics: Prometheus text (src/ops/metrics.ts);
+ * - everything else under / : the web console (src/console), unless
+ *   `webConsole` is null. Undefined: mounted from the environment
+ *   (CONSOLE_TOKEN, CONSOLE_DATABASE_URL; see src/console/mount.ts).
  */
 export async function startHealthServer(
   listen: { host: string; port: number },
-  worker: Pick<WorkerHandle, 'db' | 'poolId' | 'promise' | 'metrics'>,
+  worker: Pick<WorkerHandle, 'db' | 'poolId' | 'promise' | 'metrics'> & Partial<Pick<WorkerHandle, 'bank'>>,
   logger: Logger,
+  webConsole?: MountedConsole | null,
 ): Promise<{ port: number; close(): Promise<void> }> {
+  // A console that cannot start (its database login) must not stop the worker: it is logged.
+  const web = webConsole !== undefined
+    ? webConsole
+    : await mountConsole({ config: loadConfig(), logger, listenHost: listen.host, bank: worker.bank }).catch((e: Error) => {
+        logger.error({ event: 'console:unavailable', err: e.message.split('\n')[0] }, 'the web console could not start');
+        return null;
+      });
   const expected = loadMigrations().map((m) => ({ id: m.id, checksum: m.checksum, name: m.name }));
   let running = true;
   worker.promise.then(() => (running = false), () => (running = false));
@@ -41,6 +54,8 @@ export async function startHealthServer(
   };
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '').split('?')[0];
+    const health = path === '/healthz' || path === '/readyz' || path === '/metrics';
+    if (!health && web?.console.handle(req, res)) return;
     if (req.method !== 'GET' && req.method !== 'HEAD') return void res.writeHead(405).end();
     if (path === '/healthz') {
       json(res, running ? 200 : 503, { status: running ? 'ok' : 'stopped', pool: worker.poolId(), pool_id: worker.poolId(), pid: process.pid });
@@ -74,5 +89,20 @@ export async function startHealthServer(
   const addr = server.address();
   const actual = typeof addr === 'object' && addr ? addr.port : listen.port;
   logger.info({ event: 'http:listen', host: listen.host, port: actual }, `health on http://${listen.host}:${actual}/healthz (also /readyz, /metrics)`);
-  return { port: actual, close: () => new Promise((r) => server.close(() => r())) };
+  if (web) {
+    const shown = listen.host === '0.0.0.0' || listen.host === '::' ? 'localhost' : listen.host.includes(':') ? `[${listen.host}]` : listen.host;
+    logger.info({ event: 'console:listen', host: listen.host, port: actual, url: `http://${shown}:${actual}/` }, `console on http://${shown}:${actual}/`);
+  }
+  return {
+    port: actual,
+    close: async () => {
+      // Browsers keep connections open (and the console polls): close them too.
+      server.closeIdleConnections();
+      await new Promise<void>((r) => {
+        server.close(() => r());
+        setTimeout(() => server.closeAllConnections(), 2000).unref();
+      });
+      await web?.close();
+    },
+  };
 }
