@@ -9,6 +9,7 @@ import { cmdBankSim } from './bank-sim.js';
 import { cmdConfigure, cmdMigrate, cmdRun, cmdSeed } from './commands.js';
 import { cmdFailures, cmdPause, cmdResume, cmdRetry, cmdStatus } from './oncall.js';
 import { watchParent } from '../ops/parent-watch.js';
+import { cmdConsole } from './console.js';
 import { cmdDemo } from './demo.js';
 import { cmdWorker } from './worker.js';
 
@@ -20,7 +21,9 @@ Commands:
   migrate                          apply the database migrations (graphile-worker's and ours); the first
                                    run also writes the shared settings (SETTLEMENT_TIMEZONE, BANK_PER_CALL_LIMIT, BANK_MAX_IN_FLIGHT)
   configure [--reason R]           write the shared settings from this environment (workers with others refuse to start)
-  worker [--concurrency N]         run a worker process (tasks + crontab); SIGTERM/SIGINT stop it gracefully
+  worker [--concurrency N]         run a worker process (tasks + crontab); SIGTERM/SIGINT stop it gracefully;
+                                   serves /healthz, /readyz, /metrics and the web console on HTTP_HOST:HTTP_PORT
+  console                          serve the web console alone on HTTP_HOST:HTTP_PORT (actions need CONSOLE_TOKEN)
   bank-sim [flags]                 run the NH Developers bank simulator
       --port N  --latency-ms N  --jitter-ms N  --max-in-flight N  --per-call-limit KRW
       --access-token T  --seed N  --fail-before-rate R  --timeout-after-rate R
@@ -39,8 +42,9 @@ Commands:
                                    after fixing the cause; --dry-run shows them with each account's shortfall
   pause [--kind K] --reason R      no new bank call for that kind (or every kind); calls in flight finish
   resume [--kind K] [--reason R]   lift the pause of that kind (no kind: every pause)
-  demo [--accounts N] [--timeout-s N] [bank-sim flags]
-                                   settle one whole day end to end on the embedded defaults
+  demo [--accounts N] [--timeout-s N] [--keep] [bank-sim flags]
+                                   settle one whole day end to end on the embedded defaults; prints the
+                                   console's URL; --keep leaves the worker and the console running until Ctrl-C
 
 Kinds: tax, platform_fee, early_repayment_fee, deferred_fee, upfront_fee, withdrawal_fee
 Configuration comes from the environment (DATABASE_URL, BANK_URL, ...): see README.md.
@@ -59,6 +63,7 @@ const COMMANDS: Record<string, (argv: string[], ...rest: [ReturnType<typeof load
   pause: cmdPause,
   resume: cmdResume,
   demo: cmdDemo,
+  console: cmdConsole,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -79,7 +84,7 @@ async function main(argv: string[]): Promise<number> {
   const config = loadConfig();
   // Commands print their results on stdout; logs go to stderr-friendly pino
   // (quiet for one-shot commands unless LOG_LEVEL asks for more).
-  const longRunning = name === 'worker' || name === 'bank-sim';
+  const longRunning = name === 'worker' || name === 'bank-sim' || name === 'console';
 
   const logger = createLogger(longRunning || process.env.LOG_LEVEL ? config.logLevel : 'warn', { name: `settle-${name}` });
   // A wrapper (npm, npx, sh) killed without passing the signal on must not leave us running.
