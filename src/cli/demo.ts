@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { sql } from 'slonik';
@@ -8,7 +9,8 @@ import { createDbPool, type DatabasePool } from '../db/pool.js';
 import { dailyStatus, enqueueStage, KINDS } from '../db/queries.js';
 import type { Logger } from '../log.js';
 import { migrate } from '../db/migrate.js';
-import { EMBEDDED_WORKER_LOGIN, ensureLoginRole, openDatabase } from '../runtime.js';
+import { EMBEDDED_CONSOLE_LOGIN, serveConsole } from '../console/mount.js';
+import { EMBEDDED_WORKER_LOGIN, ensureLoginRole, onShutdown, openDatabase } from '../runtime.js';
 import { formatReconciliation, ledgerTransfers, reconcile, simulatorTransfers } from '../reconcile.js';
 import { fundSimulator, seed } from '../seed.js';
 import { startWorker } from '../worker/runner.js';
@@ -41,10 +43,10 @@ async function freshDemoDatabase(serverUrl: string, logger: Logger): Promise<str
 export async function cmdDemo(argv: string[], config: Config, logger: Logger) {
   const o = parseCommand(
     argv,
-    { accounts: { type: 'string' }, 'timeout-s': { type: 'string' }, ...simFlagSpecs },
-    z.object({ accounts: intFlag(1, 1_000_000).default('300'), timeoutS: intFlag(1, 86_400).default('600'), ...simFlagsShape }).strict(),
+    { accounts: { type: 'string' }, 'timeout-s': { type: 'string' }, keep: { type: 'boolean' }, ...simFlagSpecs },
+    z.object({ accounts: intFlag(1, 1_000_000).default('300'), timeoutS: intFlag(1, 86_400).default('600'), keep: z.boolean().optional(), ...simFlagsShape }).strict(),
   );
-  const { accounts, timeoutS, ...simFlags } = o;
+  const { accounts, timeoutS, keep, ...simFlags } = o;
   const t0 = Date.now();
   const database = await openDatabase(config, logger, { migrate: false });
   const sim = await startBankSimulator({
@@ -57,6 +59,9 @@ export async function cmdDemo(argv: string[], config: Config, logger: Logger) {
   });
   let db: DatabasePool | undefined;
   let worker: Awaited<ReturnType<typeof startWorker>> | undefined;
+  let web: Awaited<ReturnType<typeof serveConsole>> | undefined;
+  let cleanedUp: () => void = () => {};
+  const cleanup = new Promise<void>((r) => (cleanedUp = r));
   try {
     const demoUrl = await freshDemoDatabase(database.url, logger);
     db = await createDbPool(demoUrl, { maximumPoolSize: 4, applicationName: 'settle-demo' });
@@ -74,6 +79,15 @@ export async function cmdDemo(argv: string[], config: Config, logger: Logger) {
       return demoUrl;
     });
     worker = await startWorker({ config: workerConfig, databaseUrl: workerUrl, bankUrl: sim.url, logger, crontab: '' });
+    // The web console on the demo's database (an operator login), so a newcomer can watch and act.
+    const consoleUrl = await ensureLoginRole(demoUrl, EMBEDDED_CONSOLE_LOGIN).catch(() => demoUrl);
+    const token = config.console.token ?? randomBytes(12).toString('hex');
+    const consoleConfig: Config = { ...config, console: { token, databaseUrl: consoleUrl } };
+    const consoleBank = worker.bank;
+    web = await serveConsole({ config: consoleConfig, logger, host: config.httpHost, port: config.httpPort, bank: consoleBank }).catch(() =>
+      // The port is taken (a worker runs on this host): any free port.
+      serveConsole({ config: consoleConfig, logger, host: config.httpHost, port: 0, bank: consoleBank }));
+    console.log(`console: ${web.url}${config.console.token ? ' (sign in with CONSOLE_TOKEN to act)' : ` (sign in with token ${token} to act)`}${keep ? '' : '; --keep leaves it running after the demo'}`);
     await enqueueStage(db, 'record', date, null);
 
     const deadline = Date.now() + timeoutS * 1000;
@@ -99,8 +113,10 @@ export async function cmdDemo(argv: string[], config: Config, logger: Logger) {
       await sleep(250);
     }
     if (process.stdout.isTTY) process.stdout.write('\n');
-    await worker.stop();
-    worker = undefined;
+    if (!keep) {
+      await worker.stop();
+      worker = undefined;
+    }
 
     const rows = await dailyStatus(db, date);
     console.log('\n' + formatStatus(rows) + '\n');
@@ -115,10 +131,24 @@ export async function cmdDemo(argv: string[], config: Config, logger: Logger) {
     } else {
       console.log('demo OK: every stage done for every kind, ledger matches the bank to the won');
     }
+    if (keep && web) {
+      console.log(`\nkept running: the worker, the bank simulator (${sim.url}) and the console at ${web.url} — Ctrl-C to stop`);
+      let stopped: () => void = () => {};
+      const done = new Promise<void>((r) => (stopped = r));
+      // Ctrl-C: stop in order (the finally below), then exit with the demo's own code.
+      onShutdown(logger, async () => {
+        stopped();
+        await cleanup;
+        process.exit(Number(process.exitCode ?? 0));
+      });
+      await done;
+    }
   } finally {
+    await web?.close();
     await worker?.stop();
     await db?.end();
     await sim.close();
     await database.stop();
+    cleanedUp();
   }
 }
