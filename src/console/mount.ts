@@ -1,3 +1,4 @@
+import http from 'node:http';
 import type { BankClient } from '../bank/port.js';
 import type { Config } from '../config.js';
 import { startEmbeddedPostgres } from '../db/embedded.js';
@@ -39,3 +40,41 @@ export async function mountConsole(o: { config: Config; logger: Logger; listenHo
   });
   return { console, close: () => db.end() };
 }
+
+/**
+ * The console on a server of its own (`settle console`, the demo): answers
+ * /healthz and the console's pages; `port` 0 = any free port.
+ */
+export async function serveConsole(o: { config: Config; logger: Logger; host: string; port: number; bank?: Pick<BankClient, 'balance'>; ownerUrl?: string }): Promise<{ url: string; port: number; close(): Promise<void> }> {
+  const web = await mountConsole({ config: o.config, logger: o.logger, listenHost: o.host, bank: o.bank, ownerUrl: o.ownerUrl });
+  const server = http.createServer((req, res) => {
+    if ((req.url ?? '').split('?')[0] === '/healthz') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+    if (!web.console.handle(req, res)) res.writeHead(404).end();
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(o.port, o.host, () => resolve());
+    });
+  } catch (e) {
+    await web.close();
+    throw e;
+  }
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : o.port;
+  const url = `http://${shownHost(o.host)}:${port}/`;
+  o.logger.info({ event: 'console:listen', host: o.host, port, url, actions: Boolean(o.config.console.token) },
+    `console on ${url} (${o.config.console.token ? 'actions need CONSOLE_TOKEN' : 'read-only: no CONSOLE_TOKEN'})`);
+  return {
+    url,
+    port,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+      await web.close();
+    },
+  };
+}
+
+/** A host to put in a URL a person can open. */
+export const shownHost = (host: string) => (host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host);

@@ -80,8 +80,9 @@ export function createConsole(o: ConsoleOptions): Console {
   const sessions = createSessions();
   const { db, logger } = o;
   const viewerOf = (req: http.IncomingMessage, session: Session | undefined): Viewer => {
-    const flash = session?.flash;
-    if (session) session.flash = undefined;
+    // A live refresh does not show (or use up) the message of the last action.
+    const flash = req.headers['x-console-live'] === '1' ? undefined : session?.flash;
+    if (session && flash) session.flash = undefined;
     return { actionsOn: Boolean(o.token), csrf: o.token ? session?.csrf : undefined, here: req.url ?? '/', flash };
   };
   const now = () => new Date().toISOString().replace('T', ' ').slice(0, 19) + ' UTC';

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { loadConfig } from '../config.js';
-import { mountConsole, type MountedConsole } from '../console/mount.js';
+import { mountConsole, shownHost, type MountedConsole } from '../console/mount.js';
 import { appliedMigrations, workerRegistered } from '../db/queries.js';
 import { loadMigrations } from '../db/migrate.js';
 import type { Logger } from '../log.js';
@@ -90,7 +90,7 @@ export async function startHealthServer(
   const actual = typeof addr === 'object' && addr ? addr.port : listen.port;
   logger.info({ event: 'http:listen', host: listen.host, port: actual }, `health on http://${listen.host}:${actual}/healthz (also /readyz, /metrics)`);
   if (web) {
-    const shown = listen.host === '0.0.0.0' || listen.host === '::' ? 'localhost' : listen.host.includes(':') ? `[${listen.host}]` : listen.host;
+    const shown = shownHost(listen.host);
     logger.info({ event: 'console:listen', host: listen.host, port: actual, url: `http://${shown}:${actual}/` }, `console on http://${shown}:${actual}/`);
   }
   return {
