@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { runStage } from '../src/db/queries.js';
+import { addReconcileJob, runStage } from '../src/db/queries.js';
 import { registerAtSimulator, seed } from '../src/seed.js';
 import { checkInvariants, prepareSim, startSim, TOKEN, waitAllWithdrawn, workerEnv } from './helpers/day.js';
 import { freshDb } from './helpers/db.js';
@@ -55,27 +55,37 @@ t.test('transfers left "sending" by a dead attempt are resolved by result check:
   await checkInvariants(t, db, sim.url);
 });
 
-t.test('after its date is over, a transfer the bank never got is never sent: it stays unresolved, visibly', async (t) => {
+t.test('after its date is over, a transfer the bank never got is never sent under its old number: the final statement proves it unbooked, then it is paid once under a new one', async (t) => {
   const { url, db, sim, rows } = await paidDay(t);
   const stuck = rows[0]!;
-  // An attempt on an earlier Korean date that died before the bank got it.
+  // An attempt two Korean dates ago that died before the bank got it: that
+  // date's statement is final (its end in KST + settlement.config.reconcile_after).
   await db.query(sql.unsafe`
-    update settlement.transfers set state = 'sending', tsymd = to_char(now() at time zone 'Asia/Seoul' - interval '1 day', 'YYYYMMDD'),
+    update settlement.transfers set state = 'sending', tsymd = to_char(now() at time zone 'Asia/Seoul' - interval '2 days', 'YYYYMMDD'),
       claimed_by = 'dead-pool', claimed_until = now() - interval '1 second'
     where id = ${stuck.id}`);
   await spawnWorker(t, workerEnv(url, sim.url));
   const f = await waitFor('the stuck transfer shows as unresolved', async () => {
-    const r = await db.maybeOne(sql.type(z.object({ problem: z.string(), is_tuno: z.string(), bank_message: z.string().nullable() }))`
-      select problem, is_tuno, bank_message from settlement.payout_failures where transfer_id = ${stuck.id}`);
+    const r = await db.maybeOne(sql.type(z.object({ problem: z.string(), is_tuno: z.string() }))`
+      select problem, is_tuno from settlement.payout_failures where transfer_id = ${stuck.id}`);
     return r ?? undefined;
   });
-  t.equal(f.problem, 'unresolved');
+  t.equal(f.problem, 'unresolved', 'a result check that finds nothing, after the date, decides nothing');
   t.equal(f.is_tuno, stuck.is_tuno, 'still under its own IsTuno');
-  await waitFor('every other chunk paid', async () =>
-    (await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from settlement.transfers where state = 'succeeded'`)) === BigInt(rows.length - 1));
-  const booked = (await (await fetch(`${sim.url}/_sim/transfers`)).json()) as Array<{ isTuno: string }>;
-  t.notOk(booked.some((x) => x.isTuno === stuck.is_tuno), 'nothing was sent under an old date');
-  const [s] = await db.any(sql.type(z.object({ confirm: z.string(), chunks_unresolved: z.bigint() }))`select confirm, chunks_unresolved from settlement.daily_status`);
+  const [s] = await db.any(sql.type(z.object({ confirm: z.string() }))`select confirm from settlement.daily_status`);
   t.equal(s?.confirm, 'pending', 'the day does not confirm on a guess');
-  t.equal(s?.chunks_unresolved, 1n);
+  // What the crontab does every five minutes: read the final statements and decide.
+  await addReconcileJob(db);
+  await waitAllWithdrawn(db, [D], 1);
+  const booked = (await (await fetch(`${sim.url}/_sim/transfers`)).json()) as Array<{ isTuno: string }>;
+  t.notOk(booked.some((x) => x.isTuno === stuck.is_tuno), 'nothing was ever sent under the old number and date');
+  const now = await db.one(sql.type(z.object({ is_tuno: z.string(), attempt: z.number(), state: z.string() }))`
+    select is_tuno, attempt, state::text as state from settlement.transfers where id = ${stuck.id}`);
+  t.equal(now.state, 'succeeded');
+  t.equal(now.attempt, 2, 'planned again once');
+  t.equal(booked.filter((x) => x.isTuno === now.is_tuno).length, 1, 'paid once under its new number');
+  const proof = await db.oneFirst(sql.type(z.object({ code: z.string() }))`
+    select code from settlement.transfer_attempts where is_tuno = ${stuck.is_tuno}`);
+  t.equal(proof, 'not_in_statement', 'the old number\'s attempt records the statement as its proof');
+  await checkInvariants(t, db, sim.url);
 });
