@@ -236,7 +236,11 @@ create or replace function settlement.release_bank_slot(p_slot integer, p_holder
 language plpgsql as $$
 begin
   update settlement.bank_slots set holder = null, lease_until = null where slot = p_slot and holder = p_holder;
-  if found then
+  -- Only a release into a full cap can have waiters: notify then, and spare
+  -- every commit the notification queue while slots are free.
+  if found and not exists (select 1 from settlement.bank_slots s
+                           where s.slot <> p_slot and s.slot <= (select max_in_flight from settlement.config where id)
+                             and (s.holder is null or s.lease_until < now())) then
     perform pg_notify('settlement_bank_slot', '');
   end if;
 end $$;
