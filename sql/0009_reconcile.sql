@@ -227,7 +227,8 @@ end $$;
 -- finish_transfer of 0007, with orphans recorded. Same signature and
 -- behaviour otherwise: a 'succeeded' answer that does not land on the
 -- transfer's current, open IsTuno is an orphan (never only a log line).
-create or replace function settlement.finish_miss(p_id bigint, p_is_tuno text, p_outcome text default null, p_processed_at text default null) returns text
+drop function settlement.finish_miss(bigint, text);
+create function settlement.finish_miss(p_id bigint, p_is_tuno text, p_outcome text default null, p_processed_at text default null) returns text
 language plpgsql as $$
 declare
   t settlement.transfers;
