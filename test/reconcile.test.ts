@@ -1,0 +1,164 @@
+import t from 'tap';
+import { sql } from 'slonik';
+import { z } from 'zod';
+import { simAdminClient } from '../src/bank-sim/sim-admin-client.js';
+import type { DatabasePool } from '../src/db/pool.js';
+import { addReconcileJob, configureReconcile, enqueueStage, KINDS, reconciliationBreaks, resolveBreak, runStage, type Kind } from '../src/db/queries.js';
+import { apiPath, defaultApiSvcCodes, kstHms, kstYmd } from '../src/nh/contract.js';
+import { fintechApsnoOf, loanAccountNo, registerAtSimulator, seed, settlementAccountNo } from '../src/seed.js';
+import { checkInvariants, prepareSim, startSim, TOKEN, waitAllWithdrawn, workerEnv } from './helpers/day.js';
+import { freshDb } from './helpers/db.js';
+import { pastDate } from './helpers/fixtures.js';
+import { spawnWorker, waitFor } from './helpers/procs.js';
+
+type T = { same: Function };
+
+/** Waits until the reconcile stage of (D, each kind) is in `state`. */
+async function waitReconcile(db: DatabasePool, D: string, kinds: readonly Kind[], state: 'done' | 'blocked', timeoutMs = 120_000) {
+  const rows = () => db.any(sql.type(z.object({ kind: z.string(), state: z.string(), detail: z.string() }))`
+    select kind::text as kind, state::text as state, detail from settlement.stage_runs where business_date = ${D}::date and stage = 'reconcile'`);
+  try {
+    return await waitFor(`reconcile ${state} for ${D} ${kinds.join(',')}`, async () => {
+      const mine = (await rows()).filter((r) => (kinds as readonly string[]).includes(r.kind));
+      return mine.length === kinds.length && mine.every((r) => r.state === state) ? mine : undefined;
+    }, timeoutMs, 250);
+  } catch (e) {
+    const show = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x));
+    const jobs = await db.any(sql.type(z.object({ task_identifier: z.string(), key: z.string().nullable(), run_at: z.string(), attempts: z.number(), last_error: z.string().nullable() }))`
+      select task_identifier, key, run_at::text as run_at, attempts, left(last_error, 300) as last_error from graphile_worker.jobs order by id limit 20`);
+    throw new Error(`${(e as Error).message}\nreconcile: ${show(await rows())}\nbreaks: ${show(await reconciliationBreaks(db))}\njobs: ${show(jobs)}`);
+  }
+}
+
+/** Per NH account we read: journal bank:<account> total = what the statement shows moved for lines of ours. */
+async function ledgerMirrorsStatements(t: T, db: DatabasePool) {
+  const bad = await db.any(sql.type(z.object({ account_no: z.string(), journal: z.bigint(), statement: z.bigint() }))`
+    select v.account_no, v.journal, v.statement from settlement.bank_vs_statement v
+    where v.journal <> v.statement
+      and exists (select 1 from settlement.statement_reads r where r.acno = v.account_no)`);
+  t.same(bad, [], 'bank:<account> journal lines equal the statement lines of ours, for every account read');
+}
+
+let isTunoSeq = 0;
+/** A DrawingTransfer sent to the simulator by hand (outside the service). */
+async function handDrawing(simUrl: string, o: { finAcno: string; fintechApsno: string; amount: bigint; memo?: string; isTuno?: string }) {
+  const now = new Date();
+  const body = {
+    Header: {
+      ApiNm: 'DrawingTransfer', Tsymd: kstYmd(now), Trtm: kstHms(now), Iscd: '000001', FintechApsno: o.fintechApsno,
+      ApiSvcCd: defaultApiSvcCodes().DrawingTransfer, IsTuno: o.isTuno ?? `77${Date.now() % 1e9}${++isTunoSeq}`, AccessToken: TOKEN,
+    },
+    FinAcno: o.finAcno, Tram: o.amount.toString(), ...(o.memo ? { DractOtlt: o.memo } : {}),
+  };
+  const res = await fetch(`${simUrl}${apiPath('DrawingTransfer')}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const json = (await res.json()) as { Header: { Rpcd: string; Rsms: string } };
+  if (json.Header.Rpcd !== '00000') throw new Error(`hand DrawingTransfer refused: ${json.Header.Rpcd} ${json.Header.Rsms}`);
+}
+
+const finAcnoOf = (db: DatabasePool, acno: string) =>
+  db.oneFirst(sql.type(z.object({ f: z.string() }))`select fin_acno as f from settlement.accounts where account_no = ${acno}`);
+
+t.test('money booked outside the service is an orphan break of that day and kind until resolved', async (t) => {
+  const { url, db } = await freshDb(t);
+  const sim = await startSim(t);
+  const admin = simAdminClient(sim.url);
+  const D = pastDate(1);
+  await seed(db, { date: D, accounts: 4, kinds: ['tax', 'platform_fee'] });
+  await prepareSim(db, sim);
+  await registerAtSimulator(db, sim.url);
+  const loan = loanAccountNo(1);
+  const before = (await admin.account('011', loan)).balance;
+  await admin.openAccounts([{ bncd: '011', acno: loan, balance: before + 30_000n }]);
+  const finAcno = await finAcnoOf(db, loan);
+  const apsno = fintechApsnoOf('tax');
+  // No memo, a foreign memo, and our memo of a number we never used.
+  await handDrawing(sim.url, { finAcno, fintechApsno: apsno, amount: 1_000n });
+  await handDrawing(sim.url, { finAcno, fintechApsno: apsno, amount: 2_000n, memo: 'RENT MARCH' });
+  await handDrawing(sim.url, { finAcno, fintechApsno: apsno, amount: 3_000n, memo: 'DS199999999999999999' });
+
+  await configureReconcile(db, '-1 day');
+  await spawnWorker(t, workerEnv(url, sim.url));
+  await enqueueStage(db, 'record', D, null);
+  await waitAllWithdrawn(db, [D], KINDS.length);
+  await waitReconcile(db, D, ['platform_fee'], 'done');
+  await waitReconcile(db, D, ['tax'], 'blocked');
+
+  const breaks = await reconciliationBreaks(db, D);
+  t.ok(breaks.every((b) => b.kind === 'tax' && b.business_date === D && b.problem === 'orphan'), 'every break is an orphan of that day and kind');
+  const onSettlement = breaks.filter((b) => b.account_no === settlementAccountNo('tax')).map((b) => b.amount).sort();
+  t.same(onSettlement, [1_000n, 2_000n, 3_000n], 'the three hand transfers, on the settlement account');
+  const onLoan = breaks.filter((b) => b.account_no === loan);
+  t.same(onLoan.map((b) => b.amount), [3_000n], 'the line with our memo of a number we never used is also ours on the loan account');
+  t.match(onLoan[0]!.detail, /IsTuno 199999999999999999, which is none of ours/);
+  const status = await db.one(sql.type(z.object({ reconcile: z.string(), attention: z.string().nullable(), open_breaks: z.bigint() }))`
+    select reconcile, attention, open_breaks from settlement.daily_status where business_date = ${D}::date and kind = 'tax'`);
+  t.equal(status.reconcile, 'blocked');
+  t.match(status.attention, /reconcile: 4 open break\(s\) \(orphan\)/, 'daily_status.attention names it');
+  const suspense = await db.oneFirst(sql.type(z.object({ s: z.bigint() }))`
+    select coalesce(sum(amount), 0)::bigint as s from settlement.journal_lines where ledger_account = 'suspense:tax'`);
+  t.equal(suspense, -3_000n, 'suspense:tax holds the orphans (6,000 in, 3,000 of it out of a loan account we read)');
+  await ledgerMirrorsStatements(t, db);
+
+  // Resolutions are recorded and kept; the stage finishes after the last one.
+  t.equal((await runStage(db, 'reconcile', D, 'tax')).outcome, 'blocked', 'running it again changes nothing');
+  for (const b of breaks) await resolveBreak(db, Number(b.id), `hand transfer ${b.amount} KRW, refunded by treasury`);
+  await waitReconcile(db, D, ['tax'], 'done');
+  const kept = await db.any(sql.type(z.object({ resolved_by: z.string(), resolution: z.string() }))`select resolved_by, resolution from settlement.breaks where business_date = ${D}::date`);
+  t.equal(kept.length, 4, 'resolved breaks stay in settlement.breaks');
+  t.ok(kept.every((k) => k.resolved_by.length > 0 && k.resolution.startsWith('hand transfer')), 'with who and the note');
+  await t.rejects(resolveBreak(db, Number(breaks[0]!.id), 'again'), { code: 'break_not_found' }, 'a break is resolved once');
+
+});
+
+t.test('a cancelled booking is a break of its day', async (t) => {
+  const { url, db } = await freshDb(t);
+  const sim = await startSim(t);
+  const admin = simAdminClient(sim.url);
+  const D = pastDate(1);
+  await seed(db, { date: D, accounts: 3, kinds: ['tax'] });
+  await prepareSim(db, sim);
+  // Reconcile waits (default grace): cancel one payout first, then let it run.
+  await spawnWorker(t, workerEnv(url, sim.url));
+  await enqueueStage(db, 'record', D, null);
+  await waitAllWithdrawn(db, [D], KINDS.length);
+  const isTuno = await db.oneFirst(sql.type(z.object({ t: z.string() }))`
+    select is_tuno as t from settlement.transfers where business_date = ${D}::date and purpose = 'payout' order by id limit 1`);
+  const booked = (await admin.transfers()).find((x) => x.isTuno === isTuno)!;
+  await admin.cancel(booked.tuno);
+  await configureReconcile(db, '-1 day');
+  await enqueueStage(db, 'reconcile', D, 'tax');
+  await waitReconcile(db, D, ['tax'], 'blocked');
+  const breaks = await reconciliationBreaks(db, D, 'tax');
+  t.same(breaks.map((b) => b.problem), ['cancelled', 'cancelled'], 'the cancellation lines, on the loan and the settlement account');
+  t.ok(breaks.every((b) => b.is_tuno === isTuno), 'each paired with the original booking of that payout');
+});
+
+t.test('a late booking of a replaced number is an orphan in suspense at once', async (t) => {
+  const { db } = await freshDb(t);
+  const D = pastDate(1);
+  await seed(db, { date: D, accounts: 1, perAccount: 1, kinds: ['tax'] });
+  await db.query(sql.unsafe`update settlement.accounts set fin_acno = '0082' || account_no where role = 'loan'`);
+  await runStage(db, 'record', D, 'tax');
+  await runStage(db, 'pay', D, 'tax');
+  const tr = await db.one(sql.type(z.object({ id: z.bigint(), is_tuno: z.string(), amount: z.bigint() }))`
+    select id, is_tuno, amount from settlement.transfers where business_date = ${D}::date order by id limit 1`);
+  await db.query(sql.unsafe`select settlement.claim_transfer(${tr.id}, 'w', 60000)`);
+  t.equal(await db.oneFirst(sql.type(z.object({ r: z.string() }))`select settlement.finish_transfer(${tr.id}, ${tr.is_tuno}, 'failed', null, 'X1', 'refused') as r`), 'failed');
+  await db.query(sql.unsafe`select settlement.retry_failed(${D}::date, 'tax')`);
+  // The old number comes back booked.
+  const r = await db.oneFirst(sql.type(z.object({ r: z.string() }))`
+    select settlement.finish_transfer(${tr.id}, ${tr.is_tuno}, 'succeeded', '20250101120000', null, null) as r`);
+  t.equal(r, 'stale', 'the transfer has moved on');
+  const b = await reconciliationBreaks(db, D, 'tax');
+  t.equal(b.length, 1);
+  t.equal(b[0]!.problem, 'orphan');
+  t.equal(b[0]!.is_tuno, tr.is_tuno);
+  t.equal(b[0]!.amount, tr.amount);
+  const lines = await db.any(sql.type(z.object({ ledger_account: z.string(), amount: z.bigint() }))`
+    select l.ledger_account, l.amount from settlement.journal_lines l join settlement.breaks b on b.journal_id = l.journal_id order by l.line_no`);
+  t.same(lines.map((l) => l.ledger_account), ['bank:' + settlementAccountNo('tax'), 'suspense:tax', 'bank:' + loanAccountNo(1), 'suspense:tax'], 'mirrored on both bank accounts, against suspense');
+  t.equal(lines.reduce((a, l) => a + l.amount, 0n), 0n, 'balanced');
+  // Told twice: still one orphan.
+  await db.query(sql.unsafe`select settlement.finish_transfer(${tr.id}, ${tr.is_tuno}, 'succeeded', '20250101120000', null, null)`);
+  t.equal((await reconciliationBreaks(db, D, 'tax')).length, 1, 'recorded once');
+});
