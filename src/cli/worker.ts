@@ -34,6 +34,18 @@ export async function cmdWorker(argv: string[], config: Config, logger: Logger) 
     closeSim = () => sim.close();
   }
   const worker = await startWorker({ config: cfg, databaseUrl: database.workerUrl, bankUrl, logger });
+  let health: Awaited<ReturnType<typeof startHealthServer>> | undefined;
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      await worker.stop();
+      await health?.close();
+      await closeSim();
+      await database.stop();
+    })());
+  // At once: "worker:start" is logged, and a signal may follow immediately.
+  onShutdown(logger, stop);
+  health = await startHealthServer({ host: cfg.httpHost, port: cfg.httpPort }, worker, logger);
   // graphile-worker batches job completions and failures; when the database
   // goes away under a batch, its rejection surfaces here unhandled. The
   // process stays up and replaces the runner; anything else is a bug: exit.
@@ -45,16 +57,6 @@ export async function cmdWorker(argv: string[], config: Config, logger: Logger) 
   // (An 'error' event of a pg client that nobody listens to arrives as an uncaught exception.)
   process.on('unhandledRejection', onStray('rejection'));
   process.on('uncaughtException', onStray('exception'));
-  const health = await startHealthServer({ host: cfg.httpHost, port: cfg.httpPort }, worker, logger);
-  let stopping: Promise<void> | undefined;
-  const stop = () =>
-    (stopping ??= (async () => {
-      await worker.stop();
-      await health.close();
-      await closeSim();
-      await database.stop();
-    })());
-  onShutdown(logger, stop);
   try {
     await worker.promise;
   } catch (e) {
