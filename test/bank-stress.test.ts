@@ -12,6 +12,7 @@ import { createNhBankClient } from '../src/bank/client.js';
 import type { CodeBook, Gate, PayoutOrder, TransferResult } from '../src/bank/port.js';
 import { simAdminClient } from '../src/bank-sim/sim-admin-client.js';
 import { startBankSimulator } from '../src/bank-sim/simulator.js';
+import { createSemaphore } from '../src/jobs/limiter.js';
 
 const N = 1000;
 const LOANS = 50;
@@ -27,24 +28,6 @@ const SIM_IN_FLIGHT = 50;
 const seed = Number(process.env['BANK_STRESS_SEED'] ?? Math.floor(Math.random() * 2 ** 31));
 
 /** An in-process cap of `cap` concurrent calls. */
-function semaphore(cap: number): Gate {
-  let inside = 0;
-  const waiting: Array<() => void> = [];
-  return {
-    async run<T>(fn: () => Promise<T>): Promise<T> {
-      if (inside >= cap) await new Promise<void>((resolve) => waiting.push(resolve));
-      else inside++;
-      try {
-        return await fn();
-      } finally {
-        const next = waiting.shift();
-        if (next) next();
-        else inside--;
-      }
-    },
-  };
-}
-
 interface Scenario {
   gate?: Gate;
   faultsOnInquiry: boolean;
@@ -165,7 +148,7 @@ async function chaos(tt: Test, scenario: Scenario): Promise<void> {
 }
 
 t.test(`1,000 concurrent transfers under faults, through a gate, stay exactly-once (seed ${seed})`, (tt) =>
-  chaos(tt, { gate: semaphore(CLIENT_IN_FLIGHT), faultsOnInquiry: false }),
+  chaos(tt, { gate: createSemaphore(CLIENT_IN_FLIGHT), faultsOnInquiry: false }),
 );
 
 t.test(`1,000 concurrent transfers with no gate and faults on result checks too stay exactly-once (seed ${seed})`, (tt) =>
