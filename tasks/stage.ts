@@ -2,7 +2,7 @@ import type { Task } from 'graphile-worker';
 import { z } from 'zod';
 import { isTransientDbError } from '../src/db/errors.js';
 import { dateSchema, kindSchema, openDays, recordStageError, runStage, stageSchema } from '../src/db/queries.js';
-import { cronMeta, parsePayload, type TaskContext } from '../src/jobs/context.js';
+import { cronMeta, parsePayload, RetryLaterError, type TaskContext } from '../src/jobs/context.js';
 
 const payloadSchema = z
   .object({ stage: stageSchema, date: dateSchema.optional(), kind: kindSchema.optional(), _cron: cronMeta })
@@ -31,8 +31,13 @@ export function createStageTask(ctx: TaskContext): Task {
           { event: 'stage:outcome', business_date: d.business_date, kind: d.kind, outcome: r.outcome, detail: r.detail },
           `${p.stage} ${d.business_date} ${d.kind}: ${r.outcome}`,
         );
+        // A job for one day was enqueued because something changed (a
+        // registration finished, a chunk settled) while another run of the
+        // stage was in progress, whose snapshot may predate the change: run
+        // again after it, rather than lose the wake-up.
+        if (one && r.outcome === 'busy') throw new RetryLaterError(`${p.stage} ${d.business_date} ${d.kind} is running elsewhere; will run again after it`);
       } catch (e) {
-        if (isTransientDbError(e)) throw e; // the database is away: the whole job retries
+        if (isTransientDbError(e) || e instanceof RetryLaterError) throw e; // the whole job retries
         const msg = (e as Error).message;
         log.error({ event: 'stage:error', business_date: d.business_date, kind: d.kind, err: msg }, `${p.stage} ${d.business_date} ${d.kind} failed: ${msg}`);
         await recordStageError(ctx.db, p.stage, d.business_date, d.kind, msg);
