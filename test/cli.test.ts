@@ -14,6 +14,8 @@ t.test('bad arguments: one line, non-zero exit, nothing done', async (t) => {
     [['run', 'record', '--date', '0000-01-01'], /--date: date must be between 2000-01-01 and 2099-12-31/],
     [['run', 'pay', '--kind', 'interest'], /--kind/],
     [['retry', '--kind', 'tax'], /--date/],
+    [['reconcile', '--wait-s', '-1'], /--wait-s/],
+    [['reconcile', '--kind', 'interest'], /--kind/],
     [['status', '--colour'], /Unknown option '--colour'/],
     [['bank-sim', '--drop-rate', '2'], /--drop-rate: must be a number from 0 to 1/],
     [['worker', '--concurrency', '0'], /--concurrency/],
@@ -42,7 +44,7 @@ t.test('with a DATABASE_URL and no BANK_URL the worker refuses to use a fake ban
 t.test('--help lists every command', async (t) => {
   const r = await runCli(['--help']);
   t.equal(r.code, 0);
-  for (const c of ['migrate', 'configure', 'worker', 'bank-sim', 'seed', 'run', 'status', 'retry', 'demo']) t.match(r.stdout, new RegExp(`\\n  ${c}\\b`));
+  for (const c of ['migrate', 'configure', 'worker', 'bank-sim', 'seed', 'run', 'status', 'retry', 'reconcile', 'demo']) t.match(r.stdout, new RegExp(`\\n  ${c}\\b`));
 });
 
 t.test('migrate, seed, status, run and retry against DATABASE_URL', async (t) => {

@@ -9,7 +9,7 @@ import { fintechApsnoOf, loanAccountNo, registerAtSimulator, seed, settlementAcc
 import { checkInvariants, prepareSim, startSim, TOKEN, waitAllWithdrawn, workerEnv } from './helpers/day.js';
 import { freshDb } from './helpers/db.js';
 import { pastDate } from './helpers/fixtures.js';
-import { spawnWorker, waitFor } from './helpers/procs.js';
+import { runCli, spawnWorker, waitFor } from './helpers/procs.js';
 
 type T = { same: Function };
 
@@ -99,10 +99,21 @@ t.test('money booked outside the service is an orphan break of that day and kind
   t.equal(suspense, -3_000n, 'suspense:tax holds the orphans (6,000 in, 3,000 of it out of a loan account we read)');
   await ledgerMirrorsStatements(t, db);
 
+  // settle reconcile: the same, for a person; exit 1 while a break is open.
+  const cli = await runCli(['reconcile', '--date', D, '--wait-s', '0'], { DATABASE_URL: url });
+  t.equal(cli.code, 1, `settle reconcile exits 1 with open breaks: ${cli.stderr}`);
+  t.match(cli.stdout, new RegExp(`${D} tax\\s+BLOCKED: `), 'names the blocked kind');
+  t.match(cli.stdout, new RegExp(`${D} platform_fee\\s+reconciled: [1-9]\\d* statement line\\(s\\) matched`), 'and the reconciled one, with its matched lines');
+  t.equal(cli.stdout.match(/^  break #\d+ .* tax orphan /gm)?.length, 4, `lists the four orphans:\n${cli.stdout}`);
+  t.match(cli.stdout, /break #\d+ .* tax orphan 3,000 KRW \(IsTuno 199999999999999999/, 'with their amount and reference');
+
   // Resolutions are recorded and kept; the stage finishes after the last one.
   t.equal((await runStage(db, 'reconcile', D, 'tax')).outcome, 'blocked', 'running it again changes nothing');
   for (const b of breaks) await resolveBreak(db, Number(b.id), `hand transfer ${b.amount} KRW, refunded by treasury`);
   await waitReconcile(db, D, ['tax'], 'done');
+  const after = await runCli(['reconcile', '--date', D, '--kind', 'tax', '--wait-s', '30'], { DATABASE_URL: url });
+  t.equal(after.code, 0, `settle reconcile exits 0 once every break is resolved: ${after.stdout}${after.stderr}`);
+  t.match(after.stdout, new RegExp(`${D} tax\\s+reconciled: [1-9]\\d* statement line\\(s\\) matched .*; 0 open break\\(s\\)`));
   const kept = await db.any(sql.type(z.object({ resolved_by: z.string(), resolution: z.string() }))`select resolved_by, resolution from settlement.breaks where business_date = ${D}::date`);
   t.equal(kept.length, 4, 'resolved breaks stay in settlement.breaks');
   t.ok(kept.every((k) => k.resolved_by.length > 0 && k.resolution.startsWith('hand transfer')), 'with who and the note');

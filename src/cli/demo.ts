@@ -6,16 +6,16 @@ import { z } from 'zod';
 import type { Config } from '../config.js';
 import { startBankSimulator } from '../bank-sim/simulator.js';
 import { createDbPool, type DatabasePool } from '../db/pool.js';
-import { dailyStatus, enqueueStage, KINDS } from '../db/queries.js';
+import { configureReconcile, dailyStatus, enqueueStage, KINDS, reconcileSummary, reconciliationBreaks } from '../db/queries.js';
 import type { Logger } from '../log.js';
 import { migrate } from '../db/migrate.js';
 import { EMBEDDED_CONSOLE_LOGIN, serveConsole } from '../console/mount.js';
 import { EMBEDDED_WORKER_LOGIN, ensureLoginRole, onShutdown, openDatabase } from '../runtime.js';
-import { formatReconciliation, ledgerTransfers, reconcile, simulatorTransfers } from '../reconcile.js';
 import { fundSimulator, seed } from '../seed.js';
 import { startWorker } from '../worker/runner.js';
 import { intFlag, parseCommand } from './args.js';
-import { formatStatus } from './status-table.js';
+import { formatReconcile } from './reconcile.js';
+import { formatStatus, money } from './status-table.js';
 import { definedOnly, simFlagSpecs, simFlagsShape } from './sim-flags.js';
 
 const DEMO_DB = 'settlement_demo';
@@ -23,7 +23,7 @@ const DEMO_DB = 'settlement_demo';
 /**
  * The demo settles yesterday in a database of its own (`settlement_demo` on
  * the same server), made anew each run, so a run never meets an earlier run's
- * days and the reconciliation compares this run's ledger with this run's bank.
+ * days and the reconcile stage closes this run's day against this run's bank.
  */
 async function freshDemoDatabase(serverUrl: string, logger: Logger): Promise<string> {
   const admin = new pg.Client({ connectionString: serverUrl });
@@ -65,6 +65,9 @@ export async function cmdDemo(argv: string[], config: Config, logger: Logger) {
   try {
     const demoUrl = await freshDemoDatabase(database.url, logger);
     db = await createDbPool(demoUrl, { maximumPoolSize: 4, applicationName: 'settle-demo' });
+    // The simulator's statement of a date is final at once (a real bank's is
+    // final some time after the date ends: settlement.config.reconcile_after).
+    await configureReconcile(db, '-1 day');
     const date = await db.oneFirst(sql.type(z.object({ d: z.string() }))`select (settlement.today() - 1)::text as d`);
     const s = await seed(db, { date, accounts });
     console.log(`seeded ${date}: ${s.accounts} loan accounts, ${s.accruals} accruals, ${s.amount} KRW across ${KINDS.length} kinds`);
@@ -97,7 +100,7 @@ export async function cmdDemo(argv: string[], config: Config, logger: Logger) {
       const total = rows.reduce((a, r) => a + r.chunks_total, 0n);
       const ok = rows.reduce((a, r) => a + r.chunks_succeeded, 0n);
       const failed = rows.reduce((a, r) => a + r.chunks_failed, 0n);
-      const stages = ['record', 'pay', 'confirm', 'withdraw'] as const;
+      const stages = ['record', 'pay', 'confirm', 'withdraw', 'reconcile'] as const;
       const doneCounts = stages.map((st) => `${st} ${rows.filter((r) => r[st] === 'done').length}/${rows.length}`).join('  ');
       const registered = await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`
         select count(*) filter (where fin_acno is not null) as n from settlement.accounts where role = 'loan'`);
@@ -107,8 +110,8 @@ export async function cmdDemo(argv: string[], config: Config, logger: Logger) {
       if (process.stdout.isTTY) process.stdout.write(`\r${line}\x1b[K`);
       else if (state !== last) console.log(line);
       last = state;
-      const allDone = rows.length === KINDS.length && rows.every((r) => r.withdraw === 'done');
-      const blocked = rows.some((r) => r.confirm === 'blocked' || r.withdraw === 'blocked');
+      const allDone = rows.length === KINDS.length && rows.every((r) => r.reconcile === 'done');
+      const blocked = rows.some((r) => stages.some((st) => r[st] === 'blocked'));
       if (allDone || blocked || Date.now() > deadline) break;
       await sleep(250);
     }
@@ -120,16 +123,28 @@ export async function cmdDemo(argv: string[], config: Config, logger: Logger) {
 
     const rows = await dailyStatus(db, date);
     console.log('\n' + formatStatus(rows) + '\n');
-    const rec = reconcile(await simulatorTransfers(sim.url), await ledgerTransfers(db));
-    console.log(formatReconciliation(rec));
+    // The proof: the reconcile stage read the bank's statements (InquireTransactionHistory)
+    // and matched every transfer of the day to its lines and every line of ours to a transfer.
+    const summary = await reconcileSummary(db, date);
+    const breaks = await reconciliationBreaks(db, date);
+    for (const line of formatReconcile(summary, breaks)) console.log(line);
+    const moved = await db.one(sql.type(z.object({ transfers: z.bigint(), amount: z.bigint(), lines: z.bigint() }))`
+      select count(*) as transfers, coalesce(sum(t.amount), 0)::bigint as amount,
+             (select count(*) from settlement.line_matches m join settlement.transfers x on x.id = m.transfer_id and x.is_tuno = m.is_tuno
+              where x.business_date = ${date}::date and m.rule in ('reference', 'fallback')) as lines
+      from settlement.transfers t where t.business_date = ${date}::date and t.state = 'succeeded'`);
+    const reconciled = summary.length === KINDS.length && summary.every((r) => r.reconcile === 'done') && breaks.length === 0;
+    console.log(reconciled
+      ? `reconciliation against the bank's statements: ${moved.transfers} transfers (${money(moved.amount)} KRW) matched to ${moved.lines} statement lines, no break: no difference, to the won`
+      : `reconciliation against the bank's statements: NOT reconciled (${breaks.length} open break(s))`);
     const stats = sim.statsSnapshot() as { maxInFlight?: number };
     console.log(`bank calls in flight at most: ${stats.maxInFlight} (cap ${config.bank.maxInFlight}); wall time ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     const allDone = rows.length === KINDS.length && rows.every((r) => r.withdraw === 'done');
-    if (!allDone || !rec.ok) {
-      console.log('demo FAILED: ' + (!allDone ? 'not every stage finished' : 'the ledger does not match the bank'));
+    if (!allDone || !reconciled) {
+      console.log('demo FAILED: ' + (!allDone ? 'not every stage finished' : 'the day does not reconcile with the bank\'s statements'));
       process.exitCode = 1;
     } else {
-      console.log('demo OK: every stage done for every kind, ledger matches the bank to the won');
+      console.log('demo OK: every stage done for every kind, reconciled with the bank\'s statements to the won');
     }
     if (keep && web) {
       console.log(`\nkept running: the worker, the bank simulator (${sim.url}) and the console at ${web.url} — Ctrl-C to stop`);

@@ -11,6 +11,7 @@ import { cmdFailures, cmdPause, cmdResume, cmdRetry, cmdStatus } from './oncall.
 import { watchParent } from '../ops/parent-watch.js';
 import { cmdConsole } from './console.js';
 import { cmdDemo } from './demo.js';
+import { cmdReconcile } from './reconcile.js';
 import { cmdWorker } from './worker.js';
 
 const HELP = `settle — daily settlement on Postgres
@@ -30,12 +31,16 @@ Commands:
       --drop-rate R  --slow-rate R  --malformed-rate R          (rates 0..1)
   seed --date YYYY-MM-DD [--accounts N] [--per-account N] [--kind K] [--seed N]
                                    create accounts and a day of accruals (funds them at BANK_URL if it is a simulator)
-  run <record|pay|confirm|withdraw> [--date YYYY-MM-DD] [--kind K] [--reason R]
+  run <record|pay|confirm|withdraw|reconcile> [--date YYYY-MM-DD] [--kind K] [--reason R]
                                    enqueue stage jobs (no date: every open day; no kind: every kind)
   status [--date YYYY-MM-DD] [--json] [--check]
                                    the verdict per day (DONE, BLOCKED, IN PROGRESS, WAITING, PAUSED), the
                                    workers, then settlement.daily_status; --check prints only what needs a
                                    person and exits 1 if anything does (0 if all is well, 2 on usage errors)
+  reconcile [--date YYYY-MM-DD] [--kind K] [--wait-s N] [--reason R]
+                                   enqueue the reconcile stage (no date: every day not reconciled yet), wait up
+                                   to N s (default 60) for it, print the statement lines matched and every open
+                                   break; exits 1 while a break is open (settlement.resolve_break explains one)
   failures [--date YYYY-MM-DD] [--json]   transfers that failed for good or are unresolved (payout_failures)
   retry --date YYYY-MM-DD [--kind K] [--dry-run] [--reason R]
                                    re-enqueue the transfers that failed for good, every kind of the day (or one),
@@ -62,6 +67,7 @@ const COMMANDS: Record<string, (argv: string[], ...rest: [ReturnType<typeof load
   failures: cmdFailures,
   pause: cmdPause,
   resume: cmdResume,
+  reconcile: cmdReconcile,
   demo: cmdDemo,
   console: cmdConsole,
 };

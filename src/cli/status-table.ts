@@ -7,6 +7,7 @@ const COLUMNS: Array<[keyof StatusRow, string]> = [
   ['pay', 'pay'],
   ['confirm', 'confirm'],
   ['withdraw', 'withdraw'],
+  ['reconcile', 'reconcile'],
   ['entries', 'entries'],
   ['amount_recorded', 'recorded KRW'],
   ['chunks_total', 'chunks'],

@@ -393,6 +393,7 @@ export function reconciliationBreaks(db: CommonQueryMethods, date?: string | nul
 }
 
 const reconcileRow = z.object({ business_date: z.string(), kind: kindSchema, reconcile: z.string(), detail: z.string(), matched_lines: z.bigint(), open_breaks: z.bigint() });
+export type ReconcileSummaryRow = z.infer<typeof reconcileRow>;
 /** Per (date, kind): the reconcile stage's state and detail, lines matched to the day's transfers, open breaks. */
 export function reconcileSummary(db: CommonQueryMethods, date?: string | null, kind?: Kind | null): Promise<readonly z.infer<typeof reconcileRow>[]> {
   return wrap(db.any(sql.type(reconcileRow)`
