@@ -17,6 +17,16 @@ t.test('the crontab schedules every stage with job keys and backfill', async (t)
     t.ok(i.options.jobKey, `${i.identifier} has a job key (duplicate ticks collapse)`);
     t.ok(i.options.backfillPeriod > 0, `${i.identifier} backfills missed ticks`);
   }
+  t.equal(items.find((i) => i.task === 'reconcile')?.options.queueName, 'settlement:reconcile', 'the reconcile tick runs in the serial reconcile queue');
+});
+
+t.test('reconcile jobs, from the crontab or from a stage, share one serial queue', async (t) => {
+  const { db } = await freshDb(t);
+  await db.query(sql.unsafe`select settlement.add_reconcile_job()`);
+  await db.query(sql.unsafe`select settlement.add_reconcile_job(now() + interval '1 hour')`);
+  const jobs = await db.any(sql.type(z.object({ queue_name: z.string().nullable(), key: z.string().nullable() }))`
+    select queue_name, key from graphile_worker.jobs where task_identifier = 'reconcile'`);
+  t.same(jobs, [{ queue_name: 'settlement:reconcile', key: 'reconcile' }], 'one job (its key collapses the second), in the queue whose jobs run one at a time');
 });
 
 t.test('days missed while the service was down are all caught up, oldest first, by one cron tick', async (t) => {
