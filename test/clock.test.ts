@@ -44,10 +44,14 @@ const HELD_MS = 20_000;
  * waitAllWithdrawn times out. A Tsymd taken from B's clock would be the next
  * date: the result check would miss A's booking and a send would book it again
  * under (new Tsymd, same IsTuno): the IsTuno would be booked twice (G3).
+ * Checked once by hand: with `sendable` and the re-plan of a not-found
+ * taken-over chunk decided by the worker's clock (the behaviour before
+ * issue 9, patched in locally), this test fails: the bank booked 38 transfers
+ * for 20 in the ledger, and reconcile found 18 orphans in suspense.
  */
 t.test('a worker whose clock is a day ahead takes over requests still at the bank: each chunk is booked once', async (t) => {
   const { url, db } = await freshDb(t);
-  const sim = await startSim(t, { slowRate: 1, slowMs: HELD_MS, recordRequests: true });
+  const sim = await startSim(t, { slowRate: 1, slowMs: HELD_MS });
   const admin = simAdminClient(sim.url);
   const D = pastDate(1);
   await seed(db, { date: D, accounts: 6, kinds: ['tax', 'platform_fee'] });
