@@ -11,6 +11,8 @@ import { databaseNowMs } from '../db/queries.js';
 export interface DbClock {
   now(): Date;
   sync(): Promise<void>;
+  /** How far this host's wall clock (Date.now()) is ahead of the database's, in ms (negative: behind). */
+  wallSkewMs(): number;
 }
 
 export async function createDbClock(db: DatabasePool): Promise<DbClock> {
@@ -25,5 +27,6 @@ export async function createDbClock(db: DatabasePool): Promise<DbClock> {
     baseMono = (before + after) / 2;
   };
   await sync();
-  return { now: () => new Date(baseDbMs + (performance.now() - baseMono)), sync };
+  const dbNowMs = () => baseDbMs + (performance.now() - baseMono);
+  return { now: () => new Date(dbNowMs()), sync, wallSkewMs: () => Date.now() - dbNowMs() };
 }

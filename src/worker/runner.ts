@@ -50,6 +50,16 @@ export interface WorkerHandle {
   metrics: WorkerMetrics;
 }
 
+/**
+ * graphile-worker's cron schedules by the host's wall clock: a tick's run_at
+ * and the crontab's last_execution are that clock's time. A worker whose
+ * clock is off by more than this runs no crontab, or it would push every cron
+ * job (the reconcile that decides unresolved transfers, the watch that raises
+ * alerts) to its own time and, running ahead, stop every other worker's cron
+ * until real time caught up.
+ */
+export const MAX_CRON_CLOCK_SKEW_MS = 60_000;
+
 /** Send-and-ask rounds of one transfer() before it reports `unresolved` (the job asks again later). */
 const BANK_MAX_ROUNDS = 3;
 
@@ -164,16 +174,27 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   });
 
   const crontab = o.crontab ?? projectCrontab();
-  const parsedCronItems = parseCrontab(crontab);
-  const startRunner = () =>
-    run({
+  const skewAtStart = clock.wallSkewMs();
+  let clockOff = Math.abs(skewAtStart) > MAX_CRON_CLOCK_SKEW_MS;
+  const skewMessage = (ms: number) =>
+    `this host's clock is ${Math.round(ms / 1000)} s ${ms > 0 ? 'ahead of' : 'behind'} the database's: fix it (NTP). Money and leases do not depend on it`;
+  if (clockOff) {
+    logger.error({ event: 'worker:clock_skew', skew_ms: Math.round(skewAtStart), crontab: false },
+      `${skewMessage(skewAtStart)}; this worker runs no crontab (graphile-worker would schedule cron jobs by this clock)`);
+  }
+  const cronItems = parseCrontab(crontab);
+  let runnerHasCron = false;
+  const startRunner = () => {
+    // A runner started (or restarted) while the clock is off gets no crontab.
+    runnerHasCron = !clockOff && cronItems.length > 0;
+    return run({
       connectionString: o.databaseUrl,
       concurrency,
       maxPoolSize: concurrency + 4,
       noHandleSignals: true,
       pollInterval: pollIntervalMs,
       taskList,
-      parsedCronItems,
+      parsedCronItems: clockOff ? [] : cronItems,
       events,
       logger: graphileLogger(logger.child({ component: 'graphile-worker' })),
       // Fetch jobs in batches (one get_job round trip serves many payouts) and
@@ -181,11 +202,19 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
       // finished; every task is idempotent, so that costs a no-op.
       preset: { worker: { localQueue: { size: concurrency }, completeJobBatchDelay: 0 } },
     });
+  };
 
   const host = os.hostname();
   const beat = async () => {
     await db.query(sql.unsafe`select settlement.worker_beat(${poolId}, ${host}, ${process.pid})`);
     await clock.sync();
+    const skew = clock.wallSkewMs();
+    if (!clockOff && Math.abs(skew) > MAX_CRON_CLOCK_SKEW_MS) {
+      // The runner keeps the crontab it started with: say so, loudly, once.
+      clockOff = true;
+      logger.error({ event: 'worker:clock_skew', skew_ms: Math.round(skew), crontab: runnerHasCron },
+        `${skewMessage(skew)}${runnerHasCron ? '; this worker\'s crontab schedules by it until the worker restarts' : ''}`);
+    }
     await codeBook.reload();
     const dead = await db.oneFirst(sql.unsafe`select settlement.recover_dead_workers(${deadAfterMs}) as d`) as readonly string[];
     if (dead.length > 0) logger.warn({ event: 'worker:recovered', pools: dead }, `released the jobs of dead worker pool(s) ${dead.join(', ')}`);
