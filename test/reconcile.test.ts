@@ -135,3 +135,37 @@ t.test('a late booking of a replaced number is an orphan in suspense at once', a
   await db.query(sql.unsafe`select settlement.finish_transfer(${tr.id}, ${tr.is_tuno}, 'succeeded', '20250101120000', null, null)`);
   t.equal((await reconciliationBreaks(db, D, 'tax')).length, 1, 'recorded once');
 });
+
+t.test('a statement read before the transfers it would prove settled proves nothing: the stage waits and reads it again', async (t) => {
+  const { url, db } = await freshDb(t);
+  const sim = await startSim(t);
+  const D = pastDate(1);
+  await seed(db, { date: D, accounts: 3, kinds: ['tax'] });
+  await prepareSim(db, sim);
+  // The day settles with the default grace: reconcile waits for the statement.
+  const w = await spawnWorker(t, workerEnv(url, sim.url));
+  await enqueueStage(db, 'record', D, null);
+  await waitAllWithdrawn(db, [D], KINDS.length);
+  w.child.kill('SIGTERM');
+  await w.exited;
+  // Every statement of the day, read (empty) just before its transfers settled.
+  await configureReconcile(db, '-1 day');
+  const n = await db.oneFirst(sql.type(z.object({ n: z.number() }))`
+    with stale as (select min(settled_at) - interval '1 millisecond' as at from settlement.transfers where business_date = ${D}::date and kind = 'tax')
+    select count(settlement.record_statement(s.bncd, s.acno, s.ymd, s.ymd, '[]'::jsonb, stale.at))::int as n
+    from settlement.reconcile_scope s, stale where s.business_date = ${D}::date and s.kind = 'tax'`);
+  t.ok(n >= 3, `${n} statements read too early`);
+  const r = await runStage(db, 'reconcile', D, 'tax');
+  t.equal(r.outcome, 'not_ready', 'the stage does not match against them');
+  t.match(r.detail, new RegExp(`${n} statement\\(s\\) to read \\(again`));
+  t.same(await reconciliationBreaks(db), [], 'no missing_line break');
+  const asked = await db.oneFirst(sql.type(z.object({ n: z.number() }))`select count(*)::int as n from settlement.statements_to_read()`);
+  t.equal(asked, n, 'each is asked for again');
+  // Read again by the reconcile task, after the transfers settled: no break.
+  await spawnWorker(t, workerEnv(url, sim.url));
+  await addReconcileJob(db);
+  await waitReconcile(db, D, ['tax'], 'done');
+  t.same(await reconciliationBreaks(db), [], 'no break');
+  await ledgerMirrorsStatements(t, db);
+  await checkInvariants(t, db, sim.url);
+});
