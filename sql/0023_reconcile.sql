@@ -426,6 +426,21 @@ begin
 end $$;
 
 ------------------------------------------------------------------------------
+-- Job keys are locks too. Two pay stages of different kinds sharing loan
+-- accounts each add the registration jobs of those accounts (job keys
+-- 'register:<account>'); inserted in no particular order, each could wait
+-- for a key the other inserted first (test/order.test.ts: deadlock detected
+-- in add_register_jobs). In account order, every such insert waits only for
+-- a later key than any it holds: no cycle.
+create or replace function settlement.add_register_jobs(p_accounts text[]) returns void
+language sql as $$
+  select null from graphile_worker.add_jobs(coalesce((
+    select array_agg(row('register', json_build_object('account_no', a.account_no), null, null, 25, 'register:' || a.account_no, null, null)::graphile_worker.job_spec
+                     order by a.account_no)
+    from settlement.accounts a where a.account_no = any (p_accounts) and a.role = 'loan' and a.fin_acno is null), '{}')) limit 1
+$$;
+
+------------------------------------------------------------------------------
 -- Grants: create or replace resets security definer and search_path (0020's
 -- pattern; its grant_api helper is dropped there).
 do $$
