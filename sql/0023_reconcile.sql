@@ -367,10 +367,11 @@ end $$;
 -- the day to a stage job; stage_reconcile itself only re-takes M with a try.
 -- So a waiter for M holds nothing anyone waits for, and M's holder can wait
 -- for others (stage rows, transfer rows locked by claim_transfer, job-key
--- rows) without closing a cycle. The previous attempt took M inside
--- match_lines, after lock_stage and after add_job upserts, where a
--- withdraw finishing in finish_transfer (holding the same job-key row and
--- stage rows) could wait for M while M's holder waited for its rows.
+-- rows) without closing a cycle. Taken inside match_lines instead (after
+-- lock_stage and add_job upserts), a withdraw finishing in finish_transfer
+-- (holding job-key and stage rows) could wait for M while M's holder waited
+-- for those rows. (The deadlock test/order.test.ts showed while this was
+-- written was another one, in add_register_jobs: see the end of this file.)
 create function settlement.matcher_lock_key() returns bigint
 language sql immutable as $$
   select ('x' || substr(md5('daily-settlement:reconcile-matcher'), 1, 16))::bit(64)::bigint
