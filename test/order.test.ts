@@ -2,12 +2,13 @@ import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
 import type { DatabasePool } from '../src/db/pool.js';
-import { runStage, STAGES, type Stage } from '../src/db/queries.js';
+import { configureReconcile, runStage, STAGES, type Stage } from '../src/db/queries.js';
 import { seed } from '../src/seed.js';
 import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
 import { freshDb } from './helpers/db.js';
 import { pastDate } from './helpers/fixtures.js';
 import { spawnWorker } from './helpers/procs.js';
+import { waitReconcile } from './helpers/reconcile.js';
 
 const D = pastDate(1);
 const KINDS2 = ['tax', 'upfront_fee'] as const;
@@ -39,6 +40,8 @@ t.test('stages called in random order, duplicated and concurrently reach the sam
   for (const x of [orderly, chaotic]) await seed(x.db, { date: D, accounts: 30, kinds: KINDS2 });
   await prepareSim(orderly.db, sim1);
   await prepareSim(chaotic.db, sim2);
+  // Statements final at once: reconcile matches while the other calls run.
+  for (const x of [orderly, chaotic]) await configureReconcile(x.db, '-1 day');
   await spawnWorker(t, workerEnv(orderly.url, sim1.url));
   await spawnWorker(t, workerEnv(chaotic.url, sim2.url));
 
@@ -50,7 +53,7 @@ t.test('stages called in random order, duplicated and concurrently reach the sam
   const outcomes = new Map<string, number>();
   const rnd = (n: number) => Math.floor(Math.random() * n);
   const done = async () => (await chaotic.db.oneFirst(sql.type(z.object({ n: z.bigint() }))`
-    select count(*) as n from settlement.stage_runs where stage = 'withdraw' and state = 'done'`)) === BigInt(KINDS2.length);
+    select count(*) as n from settlement.stage_runs where stage = 'reconcile' and state = 'done'`)) === BigInt(KINDS2.length);
   while (calls < 120 || !(await done())) {
     await Promise.all(Array.from({ length: 12 }, async () => {
       const stage: Stage = STAGES[rnd(STAGES.length)]!;
@@ -64,6 +67,7 @@ t.test('stages called in random order, duplicated and concurrently reach the sam
   t.ok((outcomes.get('not_ready') ?? 0) > 0 && (outcomes.get('already_done') ?? 0) > 0, 'out-of-order and repeated calls happened');
   await waitAllWithdrawn(orderly.db, [D], KINDS2.length);
   await waitAllWithdrawn(chaotic.db, [D], KINDS2.length);
+  for (const x of [orderly, chaotic]) await waitReconcile(x.db, D, KINDS2, 'done');
   t.same(await finalState(chaotic.db), await finalState(orderly.db), 'same stages, counts, amounts and ledger balances');
   await checkInvariants(t, chaotic.db, sim2.url);
   await checkInvariants(t, orderly.db, sim1.url);

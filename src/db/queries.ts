@@ -353,12 +353,19 @@ export function workerRegistered(db: CommonQueryMethods, poolId: string): Promis
 // ---------------------------------------------------------------------------
 // Reconcile (sql/0009_reconcile.sql)
 
-const statementNeed = z.object({ bncd: z.string(), acno: z.string(), ymd: z.string(), to_ymd: z.string() });
+const statementNeed = z.object({ bncd: z.string(), acno: z.string(), ymd: z.string(), to_ymd: z.string(), asked_at: z.string() });
 export type StatementNeed = z.infer<typeof statementNeed>;
 
-/** The (account, date) statements to read now: final by the database's clock and not read yet. */
+/**
+ * The (account, date) statements to read now: final by the database's clock
+ * and not read since the transfers they prove settled. asked_at (the
+ * database's clock, before the bank is asked) is the read's time: pass the
+ * need back to recordStatement unchanged.
+ */
 export function statementsToRead(db: CommonQueryMethods): Promise<readonly StatementNeed[]> {
-  return wrap(db.any(sql.type(statementNeed)`select bncd, acno, ymd, to_ymd from settlement.statements_to_read()`));
+  return wrap(db.any(sql.type(statementNeed)`
+    select bncd, acno, ymd, to_ymd, to_char(asked_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as asked_at
+    from settlement.statements_to_read()`));
 }
 
 /** Stores one statement read in full (idempotent); returns how many lines were new. */
@@ -368,7 +375,7 @@ export function recordStatement(db: CommonQueryMethods, need: StatementNeed, lin
     balance_sign: l.balanceSign, smr: l.smr, hnis_cd: l.hnisCd, hnbr_cd: l.hnbrCd, ccyn: l.ccyn, tuno: l.tuno, bnpr_cntn: l.bnprCntn,
   })));
   return wrap(db.oneFirst(sql.type(z.object({ n: z.number() }))`
-    select settlement.record_statement(${need.bncd}, ${need.acno}, ${need.ymd}, ${need.to_ymd}, ${json}::jsonb) as n`));
+    select settlement.record_statement(${need.bncd}, ${need.acno}, ${need.ymd}, ${need.to_ymd}, ${json}::jsonb, ${need.asked_at}::timestamptz) as n`));
 }
 
 const decision = z.object({ transfer_id: z.bigint(), is_tuno: z.string(), decision: z.enum(['succeeded', 'not_booked']) });

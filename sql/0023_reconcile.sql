@@ -1,0 +1,462 @@
+-- Reconcile, two fixes to 0009.
+--
+-- 1. A statement read proves something about a transfer only if it was made
+--    after the transfer settled. statement_reads.read_at is now the moment
+--    the reader was told to read (statements_to_read's now(), before the bank
+--    was asked), and a read of (account, date) counts for a transfer only if
+--    read_at is later than the moment the transfer settled (for an
+--    unresolved one: its last claim or answer) — or later than the end of
+--    that date plus a non-negative grace, after which the bank books nothing
+--    more for it (settlement.bookings_end). A read made earlier (another kind
+--    sharing a loan account read it first; a simulator's statement that is
+--    "final" at once while the date still books) is read again: the stage
+--    waits (not_ready) and statements_to_read asks for it, instead of
+--    matching against it and calling a booked transfer a missing_line.
+--
+-- 2. One matcher at a time: two reconcile runs matching at once both insert
+--    the same line_match. See run_stage below for the lock and why it cannot
+--    deadlock.
+
+------------------------------------------------------------------------------
+-- When reads count
+
+-- The end of a Korean date (YYYYMMDD) plus the grace, never less than the end
+-- of the date: after it the bank books nothing more under that date, so a
+-- read made after it shows every booking of the date whatever we knew then.
+-- With a non-negative reconcile_after this is statement_final_at.
+create function settlement.bookings_end(p_ymd text) returns timestamptz
+language sql stable as $$
+  select ((to_date(p_ymd, 'YYYYMMDD') + 1)::timestamp at time zone 'Asia/Seoul') + greatest(c.reconcile_after, interval '0')
+  from settlement.config c where c.id
+$$;
+
+-- The read of (Bncd, Acno, date) that is later than p_after, if any (null
+-- p_after: any read).
+create function settlement.read_after(p_bncd text, p_acno text, p_ymd text, p_after timestamptz) returns boolean
+language sql stable as $$
+  select exists (select 1 from settlement.statement_reads r
+                 where r.bncd = p_bncd and r.acno = p_acno and r.ymd = p_ymd
+                   and (p_after is null or r.read_at > p_after))
+$$;
+
+-- Per (account, date) of a day's scope (settlement.reconcile_scope): the time
+-- a read must be later than to count for every transfer (and old attempt) of
+-- the day sent on that date: when the last of them settled, or the date's
+-- bookings_end if that is earlier. Null: none of them has settled (nothing
+-- to prove yet; any read).
+create function settlement.reconcile_reads_needed(p_date date, p_kind settlement.kind)
+returns table (bncd text, acno text, ymd text, read_after timestamptz)
+language sql stable as $$
+  select a.bank_code, a.account_no, x.ymd, max(least(x.at, settlement.bookings_end(x.ymd)))
+  from settlement.transfers t
+  cross join lateral (
+    select t.tsymd as ymd, t.settled_at as at
+    union all
+    select at.tsymd, at.at from settlement.transfer_attempts at where at.transfer_id = t.id) x
+  cross join lateral (values (t.from_account), (t.to_account)) v(account_no)
+  join settlement.accounts a on a.account_no = v.account_no
+  where t.business_date = p_date and t.kind = p_kind and x.ymd is not null and a.bank_code in ('011', '012')
+  group by 1, 2, 3
+$$;
+comment on function settlement.reconcile_reads_needed is
+  'The (account, date) statements a day is reconciled against, each with the time a read must be later than to count (its transfers settled by then).';
+
+-- An unresolved transfer: the settlement-account side whose statement decides
+-- it, and the time a read must be later than: its last claim, lease or answer
+-- (a request of it may have reached the bank until then), or the date's
+-- bookings_end if that is earlier.
+create function settlement.unresolved_read_need(t settlement.transfers)
+returns table (bncd text, acno text, ymd text, read_after timestamptz)
+language sql stable as $$
+  select a.bank_code, a.account_no, t.tsymd,
+         least(greatest(t.unresolved_since, t.updated_at, t.claimed_until), settlement.bookings_end(t.tsymd))
+  from settlement.accounts a
+  where a.account_no = case t.purpose when 'payout' then t.to_account else t.from_account end
+$$;
+
+------------------------------------------------------------------------------
+-- Reading: the reader is told when it was asked (asked_at, the database's
+-- clock before the bank call), and that is the read's time.
+
+drop function settlement.statements_to_read();
+create function settlement.statements_to_read()
+returns table (bncd text, acno text, ymd text, to_ymd text, asked_at timestamptz)
+language sql stable as $$
+  with needed as (
+    select s.bncd, s.acno, s.ymd, s.read_after
+    from settlement.stage_runs w
+    join settlement.stage_runs r on r.business_date = w.business_date and r.kind = w.kind and r.stage = 'reconcile' and r.state <> 'done'
+    cross join lateral settlement.reconcile_reads_needed(w.business_date, w.kind) s
+    where w.stage = 'withdraw' and w.state = 'done'
+    union all
+    select n.bncd, n.acno, n.ymd, n.read_after
+    from settlement.transfers t
+    cross join lateral settlement.unresolved_read_need(t) n
+    where t.state = 'sending' and t.unresolved_since is not null and t.tsymd is not null and n.bncd in ('011', '012'))
+  select n.bncd, n.acno, n.ymd, least(settlement.ymd_add(n.ymd, 1), settlement.bank_ymd()), now()
+  from needed n
+  where now() >= settlement.statement_final_at(n.ymd)
+    and not settlement.read_after(n.bncd, n.acno, n.ymd, n.read_after)
+  group by n.bncd, n.acno, n.ymd
+  order by n.ymd, n.bncd, n.acno
+$$;
+comment on function settlement.statements_to_read is
+  'Reconcile task: the (Bncd, Acno, date) statements to read now (final, and not read since the transfers they prove settled), the end of the range to ask for, and asked_at: pass it to record_statement.';
+
+drop function settlement.record_statement(text, text, text, text, jsonb);
+create function settlement.record_statement(p_bncd text, p_acno text, p_ymd text, p_to_ymd text, p_lines jsonb, p_asked_at timestamptz default null)
+returns integer
+language plpgsql as $$
+declare
+  v_n integer;
+  -- never later than now (a reader cannot claim a fresher read than it made)
+  v_at timestamptz := least(coalesce(p_asked_at, now()), now());
+begin
+  if p_bncd is null or p_acno is null or p_ymd !~ '^[0-9]{8}$' or p_to_ymd !~ '^[0-9]{8}$' or jsonb_typeof(p_lines) is distinct from 'array' then
+    perform settlement.raise_error('ST023', 'record_statement: bncd, acno, ymd, to_ymd (YYYYMMDD) and a JSON array of lines are required');
+  end if;
+  insert into settlement.statement_lines (bncd, acno, trdd, txtm, mnrc_drot_dsnc, tram, aftr_blnc, balance_sign, smr, hnis_cd, hnbr_cd, ccyn, tuno, bnpr_cntn)
+  select p_bncd, p_acno, x.trdd, x.txtm, x.mnrc_drot_dsnc, x.tram::bigint, x.aftr_blnc::bigint, x.balance_sign, x.smr, x.hnis_cd, x.hnbr_cd, x.ccyn, x.tuno, x.bnpr_cntn
+  from jsonb_to_recordset(p_lines) as x(trdd text, txtm text, mnrc_drot_dsnc text, tram text, aftr_blnc text, balance_sign text, smr text,
+                                        hnis_cd text, hnbr_cd text, ccyn text, tuno text, bnpr_cntn text)
+  on conflict (bncd, acno, trdd, tuno) do nothing;
+  get diagnostics v_n = row_count;
+  -- A read counts once its date was final when it was asked; a later read
+  -- replaces an earlier one (it shows everything the earlier one did).
+  if v_at >= settlement.statement_final_at(p_ymd) then
+    insert into settlement.statement_reads as r (bncd, acno, ymd, to_ymd, lines, read_at)
+    values (p_bncd, p_acno, p_ymd, p_to_ymd, jsonb_array_length(p_lines), v_at)
+    on conflict (bncd, acno, ymd) do update set to_ymd = excluded.to_ymd, lines = excluded.lines, read_at = excluded.read_at
+      where excluded.read_at > r.read_at;
+  end if;
+  return v_n;
+end $$;
+comment on function settlement.record_statement is
+  'Reconcile task: stores the lines of one statement (idempotent) and, once the date is final, records (account, date) as read at p_asked_at (statements_to_read''s asked_at; default now).';
+comment on column settlement.statement_reads.read_at is
+  'When the read was asked for (before the bank call): it proves something about a transfer only if later than the transfer settled.';
+
+------------------------------------------------------------------------------
+-- Only the statement proves non-booking (0009), counting only a read made
+-- after the transfer's last claim or answer.
+create or replace function settlement.decide_unresolved()
+returns table (transfer_id bigint, is_tuno text, decision text)
+language plpgsql as $$
+#variable_conflict use_column
+declare
+  t settlement.transfers;
+  l settlement.statement_lines;
+  n record;
+  v_again boolean := false;
+begin
+  for t in
+    select x.* from settlement.transfers x
+    where x.state = 'sending' and x.unresolved_since is not null and x.tsymd is not null
+      and (x.claimed_until is null or x.claimed_until < now())
+    order by x.id
+    for update skip locked
+  loop
+    select * into n from settlement.unresolved_read_need(t);
+    if n.bncd is null or n.bncd not in ('011', '012') or now() < settlement.statement_final_at(t.tsymd) then
+      continue;
+    end if;
+    -- The last read predates its last claim or answer: the next run
+    -- (shortly, below) reads again and decides.
+    if not settlement.read_after(n.bncd, n.acno, n.ymd, n.read_after) then
+      v_again := true;
+      continue;
+    end if;
+    select * into l from settlement.statement_lines sl
+    where sl.ref_is_tuno = t.is_tuno and sl.ccyn = '0' and sl.bncd = n.bncd and sl.acno = n.acno
+    order by sl.trdd, sl.txtm, sl.tuno limit 1;
+    if found then
+      perform settlement.finish_transfer(t.id, t.is_tuno, 'succeeded', l.trdd || l.txtm, null, null);
+      transfer_id := t.id; is_tuno := t.is_tuno; decision := 'succeeded';
+      return next;
+      continue;
+    end if;
+    -- An unreferenced line that could be this transfer: leave it to a person.
+    if exists (select 1 from settlement.statement_lines sl
+               where sl.bncd = n.bncd and sl.acno = n.acno and sl.ref_is_tuno is null and sl.ccyn = '0' and sl.tram = t.amount
+                 and sl.trdd in (t.tsymd, settlement.ymd_add(t.tsymd, 1))
+                 and settlement.is_in(sl.mnrc_drot_dsnc) = (t.purpose = 'payout')
+                 and not exists (select 1 from settlement.line_matches m where m.line_id = sl.id and m.rule = 'fallback')) then
+      continue;
+    end if;
+    insert into settlement.transfer_attempts (transfer_id, is_tuno, tsymd, amount, outcome, code, message)
+    values (t.id, t.is_tuno, t.tsymd, t.amount, 'failed', 'not_in_statement',
+            format('no line with DS%s on the final statement of %s %s', t.is_tuno, n.acno, t.tsymd));
+    update settlement.transfers x
+    set state = 'pending', attempt = x.attempt + 1, is_tuno = settlement.next_is_tuno(), tsymd = null,
+        claimed_by = null, claimed_until = null, unresolved_since = null, unresolved_reason = null, updated_at = now()
+    where x.id = t.id;
+    perform settlement.add_transfer_jobs(array[t.id]);
+    transfer_id := t.id; is_tuno := t.is_tuno; decision := 'not_booked';
+    return next;
+  end loop;
+  -- Also when one is claimed right now (a result check in progress): once
+  -- it is answered, it is decided here, not at the next crontab tick.
+  if v_again or exists (select 1 from settlement.transfers x
+                        where x.state = 'sending' and x.unresolved_since is not null and x.tsymd is not null
+                          and x.claimed_until >= now() and now() >= settlement.statement_final_at(x.tsymd)) then
+    perform settlement.add_reconcile_job(now() + interval '3 seconds');
+  end if;
+end $$;
+comment on function settlement.decide_unresolved is
+  'Reconcile task: decides unresolved transfers by the final statement of their date, read after their last claim or answer (line with the reference: succeeded; none: re-planned under a new IsTuno with its job).';
+
+------------------------------------------------------------------------------
+-- Breaks (0009), a transfer's side checked only against a read made after it
+-- settled (the stage waits for one; this is the same rule, kept here too).
+create or replace function settlement.detect_breaks(p_date date, p_kind settlement.kind) returns void
+language plpgsql as $$
+declare
+  r record;
+  v_id bigint;
+begin
+  -- Orphans: lines of ours that name no succeeded transfer's current number.
+  for r in
+    select l.*, m.rule, m.is_tuno as m_is_tuno, t.id as t_id, t.is_tuno as t_is_tuno, t.state as t_state, o.business_date as d, o.kind as k, a.account_no
+    from settlement.line_matches m
+    join settlement.statement_lines l on l.id = m.line_id
+    left join settlement.transfers t on t.id = m.transfer_id
+    join settlement.accounts a on a.account_no = l.acno and a.bank_code = l.bncd
+    cross join lateral settlement.line_owner(l.id) o
+    where m.rule in ('reference', 'duplicate', 'unknown')
+      and (m.rule <> 'reference' or t.id is null or m.is_tuno <> t.is_tuno or t.state in ('pending', 'failed'))
+      and o.business_date = p_date and o.kind = p_kind
+      and not exists (select 1 from settlement.breaks b where b.line_id = l.id and b.problem = 'orphan')
+      -- a booking recorded as an orphan at once (finish_transfer) already has its entry
+      and not exists (select 1 from settlement.breaks b where b.problem = 'orphan' and b.line_id is null and b.is_tuno = m.is_tuno and m.rule = 'reference')
+  loop
+    insert into settlement.breaks (business_date, kind, problem, transfer_id, is_tuno, line_id, account_no, amount, detail)
+    values (r.d, r.k, 'orphan', r.t_id, r.m_is_tuno, r.id, r.account_no, r.tram,
+            format('%s %s KRW on %s %s %s (Tuno %s, %s) %s: money in suspense',
+                   case when settlement.is_in(r.mnrc_drot_dsnc) then 'in' else 'out' end, r.tram, r.account_no, r.trdd, r.txtm, r.tuno,
+                   coalesce('BnprCntn ' || r.bnpr_cntn, 'no reference'),
+                   case when r.rule = 'duplicate' then format('is a second line for IsTuno %s', r.m_is_tuno)
+                        when r.rule = 'unknown' then 'matches no transfer'
+                        when r.t_id is null then format('names IsTuno %s, which is none of ours', r.m_is_tuno)
+                        when r.m_is_tuno <> r.t_is_tuno then format('names IsTuno %s, replaced by %s on transfer %s', r.m_is_tuno, r.t_is_tuno, r.t_id)
+                        else format('names transfer %s, recorded %s', r.t_id, r.t_state) end))
+    on conflict do nothing
+    returning id into v_id;
+    if v_id is not null then
+      perform settlement.journal_orphan(v_id, r.d, r.k,
+        case when settlement.is_in(r.mnrc_drot_dsnc) then r.account_no end,
+        case when settlement.is_in(r.mnrc_drot_dsnc) then null else r.account_no end, r.tram,
+        format('orphan statement line %s', r.id));
+    end if;
+  end loop;
+
+  -- Cancellations: a break of the original's day.
+  insert into settlement.breaks (business_date, kind, problem, transfer_id, is_tuno, line_id, account_no, amount, detail)
+  select o.business_date, o.kind, 'cancelled', m.transfer_id, m.is_tuno, l.id, l.acno, l.tram,
+         format('cancelled (Ccyn 1) %s KRW on %s %s %s (Tuno %s)%s', l.tram, l.acno, l.trdd, l.txtm, l.tuno,
+                coalesce(format(' of line %s (Tuno %s)', ol.id, ol.tuno), ' with no original line found'))
+  from settlement.line_matches m
+  join settlement.statement_lines l on l.id = m.line_id
+  left join settlement.statement_lines ol on ol.id = m.cancels_line_id
+  cross join lateral settlement.line_owner(coalesce(ol.id, l.id)) o
+  where m.rule = 'cancellation' and o.business_date = p_date and o.kind = p_kind
+  on conflict do nothing;
+
+  -- Each succeeded transfer of (D, K): one line with the right direction and
+  -- amount on each side whose statement was read after the transfer settled.
+  insert into settlement.breaks (business_date, kind, problem, transfer_id, is_tuno, account_no, amount, detail)
+  select t.business_date, t.kind, case when x.lines = 0 then 'missing_line' else 'mismatch' end, t.id, t.is_tuno, v.acno, t.amount,
+         case when x.lines = 0 then format('%s %s of %s KRW (IsTuno %s, sent %s) has no line on the statement of %s', t.purpose, t.id, t.amount, t.is_tuno, t.tsymd, v.acno)
+              else format('%s %s of %s KRW (IsTuno %s): the statement of %s shows %s', t.purpose, t.id, t.amount, t.is_tuno, v.acno, x.shown) end
+  from settlement.transfers t
+  cross join lateral (values (t.to_account, true), (t.from_account, false)) v(acno, inward)
+  join settlement.accounts a on a.account_no = v.acno
+  cross join lateral (
+    select count(*) as lines,
+           count(*) filter (where l.tram = t.amount and settlement.is_in(l.mnrc_drot_dsnc) = v.inward) as good,
+           string_agg(format('%s %s KRW', case when settlement.is_in(l.mnrc_drot_dsnc) then 'in' else 'out' end, l.tram), ', ') as shown
+    from settlement.line_matches m join settlement.statement_lines l on l.id = m.line_id
+    where m.transfer_id = t.id and m.is_tuno = t.is_tuno and m.rule in ('reference', 'fallback') and l.acno = v.acno and l.bncd = a.bank_code) x
+  where t.business_date = p_date and t.kind = p_kind and t.state = 'succeeded' and x.good <> 1
+    and settlement.read_after(a.bank_code, a.account_no, t.tsymd, least(t.settled_at, settlement.bookings_end(t.tsymd)))
+  on conflict do nothing;
+end $$;
+
+------------------------------------------------------------------------------
+-- The stage (0009): matches only when every statement of the day's scope was
+-- read after the transfers it proves settled; else asks for the reads.
+create or replace function settlement.stage_reconcile(p_date date, p_kind settlement.kind) returns settlement.stage_result
+language plpgsql as $$
+declare
+  v_wait record;
+  v_unread bigint;
+  v_transfers bigint;
+  v_lines bigint;
+  v_open bigint;
+  v_what text;
+  v_resolved bigint;
+  v_detail text;
+begin
+  if settlement.stage_state_of(p_date, p_kind, 'withdraw') is distinct from 'done' then
+    return settlement.outcome('not_ready'::text, 'withdraw is not done');
+  end if;
+  -- The matcher lock (see run_stage): held already on every path that gets
+  -- here (re-entrant); never waited for here.
+  if not pg_try_advisory_xact_lock(settlement.matcher_lock_key()) then
+    perform settlement.add_stage_job('reconcile', p_date, p_kind);
+    return settlement.outcome('busy'::text, 'another reconcile is matching; this one runs again after it');
+  end if;
+  if settlement.lock_stage(p_date, p_kind, 'reconcile') = 'done' then
+    return settlement.outcome('already_done'::text, 'reconciled earlier');
+  end if;
+  select s.ymd, settlement.statement_final_at(s.ymd) as final_at into v_wait
+  from settlement.reconcile_scope s
+  where s.business_date = p_date and s.kind = p_kind and now() < settlement.statement_final_at(s.ymd)
+  order by s.ymd desc limit 1;
+  if found then
+    perform settlement.add_stage_job('reconcile', p_date, p_kind, v_wait.final_at);
+    return settlement.outcome('not_ready'::text, format('the statement of %s is final at %s (config.reconcile_after)', v_wait.ymd, v_wait.final_at));
+  end if;
+  select count(*) into v_unread from settlement.reconcile_reads_needed(p_date, p_kind) s
+  where not settlement.read_after(s.bncd, s.acno, s.ymd, s.read_after);
+  if v_unread > 0 then
+    perform settlement.add_reconcile_job();
+    return settlement.outcome('not_ready'::text, format('%s statement(s) to read (again if read before the transfers settled; the reconcile task reads them)', v_unread));
+  end if;
+
+  perform settlement.match_lines(p_date, p_kind);
+  perform settlement.detect_breaks(p_date, p_kind);
+
+  select count(*) filter (where b.resolved_at is null), count(*) filter (where b.resolved_at is not null),
+         string_agg(distinct b.problem, ', ') filter (where b.resolved_at is null)
+  into v_open, v_resolved, v_what
+  from settlement.breaks b where b.business_date = p_date and b.kind = p_kind;
+  select count(distinct t.id), count(distinct m.line_id) into v_transfers, v_lines
+  from settlement.transfers t left join settlement.line_matches m on m.transfer_id = t.id and m.is_tuno = t.is_tuno and m.rule in ('reference', 'fallback')
+  where t.business_date = p_date and t.kind = p_kind and t.state = 'succeeded';
+  if v_open > 0 then
+    v_detail := format('%s open break(s) (%s): see settlement.reconciliation_breaks; explain each with settlement.resolve_break(id, note)', v_open, v_what);
+    perform settlement.set_stage(p_date, p_kind, 'reconcile', 'blocked', v_detail);
+    return settlement.outcome('blocked'::text, v_detail);
+  end if;
+  v_detail := format('%s transfers matched to %s statement lines%s', v_transfers, v_lines,
+                     case when v_resolved > 0 then format(', %s break(s) resolved', v_resolved) else '' end);
+  perform settlement.set_stage(p_date, p_kind, 'reconcile', 'done', v_detail);
+  return settlement.outcome('done'::text, v_detail);
+end $$;
+
+------------------------------------------------------------------------------
+-- One matcher at a time.
+--
+-- line_matches are global (a line is matched once, whichever day runs first),
+-- so two days matching at once can insert the same line. The matcher lock M
+-- (a transaction-level advisory lock) serialises every run of stage_reconcile.
+--
+-- Why it cannot deadlock. A deadlock needs a cycle of waits, so some
+-- transaction would have to wait for M while holding a lock another
+-- transaction, itself holding or waiting behind M, needs. M is waited for in
+-- exactly one place: run_stage('reconcile', ...), which in the service is
+-- always the whole transaction (each runStage is one autocommit statement),
+-- right after its non-waiting try of the stage's own advisory lock R(D, K)
+-- and before any other lock: no stage row, no transfer row, no job-key row,
+-- no journal row. R(reconcile, D, K) is only ever taken with
+-- pg_try_advisory_xact_lock (run_stage, after_stage), so nobody waits for
+-- it. Every other path that reaches stage_reconcile already holds locks
+-- (withdraw done in finish_transfer holds the transfer row, the withdraw
+-- lock and its stage row, and job-key rows; decide_unresolved holds transfer
+-- rows): after_stage takes M there only with a try, and on failure leaves
+-- the day to a stage job; stage_reconcile itself only re-takes M with a try.
+-- So a waiter for M holds nothing anyone waits for, and M's holder can wait
+-- for others (stage rows, transfer rows locked by claim_transfer, job-key
+-- rows) without closing a cycle. Taken inside match_lines instead (after
+-- lock_stage and add_job upserts), a withdraw finishing in finish_transfer
+-- (holding job-key and stage rows) could wait for M while M's holder waited
+-- for those rows. (The deadlock test/order.test.ts showed while this was
+-- written was another one, in add_register_jobs: see the end of this file.)
+create function settlement.matcher_lock_key() returns bigint
+language sql immutable as $$
+  select ('x' || substr(md5('daily-settlement:reconcile-matcher'), 1, 16))::bit(64)::bigint
+$$;
+
+create or replace function settlement.run_stage(stage settlement.stage, business_date date, kind settlement.kind)
+returns table (outcome text, detail text)
+language plpgsql as $$
+declare
+  r settlement.stage_result;
+begin
+  if run_stage.stage is null or run_stage.business_date is null or run_stage.kind is null then
+    perform settlement.raise_error('ST001', 'run_stage: stage, business_date and kind are required');
+  end if;
+  if not pg_try_advisory_xact_lock(settlement.stage_lock_key(run_stage.stage, run_stage.business_date, run_stage.kind)) then
+    return query select 'busy'::text, format('%s %s %s is running elsewhere', run_stage.stage, run_stage.business_date, run_stage.kind);
+    return;
+  end if;
+  if run_stage.stage = 'reconcile' then
+    -- Before any other lock of this transaction (see above).
+    perform pg_advisory_xact_lock(settlement.matcher_lock_key());
+  end if;
+  r := case run_stage.stage
+         when 'record' then settlement.stage_record(run_stage.business_date, run_stage.kind)
+         when 'pay' then settlement.stage_pay(run_stage.business_date, run_stage.kind)
+         when 'confirm' then settlement.stage_confirm(run_stage.business_date, run_stage.kind)
+         when 'withdraw' then settlement.stage_withdraw(run_stage.business_date, run_stage.kind)
+         when 'reconcile' then settlement.stage_reconcile(run_stage.business_date, run_stage.kind)
+       end;
+  return query select r.outcome, r.detail;
+end $$;
+comment on function settlement.run_stage is
+  'Runs one stage for (business_date, kind) now, in the caller''s transaction (for reconcile, call it first in its transaction: it waits for the matcher lock). Outcomes: done, already_done, not_ready, busy, blocked; withdraw also started, in_progress.';
+
+-- Withdraw done chains reconcile (0009): inline only if the matcher lock and
+-- the stage lock are free right now (never waited for here: this runs inside
+-- finish_transfer or stage_withdraw, holding rows), else a stage job.
+create or replace function settlement.after_stage(p_stage settlement.stage, p_date date, p_kind settlement.kind) returns void
+language plpgsql as $$
+declare
+  v_at timestamptz;
+begin
+  if p_stage <> 'withdraw' then
+    return;
+  end if;
+  select max(settlement.statement_final_at(s.ymd)) into v_at from settlement.reconcile_scope s where s.business_date = p_date and s.kind = p_kind;
+  if v_at is null and pg_try_advisory_xact_lock(settlement.stage_lock_key('reconcile', p_date, p_kind))
+     and pg_try_advisory_xact_lock(settlement.matcher_lock_key()) then
+    perform settlement.stage_reconcile(p_date, p_kind);
+    return;
+  end if;
+  perform settlement.add_stage_job('reconcile', p_date, p_kind, case when v_at > now() then v_at end);
+end $$;
+
+------------------------------------------------------------------------------
+-- Job keys are locks too. Two pay stages of different kinds sharing loan
+-- accounts each add the registration jobs of those accounts (job keys
+-- 'register:<account>'); inserted in no particular order, each could wait
+-- for a key the other inserted first (test/order.test.ts: deadlock detected
+-- in add_register_jobs). In account order, every such insert waits only for
+-- a later key than any it holds: no cycle.
+create or replace function settlement.add_register_jobs(p_accounts text[]) returns void
+language sql as $$
+  select null from graphile_worker.add_jobs(coalesce((
+    select array_agg(row('register', json_build_object('account_no', a.account_no), null, null, 25, 'register:' || a.account_no, null, null)::graphile_worker.job_spec
+                     order by a.account_no)
+    from settlement.accounts a where a.account_no = any (p_accounts) and a.role = 'loan' and a.fin_acno is null), '{}')) limit 1
+$$;
+
+------------------------------------------------------------------------------
+-- Grants: create or replace resets security definer and search_path (0020's
+-- pattern; its grant_api helper is dropped there).
+do $$
+declare
+  f text;
+begin
+  foreach f in array array[
+    'run_stage(settlement.stage, date, settlement.kind)', 'statements_to_read()',
+    'record_statement(text, text, text, text, jsonb, timestamptz)', 'decide_unresolved()'] loop
+    execute format('alter function settlement.%s security definer set search_path = pg_catalog, settlement, graphile_worker', f);
+  end loop;
+end $$;
+revoke all on function settlement.bookings_end(text), settlement.read_after(text, text, text, timestamptz),
+  settlement.reconcile_reads_needed(date, settlement.kind), settlement.unresolved_read_need(settlement.transfers),
+  settlement.matcher_lock_key(), settlement.statements_to_read(), settlement.record_statement(text, text, text, text, jsonb, timestamptz),
+  settlement.decide_unresolved() from public;
+grant execute on function settlement.statements_to_read(), settlement.record_statement(text, text, text, text, jsonb, timestamptz)
+  to settlement_worker;
