@@ -215,9 +215,19 @@ declare
   v_id bigint;
 begin
   -- Orphans: lines of ours that name no succeeded transfer's current number.
+  -- Only the lines of (D, K)'s statements (its scope's accounts on its dates
+  -- and the day after, as match_lines) can belong to (D, K): the candidates
+  -- are taken from those first, and line_owner (which says which day and kind
+  -- a line belongs to) runs for them alone, not for every line ever matched.
   for r in
+    with candidates as materialized (
+      select distinct l.id
+      from settlement.reconcile_scope s
+      join settlement.statement_lines l on l.bncd = s.bncd and l.acno = s.acno and l.trdd in (s.ymd, settlement.ymd_add(s.ymd, 1))
+      where s.business_date = p_date and s.kind = p_kind)
     select l.*, m.rule, m.is_tuno as m_is_tuno, t.id as t_id, t.is_tuno as t_is_tuno, t.state as t_state, o.business_date as d, o.kind as k, a.account_no
-    from settlement.line_matches m
+    from candidates c
+    join settlement.line_matches m on m.line_id = c.id
     join settlement.statement_lines l on l.id = m.line_id
     left join settlement.transfers t on t.id = m.transfer_id
     join settlement.accounts a on a.account_no = l.acno and a.bank_code = l.bncd
