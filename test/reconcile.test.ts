@@ -74,6 +74,7 @@ t.test('money booked outside the service is an orphan break of that day and kind
 
   // settle reconcile: the same, for a person; exit 1 while a break is open.
   const cli = await runCli(['reconcile', '--date', D, '--wait-s', '0'], { DATABASE_URL: url });
+  t.comment(cli.stdout);
   t.equal(cli.code, 1, `settle reconcile exits 1 with open breaks: ${cli.stderr}`);
   t.match(cli.stdout, new RegExp(`${D} tax\\s+BLOCKED: `), 'names the blocked kind');
   t.match(cli.stdout, new RegExp(`${D} platform_fee\\s+reconciled: [1-9]\\d* statement line\\(s\\) matched`), 'and the reconciled one, with its matched lines');
