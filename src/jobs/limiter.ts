@@ -3,44 +3,63 @@ import { sql } from 'slonik';
 import { z } from 'zod';
 import type { Gate } from '../bank/port.js';
 import type { DatabasePool } from '../db/pool.js';
+import type { DatabasePoolConnection } from 'slonik';
 
 export class BankSlotTimeoutError extends Error {
   override name = 'BankSlotTimeoutError';
   readonly code = 'bank_slot_timeout';
 }
 
-/** A slot taken in a claim's own round trip, handed to the first bank call of that attempt. */
-export interface TakenSlot {
-  slot: number;
-  token: string;
+/** The part of a database connection the limiter needs (slonik's pool connection). */
+export type SlotConnection = Pick<DatabasePoolConnection, 'oneFirst' | 'query'>;
+
+/**
+ * One transfer attempt's bank-call slot, held by the attempt's own database
+ * connection (a session advisory lock, see sql/0030_fast_path.sql). The
+ * attempt's calls are made one after another, so one slot covers them all:
+ * the first call uses the slot the claim took, or takes one (waiting for a
+ * free one). finish_transfer gives it back in its own round trip; `release`
+ * gives back whatever is still held (after an error).
+ */
+export interface AttemptSlot {
+  /** The gate every bank call of the attempt goes through. */
+  gate: Gate;
+  /** The slot held right now (to hand to finish_transfer), or null. */
+  held(): number | null;
+  /** finish_transfer gave it back. */
+  given(): void;
+  /** Gives back anything this connection may still hold; never throws. */
+  release(): Promise<void>;
 }
 
 export interface DbLimiter {
-  /** A fresh holder token for one slot: `<pool id>/<n>` (recovery frees a dead pool's tokens by prefix). */
+  /** A holder token: a claim that should take a slot passes one (any non-null text). */
   token(): string;
-  /**
-   * A gate for one transfer attempt: its first bank call uses `taken` (when
-   * the claim got one), every later call acquires a slot of its own. Whoever
-   * took `taken` gives it back (finish_transfer).
-   */
-  gate(taken: TakenSlot | null): Gate;
-  /** Calls of this process inside the limiter right now. */
+  /** The slot of one transfer attempt on its connection (`taken`: the slot its claim took, or null). */
+  attempt(conn: SlotConnection, taken: number | null): AttemptSlot;
+  /** A gate for calls outside a transfer attempt: each call holds a pooled connection and a slot while it runs. */
+  gate(taken: null): Gate;
+  /** Slots this process holds right now. */
   inUse(): number;
   /** Closes the wake-up listener. */
   close(): Promise<void>;
 }
 
 /**
- * Wakes waiters when any process frees a slot (release_bank_slot notifies
- * `settlement_bank_slot`), so a full cap costs one LISTEN connection per
- * process instead of a poll every few milliseconds per waiter. A lost
- * connection is reopened on the next wait; waiters also look again after
- * `fallbackMs`, so nothing depends on a notification arriving.
+ * Wakes waiters when any process frees a slot (give_bank_slot notifies
+ * `settlement_bank_slot` when some process holds the "waiting" lock
+ * (21332, 0) shared). This process holds that lock on its listening
+ * connection while it has waiters. A lost connection is reopened on the next
+ * wait; waiters also look again after `fallbackMs`, so nothing depends on a
+ * notification arriving.
  */
 function createSlotWakeup(url: string, fallbackMs: number) {
   let client: pg.Client | undefined;
   let connecting: Promise<void> | undefined;
   let closed = false;
+  let waiting = 0;
+  let flag: Promise<unknown> = Promise.resolve();
+  let flagged = false;
   let waiters: Array<() => void> = [];
   const wakeAll = () => {
     const w = waiters;
@@ -55,7 +74,10 @@ function createSlotWakeup(url: string, fallbackMs: number) {
       const c = new pg.Client({ connectionString: url, application_name: 'settle-slot-listener' });
       c.on('notification', wakeOne);
       c.on('error', () => {
-        if (client === c) client = undefined;
+        if (client === c) {
+          client = undefined;
+          flagged = false;
+        }
         connecting = undefined;
         void c.end().catch(() => undefined);
       });
@@ -68,10 +90,31 @@ function createSlotWakeup(url: string, fallbackMs: number) {
         connecting = undefined; // try again at the next wait
       }
     })());
+  // The "waiting" lock follows `waiting` (serialised on the one connection).
+  const sync = () => {
+    flag = flag.then(async () => {
+      const c = client;
+      if (!c) return;
+      const want = waiting > 0;
+      if (want === flagged) return;
+      flagged = want;
+      await c.query(want ? 'select pg_advisory_lock_shared(21332, 0)' : 'select pg_advisory_unlock_shared(21332, 0)').catch(() => undefined);
+    });
+    return flag;
+  };
   return {
+    /** Announces a waiter (before it looks for a slot): a release from now on notifies. */
+    async enter(): Promise<void> {
+      waiting++;
+      if (!client && !closed) await connect();
+      await sync();
+    },
+    leave(): void {
+      waiting--;
+      if (waiting === 0) void sync();
+    },
     /** Resolves at the next freed slot anywhere, or after fallbackMs. */
     async wait(): Promise<void> {
-      if (!client && !closed) void connect();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           waiters = waiters.filter((w) => w !== done);
@@ -92,57 +135,89 @@ function createSlotWakeup(url: string, fallbackMs: number) {
   };
 }
 
+const slotRow = z.object({ s: z.number().nullable() });
+
 /**
  * The global in-flight limit: every HTTP call to the bank holds one of
- * `settlement.config.max_in_flight` leased slots in the database, so the cap
- * holds across every worker process on every host. A process that dies keeps
- * its slots only until their lease ends (or recovery frees them). A local
- * gate with the same cap sits in front, so a process never polls the database
- * for more slots than it could use.
+ * `settlement.config.max_in_flight` slots, a session advisory lock held by
+ * the database connection of the attempt making the call, so the cap holds
+ * across every worker process on every host, nothing is written to take or
+ * give a slot, and a process that dies frees its slots with its connections.
  */
-export function createDbLimiter(db: DatabasePool, opts: { url: string; holder: () => string; leaseMs: number; maxWaitMs: number; localCap: number }): DbLimiter {
+export function createDbLimiter(db: DatabasePool, opts: { url: string; holder: () => string; maxWaitMs: number }): DbLimiter {
   let seq = 0;
-  const local = createSemaphore(opts.localCap);
+  let held = 0;
   const wakeup = createSlotWakeup(opts.url, 250);
   const token = () => `${opts.holder()}/${++seq}`;
 
-  const acquire = async (holder: string): Promise<number> => {
+  const take = async (conn: SlotConnection): Promise<number> => {
     const deadline = Date.now() + opts.maxWaitMs;
-    for (;;) {
-      const slot = await db.oneFirst(sql.type(z.object({ s: z.number().nullable() }))`
-        select settlement.acquire_bank_slot(${holder}, ${opts.leaseMs}) as s`);
-      if (slot !== null) return slot;
-      if (Date.now() > deadline) throw new BankSlotTimeoutError(`no bank call slot free within ${opts.maxWaitMs} ms`);
-      await wakeup.wait();
+    const first = await conn.oneFirst(sql.type(slotRow)`select settlement.try_bank_slot() as s`);
+    if (first !== null) return first;
+    await wakeup.enter();
+    try {
+      for (;;) {
+        const slot = await conn.oneFirst(sql.type(slotRow)`select settlement.try_bank_slot() as s`);
+        if (slot !== null) return slot;
+        if (Date.now() > deadline) throw new BankSlotTimeoutError(`no bank call slot free within ${opts.maxWaitMs} ms`);
+        await wakeup.wait();
+      }
+    } finally {
+      wakeup.leave();
     }
   };
+  const give = (conn: SlotConnection, slot: number | null) =>
+    conn.query(sql.type(z.object({}).passthrough())`select settlement.give_bank_slot(${slot})`);
 
-  const withOwnSlot = <T>(fn: () => Promise<T>): Promise<T> =>
-    local.run(async () => {
-      const holder = token();
-      const slot = await acquire(holder);
-      try {
-        return await fn();
-      } finally {
-        await db
-          .query(sql.type(z.object({}).passthrough())`select settlement.release_bank_slot(${slot}, ${holder})`)
-          .catch(() => undefined); // the lease expires on its own
-      }
-    });
+  const attempt = (conn: SlotConnection, taken: number | null): AttemptSlot => {
+    let slot = taken;
+    // Taking may have failed half-way (the lock taken, the answer lost): then release all.
+    let unsure = false;
+    if (slot !== null) held++;
+    return {
+      held: () => slot,
+      given() {
+        if (slot !== null) held--;
+        slot = null;
+      },
+      gate: {
+        async run<T>(fn: () => Promise<T>): Promise<T> {
+          if (slot === null) {
+            unsure = true;
+            slot = await take(conn);
+            unsure = false;
+            held++;
+          }
+          return fn();
+        },
+      },
+      async release() {
+        if (slot === null && !unsure) return;
+        const s = unsure ? null : slot;
+        if (slot !== null) held--;
+        slot = null;
+        unsure = false;
+        await give(conn, s).catch(() => undefined); // a broken connection has freed it
+      },
+    };
+  };
 
   return {
     token,
-    inUse: () => local.inside(),
+    attempt,
+    inUse: () => held,
     close: () => wakeup.close(),
-    gate(taken) {
-      let first = taken;
+    gate() {
       return {
         run<T>(fn: () => Promise<T>): Promise<T> {
-          if (first) {
-            first = null;
-            return fn();
-          }
-          return withOwnSlot(fn);
+          return db.connect(async (conn) => {
+            const a = attempt(conn, null);
+            try {
+              return await a.gate.run(fn);
+            } finally {
+              await a.release();
+            }
+          });
         },
       };
     },
