@@ -112,6 +112,101 @@ begin
 end $$;
 
 ------------------------------------------------------------------------------
+-- The balance check of 0010, same rule: after every statement that adds
+-- lines, each entry they belong to balances and was posted by this
+-- transaction (a missing entry included). Since every earlier statement left
+-- its entries balanced, and lines are only ever added in the posting
+-- transaction, an entry balances exactly when the lines this statement adds
+-- to it sum to zero: the check reads the statement's own lines and one
+-- entry row per entry, never the entry's earlier lines (a payout's check cost
+-- about 7 times less).
+create or replace function settlement.journal_check_balance() returns trigger
+language plpgsql as $$
+declare
+  bad record;
+begin
+  select n.journal_id, n.diff, (e.txid is distinct from txid_current()) as closed into bad
+  from (select journal_id, sum(amount) as diff from new_lines group by journal_id) n
+  left join settlement.journal_entries e on e.id = n.journal_id
+  where n.diff <> 0 or e.txid is distinct from txid_current()
+  order by 3 desc
+  limit 1;
+  if found and bad.closed then
+    raise exception 'journal entry % is closed: lines can only be added in the transaction that posts it', bad.journal_id
+      using errcode = 'ST007';
+  end if;
+  if found then
+    raise exception 'journal entry % does not balance (debits - credits = %)', bad.journal_id, bad.diff
+      using errcode = 'ST006';
+  end if;
+  return null;
+end $$;
+
+------------------------------------------------------------------------------
+-- The record stage (1M accruals -> 100k entries and journal lines): most of
+-- its time went to per-row foreign-key checks, three per entry. Each is
+-- implied by what remains:
+--   entries -> accounts, entries -> days: entries are written only by
+--     stage_record (no role may insert them), from that day's accruals, which
+--     carry the same two foreign keys; accruals are append-only, so an
+--     account or day with an entry always has an accrual holding it.
+--   journal_lines -> journal_entries: the balance trigger below refuses any
+--     line whose entry was not posted by the same transaction, a missing
+--     entry included; entries are append-only.
+alter table settlement.entries drop constraint entries_account_no_fkey;
+alter table settlement.entries drop constraint entries_business_date_kind_fkey;
+alter table settlement.journal_lines drop constraint journal_lines_journal_id_fkey;
+
+-- stage_record of 0004, same results: the entries' totals come back from the
+-- insert itself instead of a second read of the day's entries.
+create or replace function settlement.stage_record(p_date date, p_kind settlement.kind) returns settlement.stage_result
+language plpgsql as $$
+declare
+  v_entries bigint;
+  v_total bigint;
+  v_accruals bigint;
+  v_late bigint;
+  v_journal bigint;
+  v_detail text;
+begin
+  if p_date >= settlement.today() then
+    return settlement.outcome('not_ready'::text, format('%s is not over yet in %s (today is %s)', p_date, settlement.time_zone(), settlement.today()));
+  end if;
+  perform settlement.ensure_day(p_date, p_kind);
+  if settlement.lock_stage(p_date, p_kind, 'record') = 'done' then
+    return settlement.outcome('already_done'::text, 'recorded earlier');
+  end if;
+
+  with ins as (
+    insert into settlement.entries (business_date, kind, account_no, amount, accrual_count, late_count)
+    select p_date, p_kind, a.account_no, sum(a.amount), count(*), count(*) filter (where a.origin_date <> a.settle_date)
+    from settlement.accruals a
+    where a.settle_date = p_date and a.kind = p_kind
+    group by a.account_no
+    returning amount, accrual_count, late_count)
+  select count(*), coalesce(sum(amount), 0), coalesce(sum(accrual_count), 0), coalesce(sum(late_count), 0)
+  into v_entries, v_total, v_accruals, v_late
+  from ins;
+
+  if v_entries > 0 then
+    insert into settlement.journal_entries (business_date, kind, event, ref, memo)
+    values (p_date, p_kind, 'record', format('record:%s:%s', p_date, p_kind), format('%s entries', v_entries))
+    returning id into v_journal;
+    -- Dr due_from:<loan account> for each entry, Cr due_to:<kind> for the total.
+    insert into settlement.journal_lines (journal_id, line_no, ledger_account, amount)
+    select v_journal, (row_number() over (order by e.id))::int + 1, 'due_from:' || e.account_no, e.amount
+    from settlement.entries e where e.business_date = p_date and e.kind = p_kind
+    union all
+    select v_journal, 1, 'due_to:' || p_kind, -v_total;
+  end if;
+
+  v_detail := format('%s entries, %s KRW from %s accruals (%s late)', v_entries, v_total, v_accruals, v_late);
+  perform settlement.set_stage(p_date, p_kind, 'record', 'done', v_detail);
+  perform settlement.add_stage_job('pay', p_date, p_kind);
+  return settlement.outcome('done'::text, v_detail);
+end $$;
+
+------------------------------------------------------------------------------
 -- claim_transfer of 0021 (pause check, then the claim); p_slot_holder not
 -- null: also take a bank-call slot for the attempt's first call (an advisory
 -- lock of this connection; p_slot_lease_ms is not used: the slot lives as

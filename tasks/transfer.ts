@@ -1,9 +1,9 @@
 import type { Job, Task } from 'graphile-worker';
-import type { DatabasePoolConnection } from 'slonik';
 import { z } from 'zod';
 import type { TransferResult } from '../src/bank/port.js';
-import { claimTransfer, finishTransfer, type Claim } from '../src/db/queries.js';
-import type { AttemptSlot } from '../src/jobs/limiter.js';
+import { claimTransferOn, finishTransferOn } from '../src/db/attempt.js';
+import type { Claim } from '../src/db/queries.js';
+import type { Attempt } from '../src/jobs/limiter.js';
 import { parsePayload, RetryLaterError, type TaskContext } from '../src/jobs/context.js';
 import { orderOf, outcomeOf } from '../src/jobs/order.js';
 
@@ -22,19 +22,15 @@ export function createTransferTask(ctx: TaskContext): Task {
     // bank-call slot (a session lock of this connection) in the same round
     // trip, its finish records the answer and gives the slot back in one
     // more. A process that dies frees the slot with the connection.
-    await ctx.db.connect(async (conn) => {
-      const claim = await claimTransfer(conn, id, ctx.holder(), ctx.claimLeaseMs, ctx.limiter.token());
-      const slot = ctx.limiter.attempt(conn, claim.slot);
-      try {
-        await attemptTransfer(ctx, conn, helpers.job, id, claim, slot);
-      } finally {
-        await slot.release();
-      }
+    await ctx.limiter.withAttempt(async (a) => {
+      const claim = await claimTransferOn(a.client, id, ctx.holder(), ctx.claimLeaseMs, true);
+      a.adopt(claim.slot);
+      await attemptTransfer(ctx, a, helpers.job, id, claim);
     });
   };
 }
 
-async function attemptTransfer(ctx: TaskContext, conn: DatabasePoolConnection, job: Job, id: number, claim: Claim, slot: AttemptSlot): Promise<void> {
+async function attemptTransfer(ctx: TaskContext, a: Attempt, job: Job, id: number, claim: Claim): Promise<void> {
   const keys = () => ({ job_id: job.id, task: 'transfer', transfer_id: id, purpose: claim.purpose, is_tuno: claim.is_tuno,
     business_date: claim.business_date, kind: claim.kind, amount: claim.amount.toString(), attempt: job.attempts });
   if (claim.action === 'settled') {
@@ -47,14 +43,14 @@ async function attemptTransfer(ctx: TaskContext, conn: DatabasePoolConnection, j
 
   let result: TransferResult;
   try {
-    result = await ctx.bank.transfer(orderOf(claim), slot.gate);
+    result = await ctx.bank.transfer(orderOf(claim), a.gate);
   } catch (e) {
-    await finishTransfer(conn, id, claim.is_tuno, { outcome: 'unresolved', reason: (e as Error).message }, slot.held())
-      .then(() => slot.given(), () => undefined);
+    await finishTransferOn(a.client, id, claim.is_tuno, { outcome: 'unresolved', reason: (e as Error).message }, a.held())
+      .then(() => a.given(), () => undefined);
     throw e;
   }
-  const recorded = await finishTransfer(conn, id, claim.is_tuno, outcomeOf(result), slot.held());
-  slot.given();
+  const recorded = await finishTransferOn(a.client, id, claim.is_tuno, outcomeOf(result), a.held());
+  a.given();
   const ok = result.status === 'succeeded' && recorded === 'succeeded';
   // One info line per paid transfer; anything else is a warning.
   if (ok && !ctx.logger.isLevelEnabled('info')) return;

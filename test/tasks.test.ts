@@ -34,7 +34,7 @@ t.test('the same task run twice, concurrently and again later, moves money once'
   const codeBook = await createLiveCodeBook(db);
   // Each "process" has its own bank client calling through the shared, database-wide limit.
   const ctxFor = (holder: string): TaskContext => {
-    const limiter = createDbLimiter(db, { url, holder: () => holder, maxWaitMs: 30_000 });
+    const limiter = createDbLimiter({ url, maxWaitMs: 30_000, poolSize: 8 });
     t.teardown(() => limiter.close());
     const bank = createNhBankClient({ baseUrl: sim.url, iscd: config.bank.iscd, fintechApsno: config.bank.fintechApsno, accessToken: TOKEN, brdtBrno: config.bank.brdtBrno,
       svcCodes: config.bank.svcCodes, perCallLimit: config.bank.perCallLimit, timeoutMs: 2000, codeBook: codeBook.lookup, now: clock.now });

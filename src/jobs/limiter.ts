@@ -1,47 +1,42 @@
 import pg from 'pg';
-import { sql } from 'slonik';
-import { z } from 'zod';
 import type { Gate } from '../bank/port.js';
-import type { DatabasePool } from '../db/pool.js';
-import type { DatabasePoolConnection } from 'slonik';
+import { createAttemptPool, type AttemptClient } from '../db/attempt.js';
 
 export class BankSlotTimeoutError extends Error {
   override name = 'BankSlotTimeoutError';
   readonly code = 'bank_slot_timeout';
 }
 
-/** The part of a database connection the limiter needs (slonik's pool connection). */
-export type SlotConnection = Pick<DatabasePoolConnection, 'oneFirst' | 'query'>;
-
 /**
- * One transfer attempt's bank-call slot, held by the attempt's own database
- * connection (a session advisory lock, see sql/0030_fast_path.sql). The
- * attempt's calls are made one after another, so one slot covers them all:
- * the first call uses the slot the claim took, or takes one (waiting for a
- * free one). finish_transfer gives it back in its own round trip; `release`
- * gives back whatever is still held (after an error).
+ * One transfer attempt: a database connection held from claim to finish, and
+ * the bank-call slot that connection holds (a session advisory lock, see
+ * sql/0030_fast_path.sql). The attempt's calls are made one after another,
+ * so one slot covers them all: the first call uses the slot the claim took
+ * (`adopt`), or takes one, waiting for a free one. finish_transfer gives it
+ * back in its own round trip (`held` then `given`); whatever is still held
+ * when the attempt ends is given back before the connection goes back to the
+ * pool (or the connection is closed, which frees it too).
  */
-export interface AttemptSlot {
+export interface Attempt {
+  client: AttemptClient;
+  /** The slot the claim took on this connection (null: none). */
+  adopt(taken: number | null): void;
   /** The gate every bank call of the attempt goes through. */
   gate: Gate;
   /** The slot held right now (to hand to finish_transfer), or null. */
   held(): number | null;
   /** finish_transfer gave it back. */
   given(): void;
-  /** Gives back anything this connection may still hold; never throws. */
-  release(): Promise<void>;
 }
 
 export interface DbLimiter {
-  /** A holder token: a claim that should take a slot passes one (any non-null text). */
-  token(): string;
-  /** The slot of one transfer attempt on its connection (`taken`: the slot its claim took, or null). */
-  attempt(conn: SlotConnection, taken: number | null): AttemptSlot;
-  /** A gate for calls outside a transfer attempt: each call holds a pooled connection and a slot while it runs. */
+  /** Runs one transfer attempt on a connection of its own. */
+  withAttempt<T>(fn: (a: Attempt) => Promise<T>): Promise<T>;
+  /** A gate for calls outside a transfer attempt: each call holds a connection and a slot while it runs. */
   gate(taken: null): Gate;
   /** Slots this process holds right now. */
   inUse(): number;
-  /** Closes the wake-up listener. */
+  /** Closes the wake-up listener and the attempts' connections. */
   close(): Promise<void>;
 }
 
@@ -135,8 +130,6 @@ function createSlotWakeup(url: string, fallbackMs: number) {
   };
 }
 
-const slotRow = z.object({ s: z.number().nullable() });
-
 /**
  * The global in-flight limit: every HTTP call to the bank holds one of
  * `settlement.config.max_in_flight` slots, a session advisory lock held by
@@ -144,20 +137,25 @@ const slotRow = z.object({ s: z.number().nullable() });
  * across every worker process on every host, nothing is written to take or
  * give a slot, and a process that dies frees its slots with its connections.
  */
-export function createDbLimiter(db: DatabasePool, opts: { url: string; holder: () => string; maxWaitMs: number }): DbLimiter {
-  let seq = 0;
+export function createDbLimiter(opts: { url: string; maxWaitMs: number; poolSize: number; applicationName?: string }): DbLimiter {
   let held = 0;
+  const pool = createAttemptPool(opts.url, opts.poolSize, opts.applicationName ?? 'settle-worker');
   const wakeup = createSlotWakeup(opts.url, 250);
-  const token = () => `${opts.holder()}/${++seq}`;
 
-  const take = async (conn: SlotConnection): Promise<number> => {
+  const trySlot = async (c: AttemptClient): Promise<number | null> => {
+    const r = await c.query({ name: 'settle_try_bank_slot', text: 'select settlement.try_bank_slot() as s', values: [] });
+    const s = r.rows[0]?.s as unknown;
+    if (s !== null && typeof s !== 'number') throw new Error(`try_bank_slot returned ${JSON.stringify(s)}`);
+    return s;
+  };
+  const take = async (c: AttemptClient): Promise<number> => {
     const deadline = Date.now() + opts.maxWaitMs;
-    const first = await conn.oneFirst(sql.type(slotRow)`select settlement.try_bank_slot() as s`);
+    const first = await trySlot(c);
     if (first !== null) return first;
     await wakeup.enter();
     try {
       for (;;) {
-        const slot = await conn.oneFirst(sql.type(slotRow)`select settlement.try_bank_slot() as s`);
+        const slot = await trySlot(c);
         if (slot !== null) return slot;
         if (Date.now() > deadline) throw new BankSlotTimeoutError(`no bank call slot free within ${opts.maxWaitMs} ms`);
         await wakeup.wait();
@@ -166,60 +164,63 @@ export function createDbLimiter(db: DatabasePool, opts: { url: string; holder: (
       wakeup.leave();
     }
   };
-  const give = (conn: SlotConnection, slot: number | null) =>
-    conn.query(sql.type(z.object({}).passthrough())`select settlement.give_bank_slot(${slot})`);
 
-  const attempt = (conn: SlotConnection, taken: number | null): AttemptSlot => {
-    let slot = taken;
-    // Taking may have failed half-way (the lock taken, the answer lost): then release all.
+  async function withAttempt<T>(fn: (a: Attempt) => Promise<T>): Promise<T> {
+    const client = await pool.connect();
+    let slot: number | null = null;
+    // Taking may have failed half-way (the lock taken, the answer lost).
     let unsure = false;
-    if (slot !== null) held++;
-    return {
+    const a: Attempt = {
+      client,
+      adopt(taken) {
+        if (taken !== null && slot === null) {
+          slot = taken;
+          held++;
+        }
+      },
       held: () => slot,
       given() {
         if (slot !== null) held--;
         slot = null;
       },
       gate: {
-        async run<T>(fn: () => Promise<T>): Promise<T> {
+        async run<T2>(call: () => Promise<T2>): Promise<T2> {
           if (slot === null) {
             unsure = true;
-            slot = await take(conn);
+            slot = await take(client);
             unsure = false;
             held++;
           }
-          return fn();
+          return call();
         },
-      },
-      async release() {
-        if (slot === null && !unsure) return;
-        const s = unsure ? null : slot;
-        if (slot !== null) held--;
-        slot = null;
-        unsure = false;
-        await give(conn, s).catch(() => undefined); // a broken connection has freed it
       },
     };
-  };
+    let destroy = false;
+    try {
+      return await fn(a);
+    } finally {
+      if (slot !== null || unsure) {
+        const s = unsure ? null : slot;
+        a.given();
+        unsure = false;
+        // Not given back: close the connection, which frees whatever it holds.
+        await client
+          .query({ name: 'settle_give_bank_slot', text: 'select settlement.give_bank_slot($1)', values: [s] })
+          .catch(() => (destroy = true));
+      }
+      client.release(destroy);
+    }
+  }
 
   return {
-    token,
-    attempt,
+    withAttempt,
     inUse: () => held,
-    close: () => wakeup.close(),
+    async close() {
+      await wakeup.close();
+      await pool.end().catch(() => undefined);
+    },
     gate() {
-      return {
-        run<T>(fn: () => Promise<T>): Promise<T> {
-          return db.connect(async (conn) => {
-            const a = attempt(conn, null);
-            try {
-              return await a.gate.run(fn);
-            } finally {
-              await a.release();
-            }
-          });
-        },
-      };
+      return { run: <T>(call: () => Promise<T>) => withAttempt((a) => a.gate.run(call)) };
     },
   };
 }

@@ -87,11 +87,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   const concurrency = config.workerConcurrency;
   // A pool whose heartbeat is older than deadAfterMs is dead and its jobs are released.
   const { heartbeatMs, deadAfterMs, pollIntervalMs } = config.worker;
-  // A transfer attempt holds one connection from claim to finish (its bank-call
-  // slot is a session lock of that connection): one per job, plus a few for
-  // the heartbeat and stage work. The name lets the console count each
-  // worker's slots.
-  const db = await createDbPool(o.databaseUrl, { maximumPoolSize: concurrency + 3, applicationName: `settle-worker:${process.pid}` });
+  const db = await createDbPool(o.databaseUrl, { maximumPoolSize: Math.min(concurrency, 20) + 2, applicationName: 'settle-worker' });
   const diffs = await adoptSettings(db, config.timeZone, config.bank.perCallLimit, config.bank.maxInFlight).catch(async (e) => {
     await db.end();
     throw e;
@@ -108,7 +104,10 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   // rounds sends and asks, each phase retrying for up to bankRetryTimeMs.
   const claimLeaseMs = BANK_MAX_ROUNDS * 2 * (bankRetryTimeMs + config.bank.timeoutMs) + 10_000;
   const slotLeaseMs = config.bank.timeoutMs + 5_000;
-  const limiter = createDbLimiter(db, { url: o.databaseUrl, holder, maxWaitMs: 120_000 });
+  // A transfer attempt holds one connection of the limiter's pool from claim
+  // to finish (its bank-call slot is a session lock of that connection): one
+  // per job at most. The name lets the console count each worker's slots.
+  const limiter = createDbLimiter({ url: o.databaseUrl, maxWaitMs: 120_000, poolSize: concurrency + 1, applicationName: `settle-worker:${process.pid}` });
   const clock = await createDbClock(db);
   const codeBook = await createLiveCodeBook(db);
   const metrics = createWorkerMetrics(db, logger.child({ component: 'metrics' }));
