@@ -264,6 +264,12 @@ begin
   if p_slot is not null then
     perform settlement.give_bank_slot(p_slot);
   end if;
+  -- The bank holds the truth about a transfer, so a finish lost in a database
+  -- crash is recovered like a worker that died before finishing: the transfer
+  -- is still 'sending' under its claim and its next attempt asks the bank
+  -- first. Its commit need not wait for the WAL flush. (The job's completion
+  -- commits after it, synchronously: once that is durable, so is this.)
+  perform set_config('synchronous_commit', 'off', true);
   if p_outcome is null or p_outcome not in ('succeeded', 'failed', 'unresolved') then
     perform settlement.raise_error('ST009', format('finish_transfer: outcome must be succeeded, failed or unresolved, got %s', p_outcome));
   end if;
