@@ -83,6 +83,29 @@ end $$;
 create index transfers_day_id_idx on settlement.transfers (business_date, kind, purpose, id);
 drop index settlement.transfers_day_idx;
 
+-- journal_transfer of 0007, same entry and lines: two plain inserts of a
+-- plpgsql function, planned once per connection (the SQL function of 0007
+-- was parsed and planned again for every transfer).
+create or replace function settlement.journal_transfer(t settlement.transfers) returns void
+language plpgsql as $$
+declare
+  v_id bigint;
+begin
+  insert into settlement.journal_entries (business_date, kind, event, ref, memo)
+  values (t.business_date, t.kind, t.purpose::text, t.is_tuno,
+          case t.purpose when 'payout' then format('transfer %s (entry %s #%s)', t.id, t.entry_id, t.seq)
+                         else format('withdrawal %s %s', t.business_date, t.kind) end)
+  returning id into v_id;
+  if t.purpose = 'payout' then
+    insert into settlement.journal_lines (journal_id, line_no, ledger_account, amount)
+    values (v_id, 1, 'bank:' || t.to_account, t.amount), (v_id, 2, 'bank:' || t.from_account, -t.amount),
+           (v_id, 3, 'due_to:' || t.kind, t.amount), (v_id, 4, 'due_from:' || t.from_account, -t.amount);
+  else
+    insert into settlement.journal_lines (journal_id, line_no, ledger_account, amount)
+    values (v_id, 1, 'bank:' || t.to_account, t.amount), (v_id, 2, 'bank:' || t.from_account, -t.amount);
+  end if;
+end $$;
+
 -- A payout chunk settled: its journal entry, and confirm once nothing of the day is open.
 create or replace function settlement.after_payout(t settlement.transfers) returns void
 language plpgsql as $$
@@ -112,31 +135,47 @@ begin
 end $$;
 
 ------------------------------------------------------------------------------
+-- The transfer state machine of 0010, same rules, checked by its function on
+-- every update. The WHEN clause of 0010 was meant to spare the function call
+-- on everyday transitions, but Postgres rebuilds a trigger's WHEN expression
+-- for every statement, and each claim and outcome is a statement of one row:
+-- the expression cost more than the function it spared.
+drop trigger transfers_state_machine on settlement.transfers;
+create trigger transfers_state_machine before update on settlement.transfers
+  for each row execute function settlement.transfers_guard();
+
+------------------------------------------------------------------------------
 -- The balance check of 0010, same rule: after every statement that adds
 -- lines, each entry they belong to balances and was posted by this
 -- transaction (a missing entry included). Since every earlier statement left
 -- its entries balanced, and lines are only ever added in the posting
 -- transaction, an entry balances exactly when the lines this statement adds
 -- to it sum to zero: the check reads the statement's own lines and one
--- entry row per entry, never the entry's earlier lines (a payout's check cost
--- about 7 times less).
+-- entry row per entry, never the entry's earlier lines.
 create or replace function settlement.journal_check_balance() returns trigger
 language plpgsql as $$
 declare
-  bad record;
+  r record;
+  v_txid bigint;
+  v_bad_id bigint;
+  v_bad_diff bigint;
 begin
-  select n.journal_id, n.diff, (e.txid is distinct from txid_current()) as closed into bad
-  from (select journal_id, sum(amount) as diff from new_lines group by journal_id) n
-  left join settlement.journal_entries e on e.id = n.journal_id
-  where n.diff <> 0 or e.txid is distinct from txid_current()
-  order by 3 desc
-  limit 1;
-  if found and bad.closed then
-    raise exception 'journal entry % is closed: lines can only be added in the transaction that posts it', bad.journal_id
-      using errcode = 'ST007';
-  end if;
-  if found then
-    raise exception 'journal entry % does not balance (debits - credits = %)', bad.journal_id, bad.diff
+  -- One lookup by primary key per entry (a plan that cannot turn into a scan
+  -- of the journal when the statistics are stale). An entry that is closed
+  -- (or missing) is reported before one that does not balance.
+  for r in select journal_id, sum(amount) as diff from new_lines group by journal_id loop
+    select e.txid into v_txid from settlement.journal_entries e where e.id = r.journal_id;
+    if v_txid is null or v_txid <> txid_current() then
+      raise exception 'journal entry % is closed: lines can only be added in the transaction that posts it', r.journal_id
+        using errcode = 'ST007';
+    end if;
+    if r.diff <> 0 and v_bad_id is null then
+      v_bad_id := r.journal_id;
+      v_bad_diff := r.diff;
+    end if;
+  end loop;
+  if v_bad_id is not null then
+    raise exception 'journal entry % does not balance (debits - credits = %)', v_bad_id, v_bad_diff
       using errcode = 'ST006';
   end if;
   return null;
@@ -207,10 +246,11 @@ begin
 end $$;
 
 ------------------------------------------------------------------------------
--- claim_transfer of 0021 (pause check, then the claim); p_slot_holder not
--- null: also take a bank-call slot for the attempt's first call (an advisory
--- lock of this connection; p_slot_lease_ms is not used: the slot lives as
--- long as the connection holds it).
+-- claim_transfer of 0021 (pause check, then the claim), same answers; the
+-- row is locked by its first read, so the update needs no self-join.
+-- p_slot_holder not null: also take a bank-call slot for the attempt's first
+-- call (an advisory lock of this connection; p_slot_lease_ms is not used: the
+-- slot lives as long as the connection holds it).
 create or replace function settlement.claim_transfer(p_id bigint, p_holder text, p_lease_ms integer,
   p_slot_holder text default null, p_slot_lease_ms integer default null)
 returns settlement.transfer_claim
@@ -219,31 +259,27 @@ declare
   c settlement.transfer_claim;
   t settlement.transfers;
 begin
-  select * into t from settlement.transfers where id = p_id;
-  if found and t.state in ('pending', 'sending') and settlement.is_paused(t.kind) then
+  -- The row lock first: t is then the row the claim replaces (was it sent before?).
+  select * into t from settlement.transfers where id = p_id for update;
+  if not found then
+    perform settlement.raise_error('ST008', format('transfer %s does not exist', p_id));
+  end if;
+  if t.state in ('pending', 'sending') and settlement.is_paused(t.kind) then
     return row('paused', false, false, t.id, t.purpose, t.is_tuno, t.tsymd, t.memo, t.fintech_apsno, t.fin_acno, t.to_bncd, t.to_account,
                t.amount, t.business_date, t.kind, t.attempt, null)::settlement.transfer_claim;
   end if;
-  if found and t.state in ('pending', 'sending') then
+  if t.state in ('pending', 'sending') and (t.claimed_until is null or t.claimed_until < now() or t.claimed_by = p_holder) then
     update settlement.transfers x
     set state = 'sending', tsymd = coalesce(x.tsymd, settlement.bank_ymd()), claimed_by = p_holder,
         claimed_until = now() + make_interval(secs => p_lease_ms / 1000.0), updated_at = now()
-    from (select id, tsymd is not null as was_sent from settlement.transfers where id = p_id for update) o
-    where x.id = o.id and x.state in ('pending', 'sending')
-      and (x.claimed_until is null or x.claimed_until < now() or x.claimed_by = p_holder)
-    returning 'send', o.was_sent, x.tsymd = settlement.bank_ymd(), x.id, x.purpose, x.is_tuno, x.tsymd, x.memo, x.fintech_apsno,
+    where x.id = p_id
+    returning 'send', t.tsymd is not null, x.tsymd = settlement.bank_ymd(), x.id, x.purpose, x.is_tuno, x.tsymd, x.memo, x.fintech_apsno,
               x.fin_acno, x.to_bncd, x.to_account, x.amount, x.business_date, x.kind, x.attempt, null::integer
     into c;
-    if c.action is not null then
-      if p_slot_holder is not null then
-        c.slot := settlement.try_bank_slot();
-      end if;
-      return c;
+    if p_slot_holder is not null then
+      c.slot := settlement.try_bank_slot();
     end if;
-    select * into t from settlement.transfers where id = p_id;
-  end if;
-  if t.id is null then
-    perform settlement.raise_error('ST008', format('transfer %s does not exist', p_id));
+    return c;
   end if;
   return row(case when t.state in ('succeeded', 'failed') then 'settled' else 'busy' end, false, false, t.id, t.purpose, t.is_tuno, t.tsymd,
              t.memo, t.fintech_apsno, t.fin_acno, t.to_bncd, t.to_account, t.amount, t.business_date, t.kind, t.attempt, null)::settlement.transfer_claim;
