@@ -48,7 +48,7 @@ export interface DbLimiter {
  * wait; waiters also look again after `fallbackMs`, so nothing depends on a
  * notification arriving.
  */
-function createSlotWakeup(url: string, fallbackMs: number) {
+function createSlotWakeup(url: string, fallbackMs: number, lingerMs: number) {
   let client: pg.Client | undefined;
   let connecting: Promise<void> | undefined;
   let closed = false;
@@ -86,6 +86,10 @@ function createSlotWakeup(url: string, fallbackMs: number) {
       }
     })());
   // The "waiting" lock follows `waiting` (serialised on the one connection).
+  // It is let go only after `lingerMs` without waiters: under a full cap the
+  // count of waiters touches zero all the time, and taking and letting go of
+  // the lock each time would cost two round trips per freed slot.
+  let linger: NodeJS.Timeout | undefined;
   const sync = () => {
     flag = flag.then(async () => {
       const c = client;
@@ -101,12 +105,17 @@ function createSlotWakeup(url: string, fallbackMs: number) {
     /** Announces a waiter (before it looks for a slot): a release from now on notifies. */
     async enter(): Promise<void> {
       waiting++;
+      clearTimeout(linger);
       if (!client && !closed) await connect();
       await sync();
     },
     leave(): void {
       waiting--;
-      if (waiting === 0) void sync();
+      if (waiting === 0) {
+        clearTimeout(linger);
+        linger = setTimeout(() => void sync(), lingerMs);
+        linger.unref();
+      }
     },
     /** Resolves at the next freed slot anywhere, or after fallbackMs. */
     async wait(): Promise<void> {
@@ -124,6 +133,7 @@ function createSlotWakeup(url: string, fallbackMs: number) {
     },
     async close() {
       closed = true;
+      clearTimeout(linger);
       wakeAll();
       await client?.end().catch(() => undefined);
     },
@@ -140,7 +150,7 @@ function createSlotWakeup(url: string, fallbackMs: number) {
 export function createDbLimiter(opts: { url: string; maxWaitMs: number; poolSize: number; applicationName?: string }): DbLimiter {
   let held = 0;
   const pool = createAttemptPool(opts.url, opts.poolSize, opts.applicationName ?? 'settle-worker');
-  const wakeup = createSlotWakeup(opts.url, 250);
+  const wakeup = createSlotWakeup(opts.url, 250, 1_000);
 
   const trySlot = async (c: AttemptClient): Promise<number | null> => {
     const r = await c.query({ name: 'settle_try_bank_slot', text: 'select settlement.try_bank_slot() as s', values: [] });
@@ -148,10 +158,13 @@ export function createDbLimiter(opts: { url: string; maxWaitMs: number; poolSize
     if (s !== null && typeof s !== 'number') throw new Error(`try_bank_slot returned ${JSON.stringify(s)}`);
     return s;
   };
-  const take = async (c: AttemptClient): Promise<number> => {
+  /** `justTried`: the claim tried a moment ago and found the cap full; wait at once. */
+  const take = async (c: AttemptClient, justTried: boolean): Promise<number> => {
     const deadline = Date.now() + opts.maxWaitMs;
-    const first = await trySlot(c);
-    if (first !== null) return first;
+    if (!justTried) {
+      const first = await trySlot(c);
+      if (first !== null) return first;
+    }
     await wakeup.enter();
     try {
       for (;;) {
@@ -170,9 +183,11 @@ export function createDbLimiter(opts: { url: string; maxWaitMs: number; poolSize
     let slot: number | null = null;
     // Taking may have failed half-way (the lock taken, the answer lost).
     let unsure = false;
+    let claimTried = false;
     const a: Attempt = {
       client,
       adopt(taken) {
+        claimTried = true;
         if (taken !== null && slot === null) {
           slot = taken;
           held++;
@@ -187,7 +202,8 @@ export function createDbLimiter(opts: { url: string; maxWaitMs: number; poolSize
         async run<T2>(call: () => Promise<T2>): Promise<T2> {
           if (slot === null) {
             unsure = true;
-            slot = await take(client);
+            slot = await take(client, claimTried);
+            claimTried = false;
             unsure = false;
             held++;
           }
