@@ -19,8 +19,8 @@ export class BankSlotTimeoutError extends Error {
  */
 export interface Attempt {
   client: AttemptClient;
-  /** The slot the claim took on this connection (null: none). */
-  adopt(taken: number | null): void;
+  /** The slot the claim took on this connection (null: none; `tried` false: no claim tried for one). */
+  adopt(taken: number | null, tried?: boolean): void;
   /** The gate every bank call of the attempt goes through. */
   gate: Gate;
   /** The slot held right now (to hand to finish_transfer), or null. */
@@ -181,13 +181,15 @@ export function createDbLimiter(opts: { url: string; maxWaitMs: number; poolSize
   async function withAttempt<T>(fn: (a: Attempt) => Promise<T>): Promise<T> {
     const client = await pool.connect();
     let slot: number | null = null;
-    // Taking may have failed half-way (the lock taken, the answer lost).
-    let unsure = false;
+    // A slot may be held without our knowing: taking failed half-way (the lock
+    // taken, the answer lost), or the claim that takes one has not answered.
+    let unsure = true;
     let claimTried = false;
     const a: Attempt = {
       client,
-      adopt(taken) {
-        claimTried = true;
+      adopt(taken, tried = true) {
+        unsure = false;
+        claimTried = tried;
         if (taken !== null && slot === null) {
           slot = taken;
           held++;
@@ -236,7 +238,13 @@ export function createDbLimiter(opts: { url: string; maxWaitMs: number; poolSize
       await pool.end().catch(() => undefined);
     },
     gate() {
-      return { run: <T>(call: () => Promise<T>) => withAttempt((a) => a.gate.run(call)) };
+      return {
+        run: <T>(call: () => Promise<T>) =>
+          withAttempt((a) => {
+            a.adopt(null, false); // no claim here: nothing is held yet
+            return a.gate.run(call);
+          }),
+      };
     },
   };
 }
