@@ -105,7 +105,10 @@ export function p4RunLines(r: RecordRun): string[] {
 export function p4Lines(r: P4Result): string[] {
   const lines: string[] = [];
   const m = r.runs.find((x) => x.accruals === 1_000_000);
-  if (m) lines.push(head('P4 record 1M accruals / 10 s', (m.recordSec / 10).toFixed(3), '≤ 1.00', targets.p4Time(m)));
+  if (m) {
+    lines.push(head('P4 record 1M accruals / 10 s', (m.recordSec / 10).toFixed(3), '≤ 1.00', targets.p4Time(m)));
+    lines.push(`   1M accruals recorded in ${m.recordSec.toFixed(2)} s (issue 13 asks ≤ 2 s: ${m.recordSec <= 2 ? 'met' : 'NOT met'})`);
+  }
   for (const x of r.scaling) {
     lines.push(head(`P4 scaling ${int(x.from)} → ${int(x.to)}`, x.ratio.toFixed(3), '≤ 1.20', targets.p4Scale(x.ratio)));
     lines.push(`   time ×${x.timeRatio.toFixed(2)} for data ×${x.sizeRatio} (ratio = time ratio / size ratio)`);
