@@ -23,19 +23,9 @@ export interface PostOptions {
   timeoutMs: number;
 }
 
-/** The request options of a URL, split once per URL (node would split it again for every request). */
-const targets = new WeakMap<URL, { protocol: string; hostname: string; port: string; path: string }>();
-function targetOf(url: URL) {
-  let t = targets.get(url);
-  if (!t) {
-    t = { protocol: url.protocol, hostname: url.hostname.replace(/^\[|\]$/g, ''), port: url.port, path: url.pathname + url.search };
-    targets.set(url, t);
-  }
-  return t;
-}
-
 export function postJson(url: URL, payload: string, opts: PostOptions): Promise<PostOutcome> {
   return new Promise((resolve) => {
+    const controller = new AbortController();
     let connected = false;
     let timedOut = false;
     let settled = false;
@@ -47,18 +37,14 @@ export function postJson(url: URL, payload: string, opts: PostOptions): Promise<
     };
     const timer = setTimeout(() => {
       timedOut = true;
-      req.destroy(new Error(`timeout after ${opts.timeoutMs} ms`));
+      controller.abort();
     }, opts.timeoutMs);
 
-    const target = targetOf(url);
-    const transport = target.protocol === 'https:' ? https : http;
-    const req = transport.request({
-      protocol: target.protocol,
-      hostname: target.hostname,
-      ...(target.port ? { port: target.port } : {}),
-      path: target.path,
+    const transport = url.protocol === 'https:' ? https : http;
+    const req = transport.request(url, {
       method: 'POST',
       agent: opts.agent,
+      signal: controller.signal,
       headers: {
         'content-type': 'application/json; charset=utf-8',
         'content-length': Buffer.byteLength(payload),
