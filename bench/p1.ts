@@ -3,7 +3,7 @@ import { registered, stopSettleWorkers, TOKEN, WARMUP_CHUNKS, workerEnv, type Be
 import type { CpuSplit } from './cpu.js';
 import { fundSimulator } from './fixtures.js';
 import { runDay, type PayoutTiming } from './payday.js';
-import { startSettleWorkers } from './procs.js';
+import { startCpuBurner, startSettleWorkers } from './procs.js';
 import { timedDay, type PayoutProfile } from './timed.js';
 
 export interface P1Result extends PayoutTiming {
@@ -20,6 +20,15 @@ export interface P1Result extends PayoutTiming {
   /** Warnings/errors the workers logged during the timed run (job errors are retried with backoff). */
   problems: { count: number; top: string[] };
   profile?: PayoutProfile;
+  /** The same day again with one CPU-bound process beside it (an operator's host is never idle). */
+  loaded: {
+    confirmMs: number;
+    ratio: number;
+    simMaxInFlight: number;
+    simBusy: number;
+    cpu: CpuSplit;
+    problems: { count: number; top: string[] };
+  };
 }
 
 /**
@@ -41,6 +50,14 @@ export async function runP1(ctx: BenchContext): Promise<{ result: P1Result; sim:
       ctx.say(`P1: warm-up day of ${WARMUP_CHUNKS} chunks paid in ${(warm.confirmMs / 1000).toFixed(2)} s`);
       const idealMs = Math.ceil(n / M) * L;
       const { timing, cpu, stats, profile, problems } = await timedDay(ctx, workers.map((w) => w.pid), sim, n, Math.max(120_000, idealMs * 20));
+      // The same day again beside one CPU-bound process, started and stopped here (its process group).
+      const burner = startCpuBurner();
+      let loadedDay: Awaited<ReturnType<typeof timedDay>>;
+      try {
+        loadedDay = await timedDay(ctx, workers.map((w) => w.pid), sim, n, Math.max(120_000, idealMs * 20));
+      } finally {
+        await burner.stop();
+      }
       const result: P1Result = {
         ...timing,
         latencyMs: L,
@@ -55,6 +72,14 @@ export async function runP1(ctx: BenchContext): Promise<{ result: P1Result; sim:
         cpu,
         problems,
         ...(profile ? { profile } : {}),
+        loaded: {
+          confirmMs: loadedDay.timing.confirmMs,
+          ratio: loadedDay.timing.confirmMs / idealMs,
+          simMaxInFlight: loadedDay.stats.maxInFlight,
+          simBusy: loadedDay.stats.rejected.busy,
+          cpu: loadedDay.cpu,
+          problems: loadedDay.problems,
+        },
       };
       return { result, sim };
     } finally {

@@ -40,8 +40,11 @@ export function takeProblems(): { count: number; top: string[] } {
   return { count: all.length, top };
 }
 
+/** BENCH_CPU_PROF=<dir>: every child writes a V8 CPU profile there when it exits (node --cpu-prof). */
+const profileArgs = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+
 function start(args: string[], env: Record<string, string>): Child {
-  const proc = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [...profileArgs, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   const keep = (d: Buffer) => {
     for (const l of d.toString().split('\n')) {
@@ -117,5 +120,42 @@ export async function stopChildren(children: Iterable<Child>, graceMs = 10_000):
   return killed;
 }
 
+/** CPU-bound processes running beside a figure (P1 under load), each the leader of its own process group. */
+const burners = new Set<number>();
+process.on('exit', () => {
+  for (const pgid of burners) killGroup(pgid);
+});
+
+function killGroup(pgid: number): void {
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+/**
+ * Starts one CPU-bound process (a busy loop: what an operator's host also
+ * runs) in a process group of its own; `stop()` ends the group.
+ */
+export function startCpuBurner(): { pid: number; stop(): Promise<void> } {
+  const proc = spawn(process.execPath, ['-e', 'for (;;) {}'], { detached: true, stdio: 'ignore' });
+  const pid = proc.pid!;
+  burners.add(pid);
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  return {
+    pid,
+    async stop() {
+      killGroup(pid);
+      await exited;
+      burners.delete(pid);
+    },
+  };
+}
+
 /** Ends every child still running (cleanup on success, error or signal). */
-export const stopAllChildren = (graceMs = 5_000) => stopChildren([...live], graceMs).then(() => undefined);
+export const stopAllChildren = (graceMs = 5_000) => {
+  for (const pgid of burners) killGroup(pgid);
+  burners.clear();
+  return stopChildren([...live], graceMs).then(() => undefined);
+};

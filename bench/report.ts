@@ -13,7 +13,8 @@ const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
 const head = (label: string, figure: string, target: string, ok: boolean) => `${label.padEnd(40)} ${figure.padEnd(12)} target ${target.padEnd(8)} ${verdict(ok)}`;
 
 export const targets = {
-  p1: (r: P1Result) => r.ratio <= 1.1,
+  p1: (r: P1Result) => r.ratio <= 1.05,
+  p1Loaded: (r: P1Result) => r.loaded.ratio <= 1.1,
   p2: (r: P2Result) => r.speedup >= r.target,
   p3: (r: P3Result) => r.ratio >= 0.5,
   p4Time: (r: RecordRun) => r.recordSec <= 10,
@@ -35,7 +36,7 @@ function cpuLine(cpu: CpuSplit, wallMs: number, per: number, unit: string): stri
 export function p1Lines(r: P1Result): string[] {
   const capOk = r.simMaxInFlight <= r.maxInFlight;
   const lines = [
-    head('P1 payout wall / physical limit', r.ratio.toFixed(3), '≤ 1.10', targets.p1(r)),
+    head('P1 payout wall / physical limit', r.ratio.toFixed(3), '≤ 1.05', targets.p1(r)),
     `   wall ${s(r.confirmMs)} (run_stage('pay') → confirm done) / ideal ${s(r.idealMs)} = ceil(${r.chunks}/${r.maxInFlight}) × ${r.latencyMs} ms; ` +
       `${r.workers} workers × concurrency ${r.concurrency}`,
     `   bank in flight at most ${r.simMaxInFlight} (cap ${r.maxInFlight}) ${capOk ? 'OK' : 'FAIL: CAP EXCEEDED'}; busy rejections ${r.simBusy}; ` +
@@ -44,6 +45,15 @@ export function p1Lines(r: P1Result): string[] {
     ...problemLines(r.problems),
   ];
   if (r.profile) lines.push(...profileLines(r.profile));
+  const l = r.loaded;
+  const loadedCapOk = l.simMaxInFlight <= r.maxInFlight;
+  lines.push(
+    head('P1 beside a CPU-bound process', l.ratio.toFixed(3), '≤ 1.10', targets.p1Loaded(r)),
+    `   the same ${r.chunks} chunks again with one busy-loop process running beside them (started and stopped by the benchmark): ` +
+      `wall ${s(l.confirmMs)} / ideal ${s(r.idealMs)}; bank in flight at most ${l.simMaxInFlight} (cap ${r.maxInFlight}) ${loadedCapOk ? 'OK' : 'FAIL: CAP EXCEEDED'}; busy rejections ${l.simBusy}`,
+    cpuLine(l.cpu, l.confirmMs, r.chunks, 'chunk') + ' — "other processes" includes the busy loop',
+    ...problemLines(l.problems),
+  );
   return lines;
 }
 
@@ -95,7 +105,10 @@ export function p4RunLines(r: RecordRun): string[] {
 export function p4Lines(r: P4Result): string[] {
   const lines: string[] = [];
   const m = r.runs.find((x) => x.accruals === 1_000_000);
-  if (m) lines.push(head('P4 record 1M accruals / 10 s', (m.recordSec / 10).toFixed(3), '≤ 1.00', targets.p4Time(m)));
+  if (m) {
+    lines.push(head('P4 record 1M accruals / 10 s', (m.recordSec / 10).toFixed(3), '≤ 1.00', targets.p4Time(m)));
+    lines.push(`   1M accruals recorded in ${m.recordSec.toFixed(2)} s (issue 13 asks ≤ 2 s: ${m.recordSec <= 2 ? 'met' : 'NOT met'})`);
+  }
   for (const x of r.scaling) {
     lines.push(head(`P4 scaling ${int(x.from)} → ${int(x.to)}`, x.ratio.toFixed(3), '≤ 1.20', targets.p4Scale(x.ratio)));
     lines.push(`   time ×${x.timeRatio.toFixed(2)} for data ×${x.sizeRatio} (ratio = time ratio / size ratio)`);

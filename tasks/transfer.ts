@@ -1,7 +1,9 @@
-import type { Task } from 'graphile-worker';
+import type { Job, Task } from 'graphile-worker';
 import { z } from 'zod';
 import type { TransferResult } from '../src/bank/port.js';
-import { claimTransfer, finishTransfer } from '../src/db/queries.js';
+import { claimTransferOn, finishTransferOn } from '../src/db/attempt.js';
+import type { Claim } from '../src/db/queries.js';
+import type { Attempt } from '../src/jobs/limiter.js';
 import { parsePayload, RetryLaterError, type TaskContext } from '../src/jobs/context.js';
 import { orderOf, outcomeOf } from '../src/jobs/order.js';
 
@@ -16,33 +18,44 @@ const payloadSchema = z.object({ transfer_id: z.number().int().positive().max(Nu
 export function createTransferTask(ctx: TaskContext): Task {
   return async (raw, helpers) => {
     const { transfer_id: id } = parsePayload(payloadSchema, 'transfer', raw);
-    // One round trip claims the transfer and takes the first bank-call slot;
-    // one more records the answer and gives the slot back.
-    const token = ctx.limiter.token();
-    const claim = await claimTransfer(ctx.db, id, ctx.holder(), ctx.claimLeaseMs, { token, leaseMs: ctx.slotLeaseMs });
-    const taken = claim.slot === null ? null : { slot: claim.slot, token };
-    const log = ctx.logger.child({ job_id: helpers.job.id, task: 'transfer', transfer_id: id, purpose: claim.purpose, is_tuno: claim.is_tuno,
-      business_date: claim.business_date, kind: claim.kind, amount: claim.amount.toString(), attempt: helpers.job.attempts });
-    if (claim.action === 'settled') {
-      log.debug({ event: 'transfer:noop' }, 'transfer already settled');
-      return;
-    }
-    if (claim.action === 'busy') throw new RetryLaterError(`transfer ${id} is being sent by another attempt`);
-    // settlement.pause: no new bank call for this kind until resume (which runs the job again at once).
-    if (claim.action === 'paused') throw new RetryLaterError(`transfer ${id}: bank calls for ${claim.kind} are paused`);
-
-    let result: TransferResult;
-    try {
-      result = await ctx.bank.transfer(orderOf(claim), ctx.limiter.gate(taken));
-    } catch (e) {
-      await finishTransfer(ctx.db, id, claim.is_tuno, { outcome: 'unresolved', reason: (e as Error).message }, taken).catch(() => undefined);
-      throw e;
-    }
-    const recorded = await finishTransfer(ctx.db, id, claim.is_tuno, outcomeOf(result), taken);
-    const detail = result.status === 'failed' ? { code: result.code, bank_message: result.message }
-      : result.status === 'unresolved' ? { reason: result.reason } : { by: result.by };
-    log[result.status === 'succeeded' && recorded === 'succeeded' ? 'info' : 'warn'](
-      { event: 'transfer:result', status: result.status, recorded, ...detail }, `transfer ${id}: ${result.status}`);
-    if (result.status === 'unresolved') throw new RetryLaterError(`transfer ${id}: outcome unresolved (${result.reason}); will ask the bank again`);
+    // The attempt keeps one database connection: its claim takes the first
+    // bank-call slot (a session lock of this connection) in the same round
+    // trip, its finish records the answer and gives the slot back in one
+    // more. A process that dies frees the slot with the connection.
+    await ctx.limiter.withAttempt(async (a) => {
+      const claim = await claimTransferOn(a.client, id, ctx.holder(), ctx.claimLeaseMs, true);
+      a.adopt(claim.slot);
+      await attemptTransfer(ctx, a, helpers.job, id, claim);
+    });
   };
+}
+
+async function attemptTransfer(ctx: TaskContext, a: Attempt, job: Job, id: number, claim: Claim): Promise<void> {
+  const keys = () => ({ job_id: job.id, task: 'transfer', transfer_id: id, purpose: claim.purpose, is_tuno: claim.is_tuno,
+    business_date: claim.business_date, kind: claim.kind, amount: claim.amount.toString(), attempt: job.attempts });
+  if (claim.action === 'settled') {
+    if (ctx.logger.isLevelEnabled('debug')) ctx.logger.debug({ ...keys(), event: 'transfer:noop' }, 'transfer already settled');
+    return;
+  }
+  if (claim.action === 'busy') throw new RetryLaterError(`transfer ${id} is being sent by another attempt`);
+  // settlement.pause: no new bank call for this kind until resume (which runs the job again at once).
+  if (claim.action === 'paused') throw new RetryLaterError(`transfer ${id}: bank calls for ${claim.kind} are paused`);
+
+  let result: TransferResult;
+  try {
+    result = await ctx.bank.transfer(orderOf(claim), a.gate);
+  } catch (e) {
+    await finishTransferOn(a.client, id, claim.is_tuno, { outcome: 'unresolved', reason: (e as Error).message }, a.held())
+      .then(() => a.given(), () => undefined);
+    throw e;
+  }
+  const recorded = await finishTransferOn(a.client, id, claim.is_tuno, outcomeOf(result), a.held());
+  a.given();
+  const ok = result.status === 'succeeded' && recorded === 'succeeded';
+  // One info line per paid transfer; anything else is a warning.
+  if (ok && !ctx.logger.isLevelEnabled('info')) return;
+  const detail = result.status === 'failed' ? { code: result.code, bank_message: result.message }
+    : result.status === 'unresolved' ? { reason: result.reason } : { by: result.by };
+  ctx.logger[ok ? 'info' : 'warn']({ ...keys(), event: 'transfer:result', status: result.status, recorded, ...detail }, `transfer ${id}: ${result.status}`);
+  if (result.status === 'unresolved') throw new RetryLaterError(`transfer ${id}: outcome unresolved (${result.reason}); will ask the bank again`);
 }

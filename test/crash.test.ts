@@ -26,11 +26,24 @@ t.test('a worker killed with SIGKILL mid-payout loses nothing and pays nothing t
     return n >= total / 5n;
   });
   const survivor = await spawnWorker(t, env);
+  // Bank-call slots are session locks of the worker's connections (named settle-worker:<pid>).
+  const slotsOf = (pid: number) => db.oneFirst(sql.type(z.object({ n: z.bigint() }))`
+    select count(*) as n from pg_locks l join pg_stat_activity a on a.pid = l.pid
+    where l.locktype = 'advisory' and l.classid = 21332 and l.objsubid = 2 and l.objid > 0 and l.granted
+      and l.database = (select oid from pg_database where datname = current_database())
+      and a.application_name = ${'settle-worker:' + victim.child.pid}`);
+  const slotsHeld = await waitFor('the victim holding bank-call slots', async () => {
+    const n = await slotsOf(victim.child.pid!);
+    return n > 0n ? n : undefined;
+  });
   const held = await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from graphile_worker.jobs where locked_by = ${victim.poolId}`);
   victim.child.kill('SIGKILL');
   const killedAt = Date.now();
   await victim.exited;
   t.ok(held > 0n, `the victim held ${held} jobs when it was killed`);
+  t.ok(slotsHeld > 0n, `the victim held ${slotsHeld} bank-call slots when it was killed`);
+  await waitFor('the victim\'s slots given back', async () => (await slotsOf(victim.child.pid!)) === 0n, 10_000);
+  t.ok(Date.now() - killedAt < 10_000, `its bank-call slots came back ${Date.now() - killedAt} ms after the kill (with its connections)`);
 
   await waitFor('the dead pool\'s jobs released', async () => {
     const n = await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from graphile_worker.jobs where locked_by = ${victim.poolId}`);
@@ -42,6 +55,9 @@ t.test('a worker killed with SIGKILL mid-payout loses nothing and pays nothing t
   await waitAllWithdrawn(db, [D], KINDS.length, 120_000);
   t.ok(Date.now() - killedAt < 120_000, 'the day finished on the survivor');
   t.ok(survivor.logs.some((l) => l.includes('worker:recovered')), 'the survivor logged the recovery');
+  const stats = sim.statsSnapshot() as { maxInFlight: number; rejected: { busy: number } };
+  t.ok(stats.maxInFlight <= 12, `the cap of 12 calls in flight held through the kill (saw ${stats.maxInFlight})`);
+  t.equal(stats.rejected.busy, 0, 'the bank never refused a call for being over the cap');
   await checkInvariants(t, db, sim.url);
 });
 

@@ -43,8 +43,8 @@ export async function createDbPool(url: string, opts: { maximumPoolSize?: number
     interceptors: [resultParser],
     // slonik's default runs DISCARD ALL each time a connection goes back to
     // the pool: a second round trip for every query. We keep no session state
-    // on pooled connections (no SET, no session locks), so there is nothing
-    // to discard.
+    // on pooled connections (no SET, no session locks: bank-call slots live
+    // on the limiter's own connections), so there is nothing to discard.
     resetConnection: async () => {},
     connectionRetryLimit: 5,
     queryRetryLimit: 0,

@@ -78,11 +78,12 @@ export const claimSchema = z.object({
 export type Claim = z.infer<typeof claimSchema>;
 
 /** Claims a transfer for one bank attempt; with `slot`, also takes a bank-call slot in the same round trip. */
-export function claimTransfer(db: DatabasePool, id: number, holder: string, leaseMs: number, slot?: { token: string; leaseMs: number }): Promise<Claim> {
+/** Claims a transfer for one attempt, without a bank-call slot (the transfer task uses db/attempt.ts). */
+export function claimTransfer(db: CommonQueryMethods, id: number, holder: string, leaseMs: number): Promise<Claim> {
   return wrap(db.one(sql.type(claimSchema)`
     select action, resume, sendable, transfer_id, purpose::text as purpose, is_tuno, tsymd, memo, fintech_apsno, fin_acno, to_bncd, to_account,
            amount, business_date::text as business_date, kind::text as kind, attempt, slot
-    from settlement.claim_transfer(${id}, ${holder}, ${leaseMs}, ${slot?.token ?? null}, ${slot?.leaseMs ?? null})`));
+    from settlement.claim_transfer(${id}, ${holder}, ${leaseMs}, null, null)`));
 }
 
 /** What a transfer task records: built only by the bank result (see tasks/transfer.ts). */
@@ -94,14 +95,13 @@ export type TransferOutcome =
 const finishResult = z.object({ r: z.enum(['succeeded', 'failed', 'unresolved', 'stale', 'already_settled']) });
 export type FinishResult = z.infer<typeof finishResult>['r'];
 
-/** Records the bank's answer (+ journal and what follows), gives back the claim's slot. */
-export async function finishTransfer(db: DatabasePool, id: number, isTuno: string, o: TransferOutcome, slot?: { slot: number; token: string } | null): Promise<FinishResult> {
+/** Records the bank's answer (+ journal and what follows); no slot (the transfer task uses db/attempt.ts). */
+export async function finishTransfer(db: CommonQueryMethods, id: number, isTuno: string, o: TransferOutcome): Promise<FinishResult> {
   const processedAt = o.outcome === 'succeeded' ? o.processedAt : null;
   const code = o.outcome === 'failed' ? o.code : null;
   const message = o.outcome === 'failed' ? o.message : o.outcome === 'unresolved' ? o.reason : null;
   const row = await wrap(db.one(sql.type(finishResult)`
-    select settlement.finish_transfer(${id}, ${isTuno}, ${o.outcome}, ${processedAt}, ${code}, ${message},
-                                      ${slot?.slot ?? null}, ${slot?.token ?? null}) as r`));
+    select settlement.finish_transfer(${id}, ${isTuno}, ${o.outcome}, ${processedAt}, ${code}, ${message}, null, null) as r`));
   return row.r;
 }
 

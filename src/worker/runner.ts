@@ -114,7 +114,10 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   // rounds sends and asks, each phase retrying for up to bankRetryTimeMs.
   const claimLeaseMs = BANK_MAX_ROUNDS * 2 * (bankRetryTimeMs + config.bank.timeoutMs) + 10_000;
   const slotLeaseMs = config.bank.timeoutMs + 5_000;
-  const limiter = createDbLimiter(db, { url: o.databaseUrl, holder, leaseMs: slotLeaseMs, maxWaitMs: 120_000, localCap: config.bank.maxInFlight });
+  // A transfer attempt holds one connection of the limiter's pool from claim
+  // to finish (its bank-call slot is a session lock of that connection): one
+  // per job at most. The name lets the console count each worker's slots.
+  const limiter = createDbLimiter({ url: o.databaseUrl, maxWaitMs: 120_000, poolSize: concurrency + 1, applicationName: `settle-worker:${process.pid}` });
   const clock = await createDbClock(db);
   const codeBook = await createLiveCodeBook(db);
   const metrics = createWorkerMetrics(db, logger.child({ component: 'metrics' }));
