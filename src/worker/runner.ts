@@ -80,7 +80,11 @@ function graphileLogger(logger: Logger): GraphileLogger {
     // graphile-worker says "Completed task" at info for every job: on the
     // payout path that is one line per transfer besides our own. Debug.
     const routine = level === 'info' && message.startsWith('Completed task');
-    const l = level === 'error' ? 'error' : level === 'warning' ? 'warn' : level === 'info' && !routine ? 'info' : 'debug';
+    // A job that asked to run again later (RetryLaterError: its stage was busy)
+    // is logged by our job:error handler at info; graphile-worker calls it a
+    // failed task at error level. Debug.
+    const retryLater = level === 'error' && (meta as { error?: { name?: unknown } } | undefined)?.error?.name === 'RetryLaterError';
+    const l = retryLater ? 'debug' : level === 'error' ? 'error' : level === 'warning' ? 'warn' : level === 'info' && !routine ? 'info' : 'debug';
     if (!logger.isLevelEnabled(l)) return;
     logger[l]({ event: 'graphile', scope: { label: scope.label, workerId: scope.workerId, taskIdentifier: scope.taskIdentifier, jobId: scope.jobId }, ...(meta ? { meta: String(JSON.stringify(meta, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))).slice(0, 500) } : {}) }, message);
   });
