@@ -8,7 +8,7 @@ import { stageNames } from './data.js';
 import { html, type Html } from './html.js';
 import { page } from './layout.js';
 import { loginPage, safeNext } from './page-login.js';
-import type { ConsoleOptions } from './server.js';
+import type { ConsoleOptions } from './options.js';
 
 const MAX_FORM_BYTES = 16 * 1024;
 const reason = z.string().trim().min(1, 'a reason is required (it is recorded in the audit)').max(1000, 'the reason is at most 1000 characters');

@@ -1,10 +1,9 @@
 import http from 'node:http';
 import { z } from 'zod';
 import { SettlementError } from '../db/errors.js';
-import type { DatabasePool } from '../db/pool.js';
 import { dateSchema, kindSchema, problems, retryPreview } from '../db/queries.js';
-import type { Logger } from '../log.js';
 import { actionRoutes } from './actions.js';
+import type { ConsoleOptions } from './options.js';
 import { CONSOLE_CSS, CONSOLE_JS, fontAsset } from './assets.js';
 import { createSessions, hostAllowed, type Session } from './auth.js';
 import {
@@ -16,18 +15,6 @@ import { dayActions, dayBody } from './page-day.js';
 import { daysBody, inFlight } from './page-days.js';
 import { retryBody, workersActions, workersBody, type PreviewLine, type WorkersData } from './page-workers.js';
 import { loginPage } from './page-login.js';
-
-export interface ConsoleOptions {
-  /** The console's own pool (CONSOLE_DATABASE_URL): a viewer login reads, an operator login may also act. */
-  db: DatabasePool;
-  /** CONSOLE_TOKEN; undefined = read-only. */
-  token: string | undefined;
-  /** The address the server listens on (a loopback console answers only to localhost names). */
-  listenHost: string;
-  logger: Logger;
-  /** The available balance of a fin-account at the bank, for the retry dry run (when a bank is reachable). */
-  balance?: (finAcno: string) => Promise<bigint>;
-}
 
 export interface Console {
   /** Answers the request if it is the console's (true), else leaves it (false). */
@@ -75,6 +62,8 @@ export function send(res: http.ServerResponse, status: number, body: Html | stri
   res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', ...SECURITY_HEADERS, ...headers });
   res.end(String(body));
 }
+
+export type { ConsoleOptions };
 
 export function createConsole(o: ConsoleOptions): Console {
   const sessions = createSessions();
