@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { startBankSimulator, type BankSimulator } from '../../src/bank-sim/simulator.js';
 import type { DatabasePool } from '../../src/db/pool.js';
 import { dailyStatus, type StatusRow } from '../../src/db/queries.js';
-import { ledgerTransfers, reconcile, simulatorTransfers } from '../../src/reconcile.js';
+import { ledgerTransfers, reconcile, simulatorTransfers } from './bank-record.js';
 import { fundSimulator } from '../../src/seed.js';
 import { waitFor } from './procs.js';
 import { asLogin, TEST_WORKER_LOGIN } from './roles.js';

@@ -1,6 +1,7 @@
+/** The tests' cross-check: the ledger's bank movements against the simulator's own record (GET /_sim/transfers). The product proves a day through the reconcile stage (the bank's statements). */
 import { sql } from 'slonik';
 import { z } from 'zod';
-import type { DatabasePool } from './db/pool.js';
+import type { DatabasePool } from '../../src/db/pool.js';
 
 export interface BankTransfer {
   isTuno: string;
