@@ -453,20 +453,27 @@ $$;
 
 ------------------------------------------------------------------------------
 -- Grants: create or replace resets security definer and search_path (0020's
--- pattern; its grant_api helper is dropped there).
-do $$
+-- pattern). 0020 and 0021 each dropped their helper after use; this one stays,
+-- so later migrations that replace API functions restate nothing
+-- (settlement_meta.api(role or null, functions): definer, fixed search_path,
+-- and execute for the role when one is given).
+create function settlement_meta.api(p_role text, p_functions text[]) returns void
+language plpgsql as $$
 declare
   f text;
 begin
-  foreach f in array array[
-    'run_stage(settlement.stage, date, settlement.kind)', 'statements_to_read()',
-    'record_statement(text, text, text, text, jsonb, timestamptz)', 'decide_unresolved()'] loop
+  foreach f in array p_functions loop
     execute format('alter function settlement.%s security definer set search_path = pg_catalog, settlement, graphile_worker', f);
+    if p_role is not null then
+      execute format('grant execute on function settlement.%s to %I', f, p_role);
+    end if;
   end loop;
 end $$;
+revoke all on function settlement_meta.api(text, text[]) from public;
+
+select settlement_meta.api(null, array['run_stage(settlement.stage, date, settlement.kind)', 'decide_unresolved()']);
+select settlement_meta.api('settlement_worker', array['statements_to_read()', 'record_statement(text, text, text, text, jsonb, timestamptz)']);
 revoke all on function settlement.bookings_end(text), settlement.read_after(text, text, text, timestamptz),
   settlement.reconcile_reads_needed(date, settlement.kind), settlement.unresolved_read_need(settlement.transfers),
   settlement.matcher_lock_key(), settlement.statements_to_read(), settlement.record_statement(text, text, text, text, jsonb, timestamptz),
   settlement.decide_unresolved() from public;
-grant execute on function settlement.statements_to_read(), settlement.record_statement(text, text, text, text, jsonb, timestamptz)
-  to settlement_worker;

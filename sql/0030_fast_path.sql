@@ -372,20 +372,10 @@ language sql stable as $$
 $$;
 
 ------------------------------------------------------------------------------
--- Grants (the pattern of 0020_roles.sql): definer functions with a fixed
+-- Grants (settlement_meta.api of 0023): definer functions with a fixed
 -- search_path; create or replace reset that for the functions replaced above.
-create function settlement.grant_fast_api(p_role text, p_functions text[]) returns void
-language plpgsql as $$
-declare
-  f text;
-begin
-  foreach f in array p_functions loop
-    execute format('alter function settlement.%s security definer set search_path = pg_catalog, settlement, graphile_worker', f);
-    execute format('grant execute on function settlement.%s to %I', f, p_role);
-  end loop;
-end $$;
 
-select settlement.grant_fast_api('settlement_worker', array[
+select settlement_meta.api('settlement_worker', array[
   'claim_transfer(bigint, text, integer, text, integer)',
   'finish_transfer(bigint, text, text, text, text, text, integer, text)',
   'acquire_bank_slot(text, integer)',
@@ -393,9 +383,8 @@ select settlement.grant_fast_api('settlement_worker', array[
   'try_bank_slot()',
   'give_bank_slot(integer)',
   'bank_slots_in_use()']);
-select settlement.grant_fast_api('settlement_viewer', array[
+select settlement_meta.api('settlement_viewer', array[
   'bank_slots_in_use()',
   'console_bank()',
   'console_workers()']);
-drop function settlement.grant_fast_api(text, text[]);
 revoke all on all functions in schema settlement from public;
