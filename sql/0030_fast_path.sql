@@ -67,15 +67,11 @@ language sql stable as $$
     and l.classid = 21332 and l.objsubid = 2 and l.objid > 0 and l.granted
 $$;
 
--- The acquire/release of 0005/0010 now take and give advisory slots; the
--- table settlement.bank_slots is no longer used.
-create or replace function settlement.acquire_bank_slot(p_holder text, p_lease_ms integer) returns integer
-language sql as $$ select settlement.try_bank_slot() $$;
-create or replace function settlement.release_bank_slot(p_slot integer, p_holder text) returns void
-language plpgsql as $$
-begin
-  perform settlement.give_bank_slot(p_slot);
-end $$;
+-- The lease-based acquire/release of 0005/0010: nothing calls them now
+-- (claim_transfer and finish_transfer below take and give advisory slots).
+-- The table settlement.bank_slots is no longer read.
+drop function settlement.acquire_bank_slot(text, integer);
+drop function settlement.release_bank_slot(integer, text);
 
 ------------------------------------------------------------------------------
 -- An index that no claim or outcome changes (updates stay HOT), in id order
@@ -378,8 +374,6 @@ $$;
 select settlement_meta.api('settlement_worker', array[
   'claim_transfer(bigint, text, integer, text, integer)',
   'finish_transfer(bigint, text, text, text, text, text, integer, text)',
-  'acquire_bank_slot(text, integer)',
-  'release_bank_slot(integer, text)',
   'try_bank_slot()',
   'give_bank_slot(integer)',
   'bank_slots_in_use()']);

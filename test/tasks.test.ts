@@ -39,7 +39,7 @@ t.test('the same task run twice, concurrently and again later, moves money once'
     const bank = createNhBankClient({ baseUrl: sim.url, iscd: config.bank.iscd, fintechApsno: config.bank.fintechApsno, accessToken: TOKEN, brdtBrno: config.bank.brdtBrno,
       svcCodes: config.bank.svcCodes, perCallLimit: config.bank.perCallLimit, timeoutMs: 2000, codeBook: codeBook.lookup, now: clock.now });
     t.teardown(() => bank.close());
-    return { db, bank, config, logger: createLogger('silent'), holder: () => holder, claimLeaseMs: 30_000, limiter, slotLeaseMs: 10_000, clock };
+    return { db, bank, config, logger: createLogger('silent'), holder: () => holder, claimLeaseMs: 30_000, limiter, clock };
   };
   const stageA = createStageTask(ctxFor('pool-a'));
   const stageB = createStageTask(ctxFor('pool-b'));

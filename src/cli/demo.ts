@@ -128,14 +128,13 @@ export async function cmdDemo(argv: string[], config: Config, logger: Logger) {
     const summary = await reconcileSummary(db, date);
     const breaks = await reconciliationBreaks(db, date);
     for (const line of formatReconcile(summary, breaks)) console.log(line);
-    const moved = await db.one(sql.type(z.object({ transfers: z.bigint(), amount: z.bigint(), lines: z.bigint() }))`
-      select count(*) as transfers, coalesce(sum(t.amount), 0)::bigint as amount,
-             (select count(*) from settlement.line_matches m join settlement.transfers x on x.id = m.transfer_id and x.is_tuno = m.is_tuno
-              where x.business_date = ${date}::date and m.rule in ('reference', 'fallback')) as lines
-      from settlement.transfers t where t.business_date = ${date}::date and t.state = 'succeeded'`);
+    const moved = await db.one(sql.type(z.object({ transfers: z.bigint(), amount: z.bigint() }))`
+      select count(*) as transfers, coalesce(sum(amount), 0)::bigint as amount
+      from settlement.transfers where business_date = ${date}::date and state = 'succeeded'`);
+    const lines = summary.reduce((a, r) => a + r.matched_lines, 0n);
     const reconciled = summary.length === KINDS.length && summary.every((r) => r.reconcile === 'done') && breaks.length === 0;
     console.log(reconciled
-      ? `reconciliation against the bank's statements: ${moved.transfers} transfers (${money(moved.amount)} KRW) matched to ${moved.lines} statement lines, no break: no difference, to the won`
+      ? `reconciliation against the bank's statements: ${moved.transfers} transfers (${money(moved.amount)} KRW) matched to ${lines} statement lines, no break: no difference, to the won`
       : `reconciliation against the bank's statements: NOT reconciled (${breaks.length} open break(s))`);
     const stats = sim.statsSnapshot() as { maxInFlight?: number };
     console.log(`bank calls in flight at most: ${stats.maxInFlight} (cap ${config.bank.maxInFlight}); wall time ${((Date.now() - t0) / 1000).toFixed(1)} s`);

@@ -12,14 +12,12 @@ export interface TaskContext {
   bank: BankClient;
   config: Config;
   logger: Logger;
-  /** This worker pool's id; claims and bank slots are held in its name. */
+  /** This worker pool's id; claims are held in its name. */
   holder: () => string;
   /** How long a claim on a transfer lasts: longer than one whole bank transfer with its retries. */
   claimLeaseMs: number;
   /** The database-wide bank-call limit (the bank client calls through it). */
   limiter: DbLimiter;
-  /** How long one bank-call slot is leased. */
-  slotLeaseMs: number;
   /** The database's clock. */
   clock: DbClock;
 }

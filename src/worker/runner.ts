@@ -117,7 +117,6 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   // A claim outlives the longest transfer() the client can make: each of its
   // rounds sends and asks, each phase retrying for up to bankRetryTimeMs.
   const claimLeaseMs = BANK_MAX_ROUNDS * 2 * (bankRetryTimeMs + config.bank.timeoutMs) + 10_000;
-  const slotLeaseMs = config.bank.timeoutMs + 5_000;
   // A transfer attempt holds one connection of the limiter's pool from claim
   // to finish (its bank-call slot is a session lock of that connection): one
   // per job at most. The name lets the console count each worker's slots.
@@ -140,7 +139,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
     now: clock.now,
     logger: logger.child({ component: 'bank' }),
   }), metrics.observeBank);
-  const ctx: TaskContext = { db, bank, config, logger, holder, claimLeaseMs, limiter, slotLeaseMs, clock };
+  const ctx: TaskContext = { db, bank, config, logger, holder, claimLeaseMs, limiter, clock };
 
   // A job that can never succeed (a payload that will never parse, a transfer
   // or account that does not exist) fails for good at once: it is recorded in
