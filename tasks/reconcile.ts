@@ -17,7 +17,7 @@ export function createReconcileTask(ctx: TaskContext): Task {
   return async (raw, helpers) => {
     const p = parsePayload(payloadSchema, 'reconcile', raw);
     const log = ctx.logger.child({ job_id: helpers.job.id, task: 'reconcile', attempt: helpers.job.attempts });
-    const r = await readFinalStatements(ctx.db, ctx.bank, () => ctx.limiter.gate(null), log);
+    const r = await readFinalStatements(ctx.db, ctx.bank, () => ctx.desk.gate(), log);
     if (r.read > 0) log.info({ event: 'reconcile:read', statements: r.read, new_lines: r.lines }, `read ${r.read} statement(s), ${r.lines} new line(s)`);
     for (const d of await decideUnresolved(ctx.db)) {
       log.warn({ event: 'reconcile:decided', transfer_id: d.transfer_id.toString(), is_tuno: d.is_tuno, decision: d.decision },

@@ -20,10 +20,10 @@ export function createRegisterTask(ctx: TaskContext): Task {
     if (reg.fin_acno) return;
     let rgno = reg.fin_rgno;
     if (!rgno) {
-      rgno = await ctx.bank.openFinAccount(reg.bank_code, reg.account_no, ctx.limiter.gate(null));
+      rgno = await ctx.bank.openFinAccount(reg.bank_code, reg.account_no, ctx.desk.gate());
       await recordFinRgno(ctx.db, accountNo, rgno);
     }
-    const fin = await ctx.bank.checkFinAccount(rgno, ctx.limiter.gate(null));
+    const fin = await ctx.bank.checkFinAccount(rgno, ctx.desk.gate());
     const r = await recordFinAccount(ctx.db, accountNo, fin.finAcno, fin.rgsnYmd);
     log.info({ event: 'register:done', recorded: r }, `loan account registered for withdrawals`);
   };

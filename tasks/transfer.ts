@@ -1,9 +1,8 @@
 import type { Job, Task } from 'graphile-worker';
 import { z } from 'zod';
 import type { TransferResult } from '../src/bank/port.js';
-import { claimTransferOn, finishTransferOn } from '../src/db/attempt.js';
 import type { Claim } from '../src/db/queries.js';
-import type { Attempt } from '../src/jobs/limiter.js';
+import type { Attempt } from '../src/jobs/desk.js';
 import { parsePayload, RetryLaterError, type TaskContext } from '../src/jobs/context.js';
 import { orderOf, outcomeOf } from '../src/jobs/order.js';
 
@@ -18,13 +17,11 @@ const payloadSchema = z.object({ transfer_id: z.number().int().positive().max(Nu
 export function createTransferTask(ctx: TaskContext): Task {
   return async (raw, helpers) => {
     const { transfer_id: id } = parsePayload(payloadSchema, 'transfer', raw);
-    // The attempt keeps one database connection: its claim takes the first
-    // bank-call slot (a session lock of this connection) in the same round
-    // trip, its finish records the answer and gives the slot back in one
-    // more. A process that dies frees the slot with the connection.
-    await ctx.limiter.withAttempt(async (a) => {
-      const claim = await claimTransferOn(a.client, id, ctx.holder(), ctx.claimLeaseMs, true);
-      a.adopt(claim.slot);
+    // The process's bank desk batches the claim with others waiting (and
+    // takes the slot the first bank call will need), hands the slot on when
+    // the bank has answered, and batches the outcome.
+    await ctx.desk.withAttempt(id, async (a) => {
+      const claim = await a.claim();
       await attemptTransfer(ctx, a, helpers.job, id, claim);
     });
   };
@@ -45,12 +42,10 @@ async function attemptTransfer(ctx: TaskContext, a: Attempt, job: Job, id: numbe
   try {
     result = await ctx.bank.transfer(orderOf(claim), a.gate);
   } catch (e) {
-    await finishTransferOn(a.client, id, claim.is_tuno, { outcome: 'unresolved', reason: (e as Error).message }, a.held())
-      .then(() => a.given(), () => undefined);
+    await a.finish(claim.is_tuno, { outcome: 'unresolved', reason: (e as Error).message }).catch(() => undefined);
     throw e;
   }
-  const recorded = await finishTransferOn(a.client, id, claim.is_tuno, outcomeOf(result), a.held());
-  a.given();
+  const recorded = await a.finish(claim.is_tuno, outcomeOf(result));
   const ok = result.status === 'succeeded' && recorded === 'succeeded';
   // One info line per paid transfer; anything else is a warning.
   if (ok && !ctx.logger.isLevelEnabled('info')) return;

@@ -4,7 +4,7 @@ import type { Config } from '../config.js';
 import type { DatabasePool } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import type { DbClock } from './clock.js';
-import type { DbLimiter } from './limiter.js';
+import type { BankDesk } from './desk.js';
 
 /** What every task gets: the project's pool, the bank, the config and a logger. */
 export interface TaskContext {
@@ -16,8 +16,8 @@ export interface TaskContext {
   holder: () => string;
   /** How long a claim on a transfer lasts: longer than one whole bank transfer with its retries. */
   claimLeaseMs: number;
-  /** The database-wide bank-call limit (the bank client calls through it). */
-  limiter: DbLimiter;
+  /** Claims, outcomes and the database-wide bank-call limit (the bank client calls through its gates). */
+  desk: BankDesk;
   /** The database's clock. */
   clock: DbClock;
 }

@@ -25,7 +25,7 @@ import { createWorkerMetrics, type WorkerMetrics } from '../ops/metrics.js';
 import { createDbClock } from '../jobs/clock.js';
 import { createLiveCodeBook } from '../jobs/codebook.js';
 import { PayloadError, type TaskContext } from '../jobs/context.js';
-import { createDbLimiter } from '../jobs/limiter.js';
+import { createBankDesk } from '../jobs/desk.js';
 
 export interface WorkerOptions {
   config: Config;
@@ -117,10 +117,13 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   // A claim outlives the longest transfer() the client can make: each of its
   // rounds sends and asks, each phase retrying for up to bankRetryTimeMs.
   const claimLeaseMs = BANK_MAX_ROUNDS * 2 * (bankRetryTimeMs + config.bank.timeoutMs) + 10_000;
-  // A transfer attempt holds one connection of the limiter's pool from claim
-  // to finish (its bank-call slot is a session lock of that connection): one
-  // per job at most. The name lets the console count each worker's slots.
-  const limiter = createDbLimiter({ url: o.databaseUrl, maxWaitMs: 120_000, poolSize: concurrency + 1, applicationName: `settle-worker:${process.pid}` });
+  // The bank desk: the process's claims and outcomes, batched on a
+  // connection of its own that also holds its bank-call slots. The name lets
+  // the console count each worker's slots.
+  const desk = createBankDesk({
+    url: o.databaseUrl, holder, claimLeaseMs, maxWaitMs: 120_000, applicationName: `settle-worker:${process.pid}`,
+    onError: (e) => logger.warn({ event: 'desk:error', err: (e as Error).message }, 'bank desk round trip failed (its transfers are tried again)'),
+  });
   const clock = await createDbClock(db);
   const codeBook = await createLiveCodeBook(db);
   const metrics = createWorkerMetrics(db, logger.child({ component: 'metrics' }));
@@ -139,7 +142,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
     now: clock.now,
     logger: logger.child({ component: 'bank' }),
   }), metrics.observeBank);
-  const ctx: TaskContext = { db, bank, config, logger, holder, claimLeaseMs, limiter, clock };
+  const ctx: TaskContext = { db, bank, config, logger, holder, claimLeaseMs, desk, clock };
 
   // A job that can never succeed (a payload that will never parse, a transfer
   // or account that does not exist) fails for good at once: it is recorded in
@@ -287,7 +290,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
       await runner.stop().catch(() => undefined);
       resolveDone();
       await db.query(sql.unsafe`select settlement.worker_gone(${poolId})`).catch(() => undefined);
-      await limiter.close();
+      await desk.close();
       await db.end();
       logger.info({ event: 'worker:stop', pool_id: poolId }, 'worker stopped');
     })());
