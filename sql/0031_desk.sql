@@ -172,6 +172,7 @@ declare
   v_slots integer[];
   v_max integer;
   v_workers integer;
+  v_others boolean;
 begin
   if cardinality(coalesce(p_ids, '{}')) <> cardinality(coalesce(p_holders, '{}')) then
     perform settlement.raise_error('ST009', 'claim_transfers: p_ids and p_holders must have the same length');
@@ -199,11 +200,12 @@ begin
   into v_send, v_paused, v_resume
   from d;
 
+  -- By primary key (an index condition: no plan can turn it into a scan of
+  -- the table); a row's own values are found by its place in the batch.
   update settlement.transfers x
-  set state = 'sending', tsymd = coalesce(x.tsymd, v_ymd), claimed_by = r.holder,
+  set state = 'sending', tsymd = coalesce(x.tsymd, v_ymd), claimed_by = p_holders[array_position(p_ids, x.id)],
       claimed_until = now() + make_interval(secs => p_lease_ms / 1000.0), updated_at = now()
-  from unnest(p_ids, p_holders) r(id, holder)
-  where x.id = r.id and x.id = any(v_send);
+  where x.id = any(v_send);
 
   select json_agg(json_build_object(
            'action', case when t.id is null then 'missing'
@@ -221,14 +223,19 @@ begin
   from unnest(p_ids) with ordinality r(id, ord)
   left join settlement.transfers t on t.id = r.id;
 
-  v_slots := settlement.take_bank_slots(p_want, p_held);
+  -- While another process waits, this one takes no more than its share of
+  -- the cap (max_in_flight over the live workers).
   select max_in_flight into v_max from settlement.config where id;
-  select count(*) into v_workers from settlement.workers w cross join settlement.ops_settings o
+  select greatest(count(*), 1) into v_workers from settlement.workers w cross join settlement.ops_settings o
   where o.id and w.last_beat > now() - o.worker_silent_after;
+  v_others := settlement.others_waiting_for_slots();
+  if v_others then
+    p_want := least(p_want, ceil(v_max::numeric / v_workers)::integer - cardinality(coalesce(p_held, '{}')));
+  end if;
+  v_slots := settlement.take_bank_slots(p_want, p_held);
 
-  return json_build_object('claims', coalesce(v_claims, '[]'::json), 'slots', v_slots,
-                           'others_waiting', settlement.others_waiting_for_slots(),
-                           'workers', greatest(v_workers, 1), 'max_in_flight', v_max);
+  return json_build_object('claims', coalesce(v_claims, '[]'::json), 'slots', v_slots, 'others_waiting', v_others,
+                           'workers', v_workers, 'max_in_flight', v_max);
 end $$;
 comment on function settlement.claim_transfers is
   'Worker (bank desk): claim_transfer for a batch of transfers in one transaction, plus up to p_want bank-call slots for this connection; returns json {claims, slots, others_waiting, workers, max_in_flight}.';
@@ -244,6 +251,7 @@ returns text[]
 language plpgsql as $$
 declare
   v_n integer := cardinality(coalesce(p_ids, '{}'));
+  v_fast bigint[];
   v_done bigint[];
   v_out text[] := '{}';
   g record;
@@ -268,17 +276,18 @@ begin
     return v_out;
   end if;
 
-  -- Everyday payouts.
-  with r as (
-    select * from unnest(p_ids, p_is_tunos, p_outcomes, p_processed_at, p_codes, p_messages) r(id, is_tuno, outcome, processed_at, code, message)
-    where r.outcome in ('succeeded', 'failed')),
-  u as (
+  -- Everyday payouts, by primary key (an index condition: no plan can turn
+  -- it into a scan of the table); a row's own values are found by its place
+  -- in the batch.
+  v_fast := array(select p_ids[k] from generate_subscripts(p_ids, 1) k where p_outcomes[k] in ('succeeded', 'failed'));
+  with u as (
     update settlement.transfers t
-    set state = r.outcome::settlement.transfer_state, processed_at = r.processed_at, fail_code = r.code,
-        fail_message = left(r.message, 500), settled_at = now(), claimed_by = null, claimed_until = null,
+    set state = p_outcomes[array_position(p_ids, t.id)]::settlement.transfer_state,
+        processed_at = p_processed_at[array_position(p_ids, t.id)], fail_code = p_codes[array_position(p_ids, t.id)],
+        fail_message = left(p_messages[array_position(p_ids, t.id)], 500), settled_at = now(), claimed_by = null, claimed_until = null,
         unresolved_since = null, unresolved_reason = null, updated_at = now()
-    from r
-    where t.id = r.id and t.is_tuno = r.is_tuno and t.state in ('pending', 'sending') and t.purpose = 'payout'
+    where t.id = any(v_fast) and t.is_tuno = p_is_tunos[array_position(p_ids, t.id)]
+      and t.state in ('pending', 'sending') and t.purpose = 'payout'
     returning t.*),
   a as (
     insert into settlement.transfer_attempts (transfer_id, is_tuno, tsymd, amount, outcome, code, message, processed_at)
@@ -327,6 +336,18 @@ begin
     perform graphile_worker.add_jobs(v);
   end if;
 end $$;
+
+------------------------------------------------------------------------------
+-- The batch functions touch only the batch's rows, by primary key. A desk's
+-- connection lives as long as its process, and PL/pgSQL keeps each
+-- statement's plan for the session: a plan made on a fresh database, when
+-- transfers held a few rows, scanned the whole table for every later batch
+-- (and the table only grows). Index lookups and nested loops are the only
+-- plans that suit them, whatever the statistics say.
+alter function settlement.claim_transfers(bigint[], text[], integer, integer, integer[], integer)
+  set enable_seqscan = off set enable_hashjoin = off set enable_mergejoin = off;
+alter function settlement.finish_transfers(bigint[], text[], text[], text[], text[], text[], integer[])
+  set enable_seqscan = off set enable_hashjoin = off set enable_mergejoin = off;
 
 ------------------------------------------------------------------------------
 -- Grants (settlement_meta.api of 0023).

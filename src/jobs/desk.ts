@@ -196,24 +196,28 @@ export function createBankDesk(o: DeskOptions): BankDesk {
     again.unref();
   };
 
-  /** Slots to ask for: one per claim and waiting call, less those kept; within this process's share while others wait. */
+  /** Slots to ask for: one per claim and waiting call, less those kept (claim_transfers keeps to this process's share while others wait). */
   const wantSlots = (claims: number) => {
     let kept = 0;
     for (const inUse of held.values()) if (!inUse) kept++;
-    const want = Math.max(0, claims + waiters.length - kept);
-    return othersWaiting ? Math.min(want, Math.max(0, share - held.size)) : want;
+    return Math.max(0, claims + waiters.length - kept);
   };
 
-  /** A slot of the current connection is free: to a waiter here, kept a moment, or given back. */
+  /**
+   * A slot of the current connection is free: to a call here that waits for
+   * one (unless another process waits too and this one holds more than its
+   * share); otherwise given back at once when another process waits, or kept
+   * a moment for this process's next claim.
+   */
   const free = (slot: number) => {
-    const mine = othersWaiting && held.size > share;
-    const w = mine ? undefined : waiters.shift();
+    const over = othersWaiting && held.size > share;
+    const w = over ? undefined : waiters.shift();
     if (w) {
       clearTimeout(w.timer);
       w.resolve({ slot, gen });
       return;
     }
-    if (mine) {
+    if (othersWaiting) {
       held.delete(slot);
       giveQ.push(slot);
       kick();

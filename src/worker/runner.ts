@@ -208,8 +208,11 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
       logger: graphileLogger(logger.child({ component: 'graphile-worker' })),
       // Fetch jobs in batches (one get_job round trip serves many payouts) and
       // complete them in batches. A crash can then re-run a job that had
-      // finished; every task is idempotent, so that costs a no-op.
-      preset: { worker: { localQueue: { size: concurrency }, completeJobBatchDelay: 0 } },
+      // finished; every task is idempotent, so that costs a no-op. A batch is
+      // a quarter of the concurrency: jobs fetched are this process's until
+      // it runs them, and at the end of a day the other processes should not
+      // sit idle beside a long local queue.
+      preset: { worker: { localQueue: { size: Math.max(1, Math.ceil(concurrency / 4)) }, completeJobBatchDelay: 0 } },
     });
   };
 
