@@ -37,7 +37,13 @@ const schema = z
 
 export type BenchOptions = Omit<z.output<typeof schema>, 'only'> & {
   figures: Set<Figure>;
-  /** Per worker process: W × concurrency a bit above M, so a freed bank slot never waits for a job. */
+  /**
+   * Per worker process: twice its share of the cap, plus 5. Behind each call
+   * in flight a transfer is claimed and waiting, so the slot goes to it the
+   * moment the bank answers (a slot that waits for a job to be fetched and
+   * claimed loses that time every round), and at the end of a day one
+   * process can use the whole cap.
+   */
   concurrency: number;
 };
 
@@ -47,7 +53,7 @@ export const USAGE = `usage: npm run bench -- [--chunks N] [--latency-ms N] [--m
   --latency-ms N     bank latency L for P1/P2 (default 250; jitter 0)
   --max-in-flight N  in-flight cap M, on the simulator and BANK_MAX_IN_FLIGHT (default 50)
   --workers N        settle worker processes W (default 2)
-  --concurrency N    WORKER_CONCURRENCY per process (default ceil(M/W)+5: a bit above M in total)
+  --concurrency N    WORKER_CONCURRENCY per process (default 2*ceil(M/W)+5: a waiting transfer behind each call in flight)
   --only LIST        figures to run (P2 needs P1's wall, so it brings P1 along)
   --large            P4 also at 10,000,000 accruals (minutes of seeding)
   --json             results as one JSON object on stdout; the prose goes to stderr
@@ -89,5 +95,5 @@ export function parseOptions(argv: string[]): BenchOptions {
   const figures = new Set<Figure>(only ?? FIGURES);
   // P2 is N·L / (P1 wall): it needs P1's wall time from the same run.
   if (figures.has('P2')) figures.add('P1');
-  return { ...rest, figures, concurrency: concurrency ?? Math.ceil(rest.maxInFlight / rest.workers) + 5 };
+  return { ...rest, figures, concurrency: concurrency ?? 2 * Math.ceil(rest.maxInFlight / rest.workers) + 5 };
 }

@@ -17,7 +17,7 @@ export const targets = {
   p1Loaded: (r: P1Result) => r.loaded.ratio <= 1.1,
   p2: (r: P2Result) => r.speedup >= r.target,
   p3: (r: P3Result) => r.ratio >= 0.5,
-  p4Time: (r: RecordRun) => r.recordSec <= 10,
+  p4Time: (r: RecordRun) => r.recordSec <= 2,
   p4Scale: (ratio: number) => ratio <= 1.2,
 };
 
@@ -106,8 +106,8 @@ export function p4Lines(r: P4Result): string[] {
   const lines: string[] = [];
   const m = r.runs.find((x) => x.accruals === 1_000_000);
   if (m) {
-    lines.push(head('P4 record 1M accruals / 10 s', (m.recordSec / 10).toFixed(3), '≤ 1.00', targets.p4Time(m)));
-    lines.push(`   1M accruals recorded in ${m.recordSec.toFixed(2)} s (issue 13 asks ≤ 2 s: ${m.recordSec <= 2 ? 'met' : 'NOT met'})`);
+    lines.push(head('P4 record 1M accruals / 2 s', (m.recordSec / 2).toFixed(3), '≤ 1.00', targets.p4Time(m)));
+    lines.push(`   1M accruals recorded in ${m.recordSec.toFixed(2)} s (SPEC §6: ≤ 2 s on 2 cores)`);
   }
   for (const x of r.scaling) {
     lines.push(head(`P4 scaling ${int(x.from)} → ${int(x.to)}`, x.ratio.toFixed(3), '≤ 1.20', targets.p4Scale(x.ratio)));

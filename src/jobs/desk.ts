@@ -64,6 +64,7 @@ export interface DeskOptions {
   maxBatch?: number;
   fallbackMs?: number;
   lingerMs?: number;
+  flagLingerMs?: number;
   /** Reports a lost connection or a failed round trip (the items concerned fail on their own). */
   onError?: (e: unknown) => void;
 }
@@ -113,6 +114,10 @@ export function createBankDesk(o: DeskOptions): BankDesk {
   const maxBatch = o.maxBatch ?? 64;
   const fallbackMs = o.fallbackMs ?? 250;
   const lingerMs = o.lingerMs ?? 50;
+  // The "waiting" lock is let go this long after the last waiting call here:
+  // a process that keeps it while it waits for nothing holds the others to
+  // their share of the cap.
+  const flagLingerMs = o.flagLingerMs ?? 50;
   const onError = o.onError ?? (() => undefined);
 
   let client: pg.Client | undefined;
@@ -137,6 +142,8 @@ export function createBankDesk(o: DeskOptions): BankDesk {
   let wake = true;
   let again: NodeJS.Timeout | undefined;
   const attempting = new Set<number>();
+  /** Attempts of this process that have asked for a claim and have not yet taken a slot or finished. */
+  let coming = 0;
 
   const url = new URL(o.url);
   url.searchParams.set('application_name', o.applicationName ?? 'settle-worker');
@@ -186,8 +193,13 @@ export function createBankDesk(o: DeskOptions): BankDesk {
     if (!busy && !closed) void pump();
   };
   /** Looks again later (a waiter's fallback, a kept slot's linger, a lost connection). */
+  let againAt = 0;
   const later = (ms: number) => {
-    if (again || closed) return;
+    if (closed) return;
+    const at = Date.now() + ms;
+    if (again && againAt <= at) return; // an earlier look is due anyway
+    clearTimeout(again);
+    againAt = at;
     again = setTimeout(() => {
       again = undefined;
       wake = true;
@@ -206,8 +218,9 @@ export function createBankDesk(o: DeskOptions): BankDesk {
   /**
    * A slot of the current connection is free: to a call here that waits for
    * one (unless another process waits too and this one holds more than its
-   * share); otherwise given back at once when another process waits, or kept
-   * a moment for this process's next claim.
+   * share); otherwise kept a moment for a transfer of this process that is
+   * being claimed or about to call, or given back (at once when another
+   * process waits).
    */
   const free = (slot: number) => {
     const over = othersWaiting && held.size > share;
@@ -217,7 +230,7 @@ export function createBankDesk(o: DeskOptions): BankDesk {
       w.resolve({ slot, gen });
       return;
     }
-    if (othersWaiting) {
+    if (over || (othersWaiting && coming === 0)) {
       held.delete(slot);
       giveQ.push(slot);
       kick();
@@ -281,10 +294,10 @@ export function createBankDesk(o: DeskOptions): BankDesk {
     const want = wantSlots(items.length);
     // The "waiting" lock is held while calls here wait (taken before the
     // slots are tried, in the same call, so no release in between goes
-    // unnoticed), and let go after a second without any.
+    // unnoticed), and let go flagLingerMs after the last.
     let flag = 0;
     if (waiters.length > 0 && !flagged) flag = 1;
-    else if (waiters.length === 0 && flagged && idleSince > 0 && Date.now() - idleSince > 1_000) flag = -1;
+    else if (waiters.length === 0 && flagged && idleSince > 0 && Date.now() - idleSince > flagLingerMs) flag = -1;
     const heldNow = [...held.keys()];
     const r = await c.query({ name: 'settle_claim_transfers', text: CLAIMS,
       values: [items.map((i) => i.id), items.map((i) => i.holder), o.claimLeaseMs, want, heldNow, flag] });
@@ -350,7 +363,7 @@ export function createBankDesk(o: DeskOptions): BankDesk {
         expireKept();
         if (waiters.length > 0) idleSince = 0;
         else if (idleSince === 0) idleSince = Date.now();
-        const unflag = flagged && waiters.length === 0 && idleSince > 0 && Date.now() - idleSince > 1_000;
+        const unflag = flagged && waiters.length === 0 && idleSince > 0 && Date.now() - idleSince > flagLingerMs;
         const finishes = finishQ.length > 0 || giveQ.length > 0;
         const claims = claimQ.length > 0 || (waiters.length > 0 && wake) || unflag;
         if (!finishes && !claims) break;
@@ -392,7 +405,7 @@ export function createBankDesk(o: DeskOptions): BankDesk {
       busy = false;
     }
     if (!closed && (finishQ.length > 0 || giveQ.length > 0 || claimQ.length > 0)) kick();
-    else if (flagged) later(1_100);
+    else if (flagged) later(flagLingerMs + 5);
   }
 
   const enqueueClaim = (id: number) =>
@@ -420,17 +433,33 @@ export function createBankDesk(o: DeskOptions): BankDesk {
       }
       attempting.add(id);
       let token: Token | undefined;
+      let counted = false;
+      const uncount = () => {
+        if (counted) coming--;
+        counted = false;
+      };
       const letGo = () => {
+        uncount();
         const t = token;
         token = undefined;
         if (t) release(t);
       };
       try {
         return await fn({
-          claim: () => enqueueClaim(id),
+          claim: () => {
+            if (!counted) coming++;
+            counted = true;
+            return enqueueClaim(id);
+          },
           gate: {
             async run<T2>(call: () => Promise<T2>): Promise<T2> {
-              token ??= await acquire();
+              if (!token) {
+                try {
+                  token = await acquire();
+                } finally {
+                  uncount();
+                }
+              }
               return call();
             },
           },
