@@ -175,7 +175,7 @@ declare
   v_others boolean;
 begin
   if cardinality(coalesce(p_ids, '{}')) <> cardinality(coalesce(p_holders, '{}')) then
-    perform settlement.raise_error('ST009', 'claim_transfers: p_ids and p_holders must have the same length');
+    perform settlement.raise_error('ST001', 'claim_transfers: p_ids and p_holders must have the same length');
   end if;
   if p_flag > 0 then
     perform pg_advisory_lock_shared(21332, 0);
@@ -260,7 +260,7 @@ begin
   if cardinality(coalesce(p_is_tunos, '{}')) <> v_n or cardinality(coalesce(p_outcomes, '{}')) <> v_n
      or cardinality(coalesce(p_processed_at, '{}')) <> v_n or cardinality(coalesce(p_codes, '{}')) <> v_n
      or cardinality(coalesce(p_messages, '{}')) <> v_n then
-    perform settlement.raise_error('ST009', 'finish_transfers: the arrays must have the same length');
+    perform settlement.raise_error('ST001', 'finish_transfers: the arrays must have the same length');
   end if;
   if exists (select 1 from unnest(p_outcomes) o where o is null or o not in ('succeeded', 'failed', 'unresolved')) then
     perform settlement.raise_error('ST009', 'finish_transfers: every outcome must be succeeded, failed or unresolved');
