@@ -118,6 +118,12 @@ begin
   return v;
 end $$;
 
+-- try_bank_slot of 0030 (one slot, for claim_transfer) is the one-slot case.
+create or replace function settlement.try_bank_slot() returns integer
+language sql volatile as $$
+  select (settlement.take_bank_slots(1, null))[1]
+$$;
+
 -- Gives back slots of this connection; wakes other processes' waiters when
 -- there are any.
 create function settlement.give_bank_slots(p_slots integer[]) returns void
@@ -253,6 +259,7 @@ declare
   v_n integer := cardinality(coalesce(p_ids, '{}'));
   v_fast bigint[];
   v_done bigint[];
+  v_succeeded bigint[];
   v_out text[] := '{}';
   g record;
   i integer;
@@ -292,10 +299,10 @@ begin
   a as (
     insert into settlement.transfer_attempts (transfer_id, is_tuno, tsymd, amount, outcome, code, message, processed_at)
     select u.id, u.is_tuno, u.tsymd, u.amount, u.state, u.fail_code, u.fail_message, u.processed_at from u)
-  select coalesce(array_agg(u.id), '{}') into v_done from u;
+  select coalesce(array_agg(u.id), '{}'), coalesce(array_agg(u.id) filter (where u.state = 'succeeded'), '{}')
+  into v_done, v_succeeded from u;
 
-  perform settlement.journal_transfers(array(
-    select t.id from settlement.transfers t where t.id = any(v_done) and t.state = 'succeeded'));
+  perform settlement.journal_transfers(v_succeeded);
 
   for i in 1 .. v_n loop
     if p_ids[i] = any(v_done) then
@@ -355,5 +362,6 @@ select settlement_meta.api('settlement_worker', array[
   'claim_transfers(bigint[], text[], integer, integer, integer[], integer)',
   'finish_transfers(bigint[], text[], text[], text[], text[], text[], integer[])',
   'take_bank_slots(integer, integer[])',
+  'try_bank_slot()',
   'give_bank_slots(integer[])']);
 revoke all on all functions in schema settlement from public;

@@ -124,9 +124,8 @@ export function createBankDesk(o: DeskOptions): BankDesk {
   let connecting: Promise<pg.Client> | undefined;
   let gen = 0;
   let closed = false;
-  /** Slots the current connection holds: true = in use by a call, false = kept for the next one. */
-  const held = new Map<number, boolean>();
-  const keptAt = new Map<number, number>();
+  /** Slots the current connection holds: null = in use by a call, else kept for the next one since that time. */
+  const held = new Map<number, number | null>();
   let waiters: Waiter[] = [];
   let claimQ: ClaimItem[] = [];
   let finishQ: FinishItem[] = [];
@@ -154,7 +153,6 @@ export function createBankDesk(o: DeskOptions): BankDesk {
     connecting = undefined;
     gen++;
     held.clear();
-    keptAt.clear();
     giveQ = [];
     flagged = false;
     void c.end().catch(() => undefined);
@@ -209,9 +207,12 @@ export function createBankDesk(o: DeskOptions): BankDesk {
   };
 
   /** Slots to ask for: one per claim and waiting call, less those kept (claim_transfers keeps to this process's share while others wait). */
+  /** Nobody here has waited for flagLingerMs: the "waiting" lock is to be let go. */
+  const unflagDue = () => flagged && waiters.length === 0 && idleSince > 0 && Date.now() - idleSince > flagLingerMs;
+
   const wantSlots = (claims: number) => {
     let kept = 0;
-    for (const inUse of held.values()) if (!inUse) kept++;
+    for (const since of held.values()) if (since !== null) kept++;
     return Math.max(0, claims + waiters.length - kept);
   };
 
@@ -236,8 +237,7 @@ export function createBankDesk(o: DeskOptions): BankDesk {
       kick();
       return;
     }
-    held.set(slot, false);
-    keptAt.set(slot, Date.now());
+    held.set(slot, Date.now());
     later(lingerMs);
   };
 
@@ -247,10 +247,9 @@ export function createBankDesk(o: DeskOptions): BankDesk {
   };
 
   const acquire = (): Promise<Token> => {
-    for (const [slot, inUse] of held) {
-      if (!inUse) {
-        held.set(slot, true);
-        keptAt.delete(slot);
+    for (const [slot, since] of held) {
+      if (since !== null) {
+        held.set(slot, null);
         return Promise.resolve({ slot, gen });
       }
     }
@@ -271,7 +270,7 @@ export function createBankDesk(o: DeskOptions): BankDesk {
   /** Slots the claim round trip brought: to waiters first, the rest kept for the claims it answered. */
   const gained = (slots: number[]) => {
     for (const s of slots) {
-      held.set(s, true);
+      held.set(s, null);
       free(s);
     }
   };
@@ -280,9 +279,9 @@ export function createBankDesk(o: DeskOptions): BankDesk {
   const expireKept = () => {
     const now = Date.now();
     let left = false;
-    for (const [slot, at] of keptAt) {
-      if (now - at >= lingerMs || (othersWaiting && held.size > share)) {
-        keptAt.delete(slot);
+    for (const [slot, since] of held) {
+      if (since === null) continue;
+      if (now - since >= lingerMs || (othersWaiting && held.size > share)) {
         held.delete(slot);
         giveQ.push(slot);
       } else left = true;
@@ -297,7 +296,7 @@ export function createBankDesk(o: DeskOptions): BankDesk {
     // unnoticed), and let go flagLingerMs after the last.
     let flag = 0;
     if (waiters.length > 0 && !flagged) flag = 1;
-    else if (waiters.length === 0 && flagged && idleSince > 0 && Date.now() - idleSince > flagLingerMs) flag = -1;
+    else if (unflagDue()) flag = -1;
     const heldNow = [...held.keys()];
     const r = await c.query({ name: 'settle_claim_transfers', text: CLAIMS,
       values: [items.map((i) => i.id), items.map((i) => i.holder), o.claimLeaseMs, want, heldNow, flag] });
@@ -363,7 +362,7 @@ export function createBankDesk(o: DeskOptions): BankDesk {
         expireKept();
         if (waiters.length > 0) idleSince = 0;
         else if (idleSince === 0) idleSince = Date.now();
-        const unflag = flagged && waiters.length === 0 && idleSince > 0 && Date.now() - idleSince > flagLingerMs;
+        const unflag = unflagDue();
         const finishes = finishQ.length > 0 || giveQ.length > 0;
         const claims = claimQ.length > 0 || (waiters.length > 0 && wake) || unflag;
         if (!finishes && !claims) break;
