@@ -29,8 +29,16 @@ for (const c of cases) {
     await adder.query(c.add(D));
     await worker.query('begin');
     await worker.query(`update graphile_worker._private_jobs set locked_at = now(), locked_by = 'test-worker' where key = $1`, [key]);
+    const adderPid = (await adder.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
     const adding = adder.query(c.add(D)); // waits on the conflict with the locked row
-    await new Promise((r) => setTimeout(r, 300));
+    // Commit only once the adder is really waiting on that row lock (however
+    // slow the machine), so the race this test is about always happens.
+    const waiting = async () =>
+      (await db.oneFirst(sql.type(z.object({ w: z.string().nullable() }))`select wait_event_type as w from pg_stat_activity where pid = ${adderPid}`)) === 'Lock';
+    for (let i = 0; !(await waiting()); i++) {
+      if (i > 3000) throw new Error('the adder never waited on the locked job');
+      await new Promise((r) => setTimeout(r, 10));
+    }
     await worker.query('commit');
     await adding;
     const jobs = await db.any(sql.type(z.object({ key: z.string().nullable(), locked: z.boolean() }))`

@@ -27,6 +27,23 @@ async function admin(url: string, sqlText: string) {
   }
 }
 
+/**
+ * Tests pick their business dates from the clock they run at ("yesterday",
+ * "four days ago"); the product's default withdrawal deadline (the start of the
+ * date + 1 day 12 hours) then passes or not depending on the hour the suite
+ * runs at. So every test database starts with a deadline no test date reaches
+ * (ten years after the date); a test about the deadline sets its own, relative
+ * to the database's clock. Written with triggers off: a fixture, not an
+ * operator's change, so no audit row.
+ */
+async function testClockSettings(url: string) {
+  await admin(
+    url,
+    `begin; set local session_replication_role = replica;
+     update settlement.ops_settings set withdraw_deadline = interval '3650 days'; commit`,
+  );
+}
+
 function withDb(url: string, db: string): string {
   const u = new URL(url);
   u.pathname = `/${db}`;
@@ -54,6 +71,7 @@ async function main() {
     await admin(adminUrl, `drop database if exists ${template}`);
     await admin(adminUrl, `create database ${template}`);
     await migrate(withDb(adminUrl, template));
+    await testClockSettings(withDb(adminUrl, template));
     // Worker processes in the tests log in with settlement_worker only (test/helpers/day.ts).
     await ensureLoginRole(adminUrl, TEST_WORKER_LOGIN);
 
