@@ -1,15 +1,18 @@
 /**
  * graphile-worker on its own, with a task that does nothing: the yardstick for
- * P3 (engine overhead). Same process count, concurrency and pool size as a
- * `settle worker` (runner.ts uses maxPoolSize = concurrency + 4; graphile's
- * default of 10 would starve 30 workers of connections and flatter us).
+ * P3 (engine overhead). It runs the engine exactly as `settle worker` does:
+ * the same settings function (src/worker/engine.ts: concurrency, pool size,
+ * poll interval, local queue, completion batching) fed from the same
+ * variables (WORKER_CONCURRENCY, WORKER_POLL_INTERVAL_MS) the benchmark gives
+ * the settle workers.
  *
- * env: DATABASE_URL, NOOP_CONCURRENCY. Prints {"event":"noop:ready"} once
- * it listens for jobs; SIGTERM stops it gracefully.
+ * Prints {"event":"noop:ready","settings":{…}} once it listens for jobs;
+ * SIGTERM stops it gracefully.
  */
 import { Logger, run } from 'graphile-worker';
+import { engineSettings } from '../src/worker/engine.js';
 
-const concurrency = Number(process.env.NOOP_CONCURRENCY ?? '10');
+const settings = engineSettings(Number(process.env.WORKER_CONCURRENCY ?? '10'), Number(process.env.WORKER_POLL_INTERVAL_MS ?? '1000'));
 // Only errors: graphile's info lines per start/stop are noise here.
 const logger = new Logger(() => (level, message) => {
   if (level === 'error') console.error(message);
@@ -17,14 +20,12 @@ const logger = new Logger(() => (level, message) => {
 
 const runner = await run({
   connectionString: process.env.DATABASE_URL!,
-  concurrency,
-  maxPoolSize: concurrency + 4,
+  ...settings,
   taskList: { noop: async () => {} },
   noHandleSignals: true,
-  pollInterval: 1000,
   logger,
 });
-console.log(JSON.stringify({ event: 'noop:ready', pid: process.pid }));
+console.log(JSON.stringify({ event: 'noop:ready', pid: process.pid, settings }));
 process.once('SIGTERM', () => {
   void runner.stop().finally(() => process.exit(0));
 });

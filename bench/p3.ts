@@ -7,6 +7,7 @@ import { timedDay, type PayoutProfile } from './timed.js';
 import { runDay } from './payday.js';
 import { startNoopWorkers, startSettleWorkers, stopChildren } from './procs.js';
 import { BENCH_TAG } from './profile.js';
+import { describeEngine, engineSettings, type EngineSettings } from '../src/worker/engine.js';
 
 export interface P3Result {
   chunks: number;
@@ -17,6 +18,8 @@ export interface P3Result {
   /** Median of RUNS runs of `chunks` jobs; cpu is per run (the mean). */
   noop: { ms: number; runsMs: number[]; jobsPerSec: number; cpu: CpuSplit };
   ratio: number;
+  /** graphile-worker's settings on each side (one definition: src/worker/engine.ts); equal, or the benchmark stops. */
+  engine: { payout: EngineSettings; noop: EngineSettings };
 }
 
 /** In-flight cap high enough never to bind: P3 measures the engine, not the bank. */
@@ -48,6 +51,9 @@ async function noopRun(ctx: BenchContext, n: number): Promise<number> {
  */
 export async function runP3(ctx: BenchContext): Promise<P3Result> {
   const { chunks: n, workers: W, concurrency } = ctx.o;
+  const env = workerEnv(ctx, '', HIGH_CAP);
+  // What runner.ts computes from the variables the settle workers get.
+  const payoutEngine = engineSettings(Number(env.WORKER_CONCURRENCY), Number(env.WORKER_POLL_INTERVAL_MS));
   const sim = await startBankSimulator({ accessToken: TOKEN, latencyMs: 0, jitterMs: 0, maxInFlight: 10_000 });
   let payout: P3Result['payout'];
   try {
@@ -80,8 +86,14 @@ export async function runP3(ctx: BenchContext): Promise<P3Result> {
     await sim.close();
   }
 
-  const noopWorkers = await startNoopWorkers(W, { DATABASE_URL: ctx.payUrl, NOOP_CONCURRENCY: String(concurrency) });
+  // The same engine variables as the settle workers: the same settings function runs on them.
+  const noopWorkers = await startNoopWorkers(W, { DATABASE_URL: ctx.payUrl, WORKER_CONCURRENCY: env.WORKER_CONCURRENCY!, WORKER_POLL_INTERVAL_MS: env.WORKER_POLL_INTERVAL_MS! });
   try {
+    const noopEngine = noopWorkers[0]!.settings() as EngineSettings;
+    if (JSON.stringify(noopEngine) !== JSON.stringify(payoutEngine)) {
+      throw new Error(`P3 would compare unlike engines: settle worker ${describeEngine(payoutEngine)}; no-op ${describeEngine(noopEngine)}`);
+    }
+    ctx.say(`P3: both sides run graphile-worker with ${describeEngine(noopEngine)}`);
     await noopRun(ctx, NOOP_WARMUP);
     // CPU is measured over all runs and divided by RUNS.
     const meter = cpuMeter(noopWorkers.map((w) => w.pid), ctx.postmaster);
@@ -90,7 +102,7 @@ export async function runP3(ctx: BenchContext): Promise<P3Result> {
     const cpu = meter.done();
     const ms = [...runs].sort((a, b) => a - b)[Math.floor(RUNS / 2)]!;
     const noop = { ms, runsMs: runs, jobsPerSec: (n / ms) * 1000, cpu: { workers: cpu.workers / RUNS, postgres: cpu.postgres === undefined ? undefined : cpu.postgres / RUNS, bench: cpu.bench / RUNS, others: cpu.others === undefined ? undefined : cpu.others / RUNS } };
-    return { chunks: n, workers: W, concurrency, payout, noop, ratio: payout.chunksPerSec / noop.jobsPerSec };
+    return { chunks: n, workers: W, concurrency, payout, noop, ratio: payout.chunksPerSec / noop.jobsPerSec, engine: { payout: payoutEngine, noop: noopEngine } };
   } finally {
     await stopChildren(noopWorkers);
   }

@@ -90,15 +90,25 @@ export async function startSettleWorkers(n: number, env: Record<string, string>,
   return children;
 }
 
-/** Starts the plain graphile-worker no-op processes (noop-worker.ts); each prints {"event":"noop:ready"}. */
-export async function startNoopWorkers(n: number, env: Record<string, string>): Promise<Child[]> {
+/**
+ * Starts the plain graphile-worker no-op processes (noop-worker.ts); each
+ * prints {"event":"noop:ready","settings":{…}}: the engine settings it runs with.
+ */
+export async function startNoopWorkers(n: number, env: Record<string, string>): Promise<(Child & { settings: () => unknown })[]> {
   const children = Array.from({ length: n }, () => {
     const c = start([NOOP], env);
-    let ready = false;
-    c.proc.stdout!.on('data', (d: Buffer) => (ready ||= d.toString().includes('"event":"noop:ready"')));
-    return Object.assign(c, { isReady: () => ready });
+    let settings: unknown;
+    let buf = '';
+    c.proc.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      for (let i; settings === undefined && (i = buf.indexOf('\n')) >= 0; buf = buf.slice(i + 1)) {
+        const line = buf.slice(0, i);
+        if (line.includes('"event":"noop:ready"')) settings = (JSON.parse(line) as { settings: unknown }).settings;
+      }
+    });
+    return Object.assign(c, { settings: () => settings });
   });
-  await Promise.all(children.map((c) => until(c, 'no-op worker', () => c.isReady())));
+  await Promise.all(children.map((c) => until(c, 'no-op worker', () => c.settings() !== undefined)));
   return children;
 }
 

@@ -4,6 +4,7 @@ import type { P1Result } from './p1.js';
 import type { P2Result } from './p2.js';
 import type { P3Result } from './p3.js';
 import type { P4Result, RecordRun } from './p4.js';
+import { describeEngine } from '../src/worker/engine.js';
 import { formatStatements } from './profile.js';
 
 /** Human-readable lines for each figure: the ratio first, its target beside it, PASS or MISS. */
@@ -84,6 +85,7 @@ export function p3Lines(r: P3Result): string[] {
     `   payout path ${int(r.payout.chunksPerSec)} chunks/s (${r.chunks} chunks in ${s(r.payout.succeededMs)}, median of ${r.payout.runsMs.map((x) => (x / 1000).toFixed(2)).join('/')} s; confirm done at ${s(r.payout.confirmMs)}; ` +
       `bank latency 0, cap ${1000}) vs graphile-worker no-op ${int(r.noop.jobsPerSec)} jobs/s (${r.chunks} jobs in ${s(r.noop.ms)}, median of ${r.noop.runsMs.map((x) => (x / 1000).toFixed(2)).join('/')} s); ` +
       `${r.workers} processes × concurrency ${r.concurrency} each`,
+    `   engine (both sides, src/worker/engine.ts): ${describeEngine(r.engine.payout)}`,
     cpuLine(r.payout.cpu, r.payout.succeededMs, r.chunks, 'chunk').replace('   CPU:', '   CPU payout:'),
     cpuLine(r.noop.cpu, r.noop.ms, r.chunks, 'job').replace('   CPU:', '   CPU no-op: '),
     ...problemLines(r.payout.problems),

@@ -26,6 +26,7 @@ import { createDbClock } from '../jobs/clock.js';
 import { createLiveCodeBook } from '../jobs/codebook.js';
 import { PayloadError, type TaskContext } from '../jobs/context.js';
 import { createBankDesk } from '../jobs/desk.js';
+import { engineSettings } from './engine.js';
 
 export interface WorkerOptions {
   config: Config;
@@ -198,21 +199,12 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
     runnerHasCron = !clockOff && cronItems.length > 0;
     return run({
       connectionString: o.databaseUrl,
-      concurrency,
-      maxPoolSize: concurrency + 4,
+      ...engineSettings(concurrency, pollIntervalMs),
       noHandleSignals: true,
-      pollInterval: pollIntervalMs,
       taskList,
       parsedCronItems: clockOff ? [] : cronItems,
       events,
       logger: graphileLogger(logger.child({ component: 'graphile-worker' })),
-      // Fetch jobs in batches (one get_job round trip serves many payouts) and
-      // complete them in batches. A crash can then re-run a job that had
-      // finished; every task is idempotent, so that costs a no-op. A batch is
-      // a quarter of the concurrency: jobs fetched are this process's until
-      // it runs them, and at the end of a day the other processes should not
-      // sit idle beside a long local queue.
-      preset: { worker: { localQueue: { size: Math.max(1, Math.ceil(concurrency / 4)) }, completeJobBatchDelay: 0 } },
     });
   };
 
