@@ -1,7 +1,12 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { freshDatabase } from './helpers/db.js';
 import { pastDate } from './helpers/fixtures.js';
 import { runCli } from './helpers/procs.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 t.test('bad arguments: one line, non-zero exit, nothing done', async (t) => {
   const cases: Array<[string[], RegExp]> = [
@@ -41,10 +46,40 @@ t.test('with a DATABASE_URL and no BANK_URL the worker refuses to use a fake ban
   t.match(r.stderr, /BANK_SIMULATOR=in-process/);
 });
 
-t.test('--help lists every command', async (t) => {
+/** The README's commands table: each row's command and the flags it shows. */
+function readmeCommands(): { name: string; flags: string[] }[] {
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+  const table = readme.slice(readme.indexOf('| command | what it does |'));
+  const rows = table.slice(0, table.indexOf('\n\n')).split('\n').slice(2);
+  return rows.map((row) => {
+    const cell = /^\| `settle ([a-z-]+)([^`]*)`/.exec(row);
+    if (!cell) throw new Error(`README commands row not understood: ${row}`);
+    return { name: cell[1]!, flags: [...new Set(cell[2]!.match(/--[a-z][a-z-]*/g) ?? [])].sort() };
+  });
+}
+
+t.test('--help lists every command; settle alone is a usage error', async (t) => {
   const r = await runCli(['--help']);
   t.equal(r.code, 0);
-  for (const c of ['migrate', 'configure', 'worker', 'bank-sim', 'seed', 'run', 'status', 'retry', 'reconcile', 'demo']) t.match(r.stdout, new RegExp(`\\n  ${c}\\b`));
+  const names = readmeCommands().map((c) => c.name);
+  t.same([...names].sort(), ['bank-sim', 'configure', 'console', 'demo', 'failures', 'migrate', 'pause', 'reconcile', 'resume', 'retry', 'run', 'seed', 'status', 'worker'], 'the README lists every command');
+  for (const c of names) t.match(r.stdout, new RegExp(`\\n  ${c}\\b`), `settle --help lists ${c}`);
+  const bare = await runCli([]);
+  t.equal(bare.code, 2, 'settle with no command exits 2');
+  t.match(bare.stderr, /Usage: settle <command>/, 'and prints the usage on stderr');
+  t.equal(bare.stdout, '');
+});
+
+t.test('settle <command> --help shows that command, with the flags the README shows for it', async (t) => {
+  for (const c of readmeCommands()) {
+    const r = await runCli([c.name, '--help']);
+    t.equal(r.code, 0, `${c.name} --help exits 0`);
+    t.match(r.stdout, new RegExp(`^Usage: settle ${c.name}\\b`), `${c.name} --help starts with its own usage`);
+    t.notMatch(r.stdout, /^Commands:/m, `${c.name} --help is not the global help`);
+    const usage = r.stdout.slice(0, r.stdout.indexOf('\n\n'));
+    const helpFlags = [...new Set(usage.match(/--[a-z][a-z-]*/g) ?? [])].sort();
+    t.same(helpFlags, c.flags, `settle ${c.name}: the README's flags are the command's own`);
+  }
 });
 
 t.test('migrate, seed, status, run and retry against DATABASE_URL', async (t) => {

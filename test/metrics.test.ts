@@ -86,7 +86,11 @@ t.test('a day blocked by insufficient funds: metrics, status --check, one alert;
   await waitFor('the webhook got the alert', async () => hook.bodies.length >= 1, 30_000);
   t.equal(hook.bodies.length, 1, 'one message');
   t.match(String(hook.bodies[0]!.text), new RegExp(`${D} tax BLOCKED.*settle retry --date ${D}`));
-  const sent = await db.one(sql.type(z.object({ sent: z.boolean(), cleared: z.boolean() }))`select sent_at is not null as sent, cleared_at is not null as cleared from settlement.alerts where key = ${'blocked:' + D + ':tax'}`);
+  // The alert task records the delivery after the webhook answered: wait for that write, however slow the machine.
+  const sent = await waitFor('the alert recorded as sent', async () => {
+    const a = await db.one(sql.type(z.object({ sent: z.boolean(), cleared: z.boolean() }))`select sent_at is not null as sent, cleared_at is not null as cleared from settlement.alerts where key = ${'blocked:' + D + ':tax'}`);
+    return a.sent ? a : undefined;
+  }, 30_000, 100);
   t.same(sent, { sent: true, cleared: false });
 
   // Dry run, then fund and retry the whole day.

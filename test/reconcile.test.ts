@@ -187,3 +187,17 @@ t.test('a statement read before the transfers it would prove settled proves noth
   await ledgerMirrorsStatements(t, db);
   await checkInvariants(t, db, sim.url);
 });
+
+t.test('settle reconcile exits 1 while a selected day is BLOCKED without a break, and its hint fits that cause', async (t) => {
+  const { url, db } = await freshDb(t);
+  const D = pastDate(1);
+  await db.query(sql.unsafe`select settlement.ensure_day(${D}::date, 'tax')`);
+  // What a statement timeout left behind (issue 26): the stage blocked, no break.
+  await db.query(sql.unsafe`update settlement.stage_runs set state = 'blocked', detail = 'canceling statement due to statement timeout'
+    where business_date = ${D}::date and kind = 'tax' and stage = 'reconcile'`);
+  const cli = await runCli(['reconcile', '--date', D, '--kind', 'tax', '--wait-s', '0'], { DATABASE_URL: url });
+  t.equal(cli.code, 1, `exit 1: ${cli.stdout}${cli.stderr}`);
+  t.match(cli.stdout, new RegExp(`${D} tax\\s+BLOCKED: canceling statement due to statement timeout`), 'says why');
+  t.notMatch(cli.stdout, /resolve_break/, 'no break to resolve: the hint does not point at one');
+  t.match(cli.stdout, `fix what its detail says, then run it again: settle reconcile --date ${D} --kind tax`);
+});

@@ -8,52 +8,59 @@ import { UsageError } from './args.js';
 import { cmdBankSim } from './bank-sim.js';
 import { cmdConfigure, cmdMigrate, cmdRun, cmdSeed } from './commands.js';
 import { cmdFailures, cmdPause, cmdResume, cmdRetry, cmdStatus } from './oncall.js';
-import { watchParent } from '../ops/parent-watch.js';
+import { shouldWatchParent, watchParent } from '../ops/parent-watch.js';
 import { cmdConsole } from './console.js';
 import { cmdDemo } from './demo.js';
 import { cmdReconcile } from './reconcile.js';
 import { cmdWorker } from './worker.js';
 
-const HELP = `settle — daily settlement on Postgres
+/** Each command's usage and what it does: `settle <command> --help` prints its entry, `settle --help` all of them. */
+const USAGE: [name: string, usage: string, text: string][] = [
+  ['migrate', 'migrate', `apply the database migrations (graphile-worker's and ours); the first
+run also writes the shared settings (SETTLEMENT_TIMEZONE, BANK_PER_CALL_LIMIT, BANK_MAX_IN_FLIGHT)`],
+  ['configure', 'configure [--reason R]', 'write the shared settings from this environment (workers with others refuse to start)'],
+  ['worker', 'worker [--concurrency N]', `run a worker process (tasks + crontab); SIGTERM/SIGINT stop it gracefully;
+serves /healthz, /readyz, /metrics and the web console on HTTP_HOST:HTTP_PORT`],
+  ['console', 'console', 'serve the web console alone on HTTP_HOST:HTTP_PORT (actions need CONSOLE_TOKEN)'],
+  ['bank-sim', `bank-sim [--port N] [--host H] [--admin-token T] [--record-requests] [--latency-ms N] [--jitter-ms N] [--max-in-flight N] [--per-call-limit KRW]
+         [--access-token T] [--seed N] [--fail-before-rate R] [--timeout-after-rate R]
+         [--drop-rate R] [--slow-rate R] [--malformed-rate R]`, 'run the NH Developers bank simulator (rates 0..1)'],
+  ['seed', 'seed --date YYYY-MM-DD [--accounts N] [--per-account N] [--kind K] [--seed N]', 'create accounts and a day of accruals (funds them at BANK_URL if it is a simulator)'],
+  ['run', 'run <record|pay|confirm|withdraw|reconcile> [--date YYYY-MM-DD] [--kind K] [--reason R]', 'enqueue stage jobs (no date: every open day; no kind: every kind)'],
+  ['status', 'status [--date YYYY-MM-DD] [--json] [--check]', `the verdict per day (DONE, BLOCKED, IN PROGRESS, WAITING, PAUSED), the
+workers, then settlement.daily_status; --check prints only what needs a
+person and exits 1 if anything does (0 if all is well, 2 on usage errors)`],
+  ['reconcile', 'reconcile [--date YYYY-MM-DD] [--kind K] [--wait-s N] [--reason R]', `enqueue the reconcile stage (no date: every day not reconciled yet), wait up
+to N s (default 60) for it, print the statement lines matched and every open
+break; exits 1 while a break is open or a selected day is BLOCKED`],
+  ['failures', 'failures [--date YYYY-MM-DD] [--json]', 'transfers that failed for good or are unresolved (payout_failures)'],
+  ['retry', 'retry --date YYYY-MM-DD [--kind K] [--dry-run] [--reason R]', `re-enqueue the transfers that failed for good, every kind of the day (or one),
+after fixing the cause; --dry-run shows them with each account's shortfall`],
+  ['pause', 'pause [--kind K] --reason R', 'no new bank call for that kind (or every kind); calls in flight finish'],
+  ['resume', 'resume [--kind K] [--reason R]', 'lift the pause of that kind (no kind: every pause)'],
+  ['demo', 'demo [--accounts N] [--timeout-s N] [--keep] [bank-sim flags]', `settle one whole day end to end on the embedded defaults; prints the
+console's URL; --keep leaves the worker and the console running until Ctrl-C`],
+];
 
-Usage: settle <command> [flags]
-
-Commands:
-  migrate                          apply the database migrations (graphile-worker's and ours); the first
-                                   run also writes the shared settings (SETTLEMENT_TIMEZONE, BANK_PER_CALL_LIMIT, BANK_MAX_IN_FLIGHT)
-  configure [--reason R]           write the shared settings from this environment (workers with others refuse to start)
-  worker [--concurrency N]         run a worker process (tasks + crontab); SIGTERM/SIGINT stop it gracefully;
-                                   serves /healthz, /readyz, /metrics and the web console on HTTP_HOST:HTTP_PORT
-  console                          serve the web console alone on HTTP_HOST:HTTP_PORT (actions need CONSOLE_TOKEN)
-  bank-sim [flags]                 run the NH Developers bank simulator
-      --port N  --latency-ms N  --jitter-ms N  --max-in-flight N  --per-call-limit KRW
-      --access-token T  --seed N  --fail-before-rate R  --timeout-after-rate R
-      --drop-rate R  --slow-rate R  --malformed-rate R          (rates 0..1)
-  seed --date YYYY-MM-DD [--accounts N] [--per-account N] [--kind K] [--seed N]
-                                   create accounts and a day of accruals (funds them at BANK_URL if it is a simulator)
-  run <record|pay|confirm|withdraw|reconcile> [--date YYYY-MM-DD] [--kind K] [--reason R]
-                                   enqueue stage jobs (no date: every open day; no kind: every kind)
-  status [--date YYYY-MM-DD] [--json] [--check]
-                                   the verdict per day (DONE, BLOCKED, IN PROGRESS, WAITING, PAUSED), the
-                                   workers, then settlement.daily_status; --check prints only what needs a
-                                   person and exits 1 if anything does (0 if all is well, 2 on usage errors)
-  reconcile [--date YYYY-MM-DD] [--kind K] [--wait-s N] [--reason R]
-                                   enqueue the reconcile stage (no date: every day not reconciled yet), wait up
-                                   to N s (default 60) for it, print the statement lines matched and every open
-                                   break; exits 1 while a break is open (settlement.resolve_break explains one)
-  failures [--date YYYY-MM-DD] [--json]   transfers that failed for good or are unresolved (payout_failures)
-  retry --date YYYY-MM-DD [--kind K] [--dry-run] [--reason R]
-                                   re-enqueue the transfers that failed for good, every kind of the day (or one),
-                                   after fixing the cause; --dry-run shows them with each account's shortfall
-  pause [--kind K] --reason R      no new bank call for that kind (or every kind); calls in flight finish
-  resume [--kind K] [--reason R]   lift the pause of that kind (no kind: every pause)
-  demo [--accounts N] [--timeout-s N] [--keep] [bank-sim flags]
-                                   settle one whole day end to end on the embedded defaults; prints the
-                                   console's URL; --keep leaves the worker and the console running until Ctrl-C
-
-Kinds: tax, platform_fee, early_repayment_fee, deferred_fee, upfront_fee, withdrawal_fee
+const FOOTER = `Kinds: tax, platform_fee, early_repayment_fee, deferred_fee, upfront_fee, withdrawal_fee
 Configuration comes from the environment (DATABASE_URL, BANK_URL, ...): see README.md.
 `;
+
+const indent = (text: string, by: string) => text.split('\n').map((l) => by + l).join('\n');
+
+const HELP = `settle — daily settlement on Postgres
+
+Usage: settle <command> [flags]        settle <command> --help: that command alone
+
+Commands:
+${USAGE.map(([, usage, text]) => `${indent(usage, '  ')}\n${indent(text, '      ')}`).join('\n')}
+
+${FOOTER}`;
+
+function commandHelp(name: string): string {
+  const [, usage, text] = USAGE.find(([n]) => n === name)!;
+  return `Usage: settle ${usage}\n\n${text}\n\n${FOOTER}`;
+}
 
 const COMMANDS: Record<string, (argv: string[], ...rest: [ReturnType<typeof loadConfig>, ReturnType<typeof createLogger>]) => Promise<void>> = {
   migrate: cmdMigrate,
@@ -74,9 +81,14 @@ const COMMANDS: Record<string, (argv: string[], ...rest: [ReturnType<typeof load
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
+  if (!name) {
+    // No command is a usage error: the usage goes where errors go.
+    process.stderr.write(HELP);
+    return 2;
+  }
+  if (name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(HELP);
-    return name ? 0 : 1;
+    return 0;
   }
   const cmd = COMMANDS[name];
   if (!cmd) {
@@ -84,7 +96,7 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
-    process.stdout.write(HELP);
+    process.stdout.write(commandHelp(name));
     return 0;
   }
   const config = loadConfig();
@@ -93,8 +105,9 @@ async function main(argv: string[]): Promise<number> {
   const longRunning = name === 'worker' || name === 'bank-sim' || name === 'console';
 
   const logger = createLogger(longRunning || process.env.LOG_LEVEL ? config.logLevel : 'warn', { name: `settle-${name}` });
-  // A wrapper (npm, npx, sh) killed without passing the signal on must not leave us running.
-  if (longRunning || name === 'demo') watchParent(logger);
+  // A wrapper (npm start, npx) killed without passing the signal on must not
+  // leave us running; under nohup, systemd or a container we live until signalled.
+  if ((longRunning || name === 'demo') && shouldWatchParent()) watchParent(logger);
   await cmd(rest, config, logger);
   return Number(process.exitCode ?? 0);
 }

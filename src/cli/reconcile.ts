@@ -30,6 +30,11 @@ export function formatReconcile(rows: readonly ReconcileSummaryRow[], breaks: re
     out.push(`  break #${b.id} ${b.business_date} ${b.kind} ${b.problem} ${money(b.amount)} KRW${who ? ` (${who})` : ''}: ${b.detail}`);
   }
   if (breaks.length > 0) out.push(`explain each break, then: select settlement.resolve_break(<id>, '<what happened>');`);
+  // A stage BLOCKED by something that is not a break (an error, a timeout): its detail says what.
+  const blockedNoBreak = rows.filter((r) => r.reconcile === 'blocked' && !breaks.some((b) => b.business_date === r.business_date && b.kind === r.kind));
+  for (const r of blockedNoBreak) {
+    out.push(`${r.business_date} ${r.kind}: blocked without a break — fix what its detail says, then run it again: settle reconcile --date ${r.business_date} --kind ${r.kind}`);
+  }
   return out;
 }
 
@@ -44,7 +49,8 @@ async function summaryOf(db: DatabasePool, targets: readonly { business_date: st
  * `settle reconcile [--date D] [--kind K] [--wait-s N] [--reason R]`: enqueues the
  * reconcile stage (a worker reads the statements and matches), waits up to N
  * seconds for it to settle, then prints per day and kind the lines matched
- * and every open break. Exit 1 when a break is open, 0 otherwise.
+ * and every open break. Exit 1 when a break is open or a selected day's
+ * reconcile is BLOCKED, 0 otherwise.
  */
 export async function cmdReconcile(argv: string[], config: Config, logger: Logger) {
   const o = parseCommand(
@@ -78,6 +84,7 @@ export async function cmdReconcile(argv: string[], config: Config, logger: Logge
     // Every open break of that day (or of every day), not only of the targets.
     const breaks = await reconciliationBreaks(db, o.date ?? null, o.kind ?? null);
     for (const line of formatReconcile(rows, breaks)) console.log(line);
-    if (breaks.length > 0) process.exitCode = 1;
+    // Non-zero while anything selected needs a person: an open break, or a day's reconcile BLOCKED.
+    if (breaks.length > 0 || rows.some((r) => r.reconcile === 'blocked')) process.exitCode = 1;
   });
 }

@@ -28,11 +28,15 @@ const resultParser: Interceptor = {
  * The project's own pool. int8 is parsed to bigint (money never becomes a JS
  * number); dates and timestamps stay as the strings Postgres sends.
  */
-export async function createDbPool(url: string, opts: { maximumPoolSize?: number; applicationName?: string } = {}): Promise<DatabasePool> {
+export async function createDbPool(
+  url: string,
+  opts: { maximumPoolSize?: number; applicationName?: string; /** slonik's per-statement timeout (its default: 60 s). */ statementTimeoutMs?: number } = {},
+): Promise<DatabasePool> {
   const u = new URL(url);
   if (opts.applicationName) u.searchParams.set('application_name', opts.applicationName);
   return createPool(u.toString(), {
     maximumPoolSize: opts.maximumPoolSize ?? 10,
+    ...(opts.statementTimeoutMs !== undefined ? { statementTimeout: opts.statementTimeoutMs } : {}),
     typeParsers: [
       createBigintTypeParser(),
       { name: 'date', parse: (v: string) => v },

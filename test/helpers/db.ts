@@ -5,6 +5,9 @@ import { createDbPool, type DatabasePool } from '../../src/db/pool.js';
 
 type T = { teardown(fn: () => unknown): void };
 
+/** The tests' own pools: ten minutes, longer than any test waits for anything. */
+export const TEST_STATEMENT_TIMEOUT_MS = 600_000;
+
 function env(name: string): string {
   const v = process.env[name];
   if (!v) throw new Error(`${name} is not set: run the tests with \`npm test\` (test/harness/run.ts)`);
@@ -48,7 +51,10 @@ export async function freshDatabase(t: T, opts: { empty?: boolean } = {}): Promi
 /** A fresh database and a slonik pool on it (closed when the test ends). */
 export async function freshDb(t: T, opts: { poolSize?: number } = {}): Promise<{ url: string; db: DatabasePool }> {
   const { url } = await freshDatabase(t);
-  const db = await createDbPool(url, { maximumPoolSize: opts.poolSize ?? 10 });
+  // A test asserts behaviour, not speed: on a loaded 2-core box a statement
+  // that waits for a stage lock (reconcile's matcher, say) may take longer than
+  // slonik's 60 s default without anything being wrong.
+  const db = await createDbPool(url, { maximumPoolSize: opts.poolSize ?? 10, statementTimeoutMs: TEST_STATEMENT_TIMEOUT_MS });
   t.teardown(() => db.end());
   return { url, db };
 }
