@@ -34,8 +34,9 @@ person and exits 1 if anything does (0 if all is well, 2 on usage errors)`],
 to N s (default 60) for it, print the statement lines matched and every open
 break; exits 1 while a break is open or a selected day is BLOCKED`],
   ['failures', 'failures [--date YYYY-MM-DD] [--json]', 'transfers that failed for good or are unresolved (payout_failures)'],
-  ['retry', 'retry --date YYYY-MM-DD [--kind K] [--dry-run] [--reason R]', `re-enqueue the transfers that failed for good, every kind of the day (or one),
-after fixing the cause; --dry-run shows them with each account's shortfall`],
+  ['retry', 'retry --date YYYY-MM-DD [--kind K] [--dry-run] [--force] [--reason R]', `re-enqueue the transfers that failed for good, every kind of the day (or one),
+after fixing the cause; --dry-run shows them with each account's shortfall; with a
+BANK_URL it refuses (exit 1) while a paying account is SHORT, unless --force`],
   ['pause', 'pause [--kind K] --reason R', 'no new bank call for that kind (or every kind); calls in flight finish'],
   ['resume', 'resume [--kind K] [--reason R]', 'lift the pause of that kind (no kind: every pause)'],
   ['demo', 'demo [--accounts N] [--timeout-s N] [--keep] [bank-sim flags]', `settle one whole day end to end on the embedded defaults; prints the

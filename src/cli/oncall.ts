@@ -71,20 +71,34 @@ export async function cmdResume(argv: string[], config: Config, logger: Logger) 
   });
 }
 
-/** `settle retry --date D [--kind K] [--dry-run] [--reason R]`: every kind of the day that failed for good, or one. */
+/**
+ * `settle retry --date D [--kind K] [--dry-run] [--force] [--reason R]`: every
+ * kind of the day that failed for good, or one. With a BANK_URL it asks the
+ * bank first and refuses while a paying account is SHORT (`--force` retries anyway).
+ */
 export async function cmdRetry(argv: string[], config: Config, logger: Logger) {
   const o = parseCommand(
     argv,
-    { date: { type: 'string' }, kind: { type: 'string' }, 'dry-run': { type: 'boolean' }, reason: { type: 'string' } },
-    z.object({ date: dateSchema, kind: kindSchema.optional(), dryRun: z.boolean().optional(), reason: reasonSchema.optional() }).strict(),
+    { date: { type: 'string' }, kind: { type: 'string' }, 'dry-run': { type: 'boolean' }, force: { type: 'boolean' }, reason: { type: 'string' } },
+    z.object({ date: dateSchema, kind: kindSchema.optional(), dryRun: z.boolean().optional(), force: z.boolean().optional(), reason: reasonSchema.optional() }).strict(),
   );
   await withDb(config, logger, async (db) => {
+    const rows = await retryPreview(db, o.date, o.kind ?? null);
     if (o.dryRun) {
-      const rows = await retryPreview(db, o.date, o.kind ?? null);
       if (rows.length === 0) return void console.log(`nothing failed for good on ${o.date}${o.kind ? ` ${o.kind}` : ''}: nothing to retry`);
       console.log(`would retry (dry run, nothing changed):`);
-      for (const line of await previewLines(rows, config)) console.log(line);
+      for (const p of await preview(rows, config)) console.log(p.line);
       return;
+    }
+    // A retry that its own dry run shows SHORT would fail again for the same reason: refuse it.
+    if (rows.length > 0 && config.bank.url && !o.force) {
+      const short = (await preview(rows, config)).filter((p) => p.short);
+      if (short.length > 0) {
+        console.log(`not retried: the bank shows too little money on ${short.length} paying account(s); fund them first (or --force):`);
+        for (const p of short) console.log(p.line);
+        process.exitCode = 1;
+        return;
+      }
     }
     const r = await asOperator(db, o.reason, (q) => retryDay(q, o.date, o.kind ?? null));
     if (r.length === 0) return void console.log(`re-enqueued 0 failed transfer(s) for ${o.date}${o.kind ? ` ${o.kind}` : ''}: nothing failed for good`);
@@ -93,25 +107,27 @@ export async function cmdRetry(argv: string[], config: Config, logger: Logger) {
 }
 
 /** One line per kind and paying account, with the account's shortfall against its available balance at the bank. */
-async function previewLines(rows: readonly RetryPreviewRow[], config: Config): Promise<string[]> {
+async function preview(rows: readonly RetryPreviewRow[], config: Config): Promise<{ line: string; short: boolean }[]> {
   const bank = config.bank.url
     ? createNhBankClient({ baseUrl: config.bank.url, iscd: config.bank.iscd, fintechApsno: config.bank.fintechApsno, accessToken: config.bank.accessToken, perCallLimit: config.bank.perCallLimit, timeoutMs: config.bank.timeoutMs, retries: 1, maxRetryTimeMs: config.bank.timeoutMs })
     : undefined;
   try {
-    const lines: string[] = [];
+    const lines: { line: string; short: boolean }[] = [];
     for (const r of rows) {
+      let short = false;
       let balance = 'balance: not asked (no BANK_URL)';
       if (r.purpose === 'withdrawal') balance = 'balance: not asked (the contracted account has no fin-account)';
       else if (bank && r.fin_acno) {
         try {
           const b = await bank.balance(r.fin_acno);
-          const short = r.amount - b.available;
-          balance = `available ${money(b.available)} KRW, ${short > 0n ? `SHORT ${money(short)} KRW` : 'enough'}`;
+          const missing = r.amount - b.available;
+          short = missing > 0n;
+          balance = `available ${money(b.available)} KRW, ${short ? `SHORT ${money(missing)} KRW` : 'enough'}`;
         } catch (e) {
           balance = `balance: could not ask the bank (${(e as Error).message.split('\n')[0]})`;
         }
       }
-      lines.push(`  ${r.kind} ${r.purpose} from ${r.from_account}: ${r.transfers} transfer(s), ${money(r.amount)} KRW (bank code ${r.bank_codes ?? '-'}); ${balance}`);
+      lines.push({ line: `  ${r.kind} ${r.purpose} from ${r.from_account}: ${r.transfers} transfer(s), ${money(r.amount)} KRW (bank code ${r.bank_codes ?? '-'}); ${balance}`, short });
     }
     return lines;
   } finally {

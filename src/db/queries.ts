@@ -257,7 +257,7 @@ export async function resume(db: CommonQueryMethods, kind: Kind | null): Promise
 const pauseRow = z.object({ kind: kindSchema.nullable(), reason: z.string(), paused_at: z.string(), paused_by: z.string() });
 export function activePauses(db: CommonQueryMethods): Promise<readonly z.infer<typeof pauseRow>[]> {
   return wrap(db.any(sql.type(pauseRow)`
-    select kind::text as kind, reason, paused_at::text as paused_at, paused_by from settlement.pauses where resumed_at is null order by kind nulls first`));
+    select kind::text as kind, reason, settlement.local_time(paused_at) as paused_at, paused_by from settlement.pauses where resumed_at is null order by kind nulls first`));
 }
 
 const retriedRow = z.object({ kind: kindSchema, retried: z.number() });
