@@ -24,7 +24,11 @@ export async function cmdMigrate(argv: string[], config: Config, logger: Logger)
   const database = await openDatabase(config, logger, { migrate: false });
   try {
     const r = await migrate(database.url, { logger });
-    console.log(r.applied.length ? `applied ${r.applied.join(', ')}` : 'database is up to date');
+    const done = [
+      ...(r.applied.length ? [`applied ${r.applied.join(', ')}`] : []),
+      ...(r.logic.length ? [`re-applied sql/logic (${r.logic.length} files)`] : []),
+    ];
+    console.log(done.length ? done.join('; ') : 'database is up to date');
     // The first migrate writes the shared settings from this environment.
     const db = await createDbPool(database.url, { maximumPoolSize: 1, applicationName: 'settle-cli' });
     try {

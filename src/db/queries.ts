@@ -343,6 +343,12 @@ export function appliedMigrations(db: CommonQueryMethods): Promise<readonly z.in
   return wrap(db.any(sql.type(migrationRow)`select id, checksum from settlement_meta.migrations order by id`));
 }
 
+const logicRow = z.object({ name: z.string(), checksum: z.string() });
+/** settlement_meta.logic (what /readyz compares with this version's sql/logic/). */
+export function appliedLogic(db: CommonQueryMethods): Promise<readonly z.infer<typeof logicRow>[]> {
+  return wrap(db.any(sql.type(logicRow)`select name, checksum from settlement_meta.logic order by name`));
+}
+
 /** Is this worker pool registered with a fresh heartbeat? */
 export function workerRegistered(db: CommonQueryMethods, poolId: string): Promise<boolean> {
   return wrap(db.oneFirst(sql.type(z.object({ r: z.boolean() }))`

@@ -1,3 +1,5 @@
+-- The web console's read-only functions (granted to settlement_viewer).
+
 -- The web console's reads (src/console). It reads the on-call views a viewer
 -- already has (day_facts, day_verdicts, verdict, payout_failures, pauses,
 -- problems(), retry_preview()) directly; these functions add only what a
@@ -8,14 +10,14 @@
 -- of 0021 (retry_day, pause, resume, enqueue_stage), audited there.
 
 -- A time for the console, to the second, in the settlement time zone.
-create function settlement.console_time(p timestamptz) returns text
+create or replace function settlement.console_time(p timestamptz) returns text
 language sql stable as $$
   select to_char(p at time zone c.time_zone, 'YYYY-MM-DD HH24:MI:SS') || ' ' || case c.time_zone when 'Asia/Seoul' then 'KST' else c.time_zone end
   from settlement.config c where c.id and p is not null
 $$;
 
 -- The newest business dates that have a settlement day.
-create function settlement.console_dates(p_limit integer default 14)
+create or replace function settlement.console_dates(p_limit integer default 14)
 returns table (business_date date)
 language sql stable as $$
   select distinct d.business_date from settlement.days d order by 1 desc limit least(greatest(p_limit, 1), 366)
@@ -23,7 +25,7 @@ $$;
 comment on function settlement.console_dates is 'Console: the newest business dates (at most p_limit, 1..366).';
 
 -- Every stage of a day, per kind, with its times and detail.
-create function settlement.console_stages(p_date date)
+create or replace function settlement.console_stages(p_date date)
 returns table (kind settlement.kind, stage settlement.stage, state text, runs integer, started_at text, finished_at text, updated_at text, detail text)
 language sql stable as $$
   select r.kind, r.stage, r.state::text, r.runs, settlement.console_time(r.started_at), settlement.console_time(r.finished_at),
@@ -34,7 +36,7 @@ comment on function settlement.console_stages is 'Console: each stage of a busin
 
 -- Payout progress of a day per kind: succeeded chunks and KRW paid, cumulative,
 -- over time (at most 60 points per kind). seconds: since the kind's first payout.
-create function settlement.console_progress(p_date date)
+create or replace function settlement.console_progress(p_date date)
 returns table (kind settlement.kind, seconds double precision, at text, chunks bigint, amount bigint)
 language sql stable as $$
   with s as (
@@ -55,7 +57,7 @@ comment on function settlement.console_progress is 'Console: per kind, cumulativ
 
 -- The operator actions of a business date (args.business_date), or the latest
 -- of all (p_date null), newest first.
-create function settlement.console_actions(p_date date default null, p_limit integer default 50)
+create or replace function settlement.console_actions(p_date date default null, p_limit integer default 50)
 returns table (id bigint, at text, db_user text, application_name text, action text, args jsonb, reason text, result jsonb)
 language sql stable as $$
   select a.id, settlement.console_time(a.at), a.db_user, a.application_name, a.action, a.args, a.reason, a.result
@@ -67,7 +69,7 @@ comment on function settlement.console_actions is 'Console: operator actions (se
 
 -- Reconciliation breaks of a day, when the reconcile stage is installed
 -- (settlement.reconciliation_breaks); each as the view's row without the day.
-create function settlement.console_breaks(p_date date)
+create or replace function settlement.console_breaks(p_date date)
 returns table (kind text, line jsonb)
 language plpgsql stable as $$
 begin
@@ -82,8 +84,7 @@ exception when undefined_column or undefined_table then
 end $$;
 comment on function settlement.console_breaks is 'Console: reconciliation breaks of a business date (none when the reconcile stage is not installed).';
 
--- Registered workers: heartbeat age, alive, the jobs they hold, bank slots and transfer claims.
-create function settlement.console_workers()
+create or replace function settlement.console_workers()
 returns table (pool_id text, host text, pid integer, started_at text, age_seconds double precision, alive boolean,
                jobs_locked bigint, tasks text, bank_slots bigint, transfers_claimed bigint)
 language sql stable as $$
@@ -92,7 +93,10 @@ language sql stable as $$
          (select count(*) from graphile_worker.jobs j where j.locked_by = w.pool_id),
          (select string_agg(x.task_identifier || ' ' || x.n, ', ' order by x.task_identifier)
           from (select j.task_identifier, count(*) as n from graphile_worker.jobs j where j.locked_by = w.pool_id group by 1) x),
-         (select count(*) from settlement.bank_slots s where split_part(s.holder, '/', 1) = w.pool_id and s.lease_until > now()),
+         (select count(*) from pg_catalog.pg_locks l join pg_catalog.pg_stat_activity a on a.pid = l.pid
+          where l.locktype = 'advisory' and l.classid = 21332 and l.objsubid = 2 and l.objid > 0 and l.granted
+            and l.database = (select oid from pg_catalog.pg_database where datname = current_database())
+            and a.application_name = 'settle-worker:' || w.pid),
          (select count(*) from settlement.transfers t where t.claimed_by = w.pool_id and t.state = 'sending' and t.claimed_until > now())
   from settlement.workers w cross join settlement.ops_settings o
   where o.id
@@ -100,38 +104,13 @@ language sql stable as $$
 $$;
 comment on function settlement.console_workers is 'Console: registered workers with heartbeat age, alive (ops_settings.worker_silent_after), jobs locked (by task), bank slots and transfer claims held.';
 
--- Bank-call slots in use against the shared cap (BANK_MAX_IN_FLIGHT).
-create function settlement.console_bank()
+------------------------------------------------------------------------------
+-- What the console shows: slots in use from the lock table; per worker, the
+-- slots held by its connections (application_name settle-worker:<pid>).
+create or replace function settlement.console_bank()
 returns table (in_use bigint, max_in_flight integer, per_call_limit bigint, time_zone text)
 language sql stable as $$
-  select (select count(*) from settlement.bank_slots s where s.holder is not null and s.lease_until > now() and s.slot <= c.max_in_flight),
-         c.max_in_flight, c.per_call_limit, c.time_zone
+  select settlement.bank_slots_in_use(), c.max_in_flight, c.per_call_limit, c.time_zone
   from settlement.config c where c.id
 $$;
 comment on function settlement.console_bank is 'Console: bank-call slots in use (leases not expired) against max_in_flight, and the shared settings.';
-
-------------------------------------------------------------------------------
--- Grants (the pattern of 0020_roles.sql and 0021): viewers may read, so a
--- console logged in as a viewer is a read-only window; operators inherit it.
-create function settlement.grant_console_api(p_role text, p_functions text[]) returns void
-language plpgsql as $$
-declare
-  f text;
-begin
-  foreach f in array p_functions loop
-    execute format('alter function settlement.%s security definer set search_path = pg_catalog, settlement, graphile_worker', f);
-    execute format('grant execute on function settlement.%s to %I', f, p_role);
-  end loop;
-end $$;
-
-select settlement.grant_console_api('settlement_viewer', array[
-  'console_dates(integer)',
-  'console_stages(date)',
-  'console_progress(date)',
-  'console_actions(date, integer)',
-  'console_breaks(date)',
-  'console_workers()',
-  'console_bank()']);
--- console_time runs inside the functions above, as their owner.
-drop function settlement.grant_console_api(text, text[]);
-revoke all on all functions in schema settlement from public;

@@ -1,3 +1,61 @@
+-- Transfers: payout chunks and withdrawals, one claim and one finish, the
+-- journal entries of a settled transfer and the state machine.
+
+-- The transfer state machine, enforced on every UPDATE whoever makes it:
+--   what and how much never change; pending -> sending -> succeeded | failed;
+--   sending -> sending (a new claim, or unresolved); failed -> pending only
+--   with a new IsTuno and the next attempt (an operator's retry after the bank
+--   proved the old number unbooked); succeeded never changes again.
+create or replace function settlement.transfers_guard() returns trigger
+language plpgsql as $$
+begin
+  if (new.purpose, new.business_date, new.kind, new.entry_id, new.seq, new.from_account, new.to_account, new.amount, new.fintech_apsno)
+     is distinct from (old.purpose, old.business_date, old.kind, old.entry_id, old.seq, old.from_account, old.to_account, old.amount, old.fintech_apsno) then
+    raise exception 'transfer %: what is moved, from where, to where and how much never change', old.id using errcode = 'ST007';
+  end if;
+  if old.state = 'succeeded' then
+    raise exception 'transfer %: a succeeded transfer never changes', old.id using errcode = 'ST007';
+  end if;
+  if new.is_tuno <> old.is_tuno or new.attempt <> old.attempt then
+    -- Only a transfer the bank proved unbooked gets a new number, and only the next one.
+    if not (old.state in ('failed', 'sending') and new.state = 'pending' and new.attempt = old.attempt + 1
+            and exists (select 1 from settlement.transfer_attempts a where a.transfer_id = old.id and a.is_tuno = old.is_tuno and a.outcome = 'failed')) then
+      raise exception 'transfer %: a new IsTuno needs a failed attempt under the old one', old.id using errcode = 'ST007';
+    end if;
+    return new;
+  end if;
+  if not ((old.state = 'pending' and new.state in ('pending', 'sending'))
+          or (old.state = 'sending' and new.state in ('sending', 'succeeded', 'failed'))
+          or (old.state = 'failed' and new.state = 'failed')) then
+    raise exception 'transfer %: % -> % is not a transition of a transfer', old.id, old.state, new.state using errcode = 'ST007';
+  end if;
+  if old.state = 'failed' and (new.fail_code, new.settled_at) is distinct from (old.fail_code, old.settled_at) then
+    raise exception 'transfer %: a failed transfer''s outcome is history', old.id using errcode = 'ST007';
+  end if;
+  return new;
+end $$;
+
+create or replace trigger transfers_state_machine before update on settlement.transfers
+  for each row execute function settlement.transfers_guard();
+
+create or replace trigger transfers_no_delete before delete on settlement.transfers
+  for each row execute function settlement.journal_append_only();
+
+create or replace trigger transfers_no_truncate before truncate on settlement.transfers
+  for each statement execute function settlement.journal_append_only();
+
+create or replace trigger transfer_attempts_append_only before update or delete on settlement.transfer_attempts
+  for each row execute function settlement.journal_append_only();
+
+create or replace trigger transfer_attempts_no_truncate before truncate on settlement.transfer_attempts
+  for each statement execute function settlement.journal_append_only();
+
+create or replace function settlement.journal_transfer(t settlement.transfers) returns void
+language plpgsql as $$
+begin
+  perform settlement.journal_transfers(array[t.id]);
+end $$;
+
 -- The bank desk (issue 13): each worker process claims and finishes its
 -- transfers in batches, one round trip and one transaction for every claim
 -- (or outcome) that is waiting when the last one returns, on one connection
@@ -25,7 +83,7 @@
 -- (ref = its IsTuno), lines as 0007 defined them. journal_transfer (one
 -- transfer, from finish_transfer) posts through it, so there is one
 -- definition of a transfer's entry.
-create function settlement.journal_transfers(p_ids bigint[]) returns void
+create or replace function settlement.journal_transfers(p_ids bigint[]) returns void
 language plpgsql as $$
 begin
   with t as (
@@ -44,19 +102,12 @@ begin
                              (3, 'due_to:' || t.kind, t.amount), (4, 'due_from:' || t.from_account, -t.amount)) l(line_no, ledger_account, amount)
   where l.line_no <= 2 or t.purpose = 'payout';
 end $$;
-comment on function settlement.journal_transfers is
-  'Internal: posts the journal entry of each settled transfer (payout: bank and due_to/due_from lines; withdrawal: bank lines).';
-
-create or replace function settlement.journal_transfer(t settlement.transfers) returns void
-language plpgsql as $$
-begin
-  perform settlement.journal_transfers(array[t.id]);
-end $$;
+comment on function settlement.journal_transfers is 'Internal: posts the journal entry of each settled transfer (payout: bank and due_to/due_from lines; withdrawal: bank lines).';
 
 -- The tail of after_payout (0030): confirm once nothing of the day's kind is
 -- pending or sending. p_id: a transfer of the day just settled (the search
 -- for an open chunk starts beside it).
-create function settlement.confirm_when_paid(p_date date, p_kind settlement.kind, p_id bigint) returns void
+create or replace function settlement.confirm_when_paid(p_date date, p_kind settlement.kind, p_id bigint) returns void
 language plpgsql as $$
 begin
   -- Chunks are claimed in id order: a pending one is almost always among the
@@ -89,71 +140,111 @@ begin
   perform settlement.confirm_when_paid(t.business_date, t.kind, t.id);
 end $$;
 
+-- The withdrawal settled: its journal entry and the withdraw stage's end.
+create or replace function settlement.after_withdrawal(t settlement.transfers) returns void
+language plpgsql as $$
+begin
+  perform pg_advisory_xact_lock(settlement.stage_lock_key('withdraw', t.business_date, t.kind));
+  if t.state = 'succeeded' then
+    perform settlement.journal_transfer(t);
+    perform settlement.set_stage(t.business_date, t.kind, 'withdraw', 'done', format('%s KRW withdrawn (%s)', t.amount, t.is_tuno));
+    perform settlement.after_stage('withdraw', t.business_date, t.kind);
+  else
+    perform settlement.set_stage(t.business_date, t.kind, 'withdraw', 'blocked',
+      format('withdrawal failed: %s %s (fix, then settlement.retry_failed(%L, %L))', t.fail_code, t.fail_message, t.business_date, t.kind));
+  end if;
+end $$;
+
 ------------------------------------------------------------------------------
--- Slots of a desk connection.
-
--- Takes up to p_want free slots as session locks of this connection, never
--- one of p_held (the slots it holds already: a session lock is re-entrant,
--- so taking one again would count one call twice).
-create function settlement.take_bank_slots(p_want integer, p_held integer[]) returns integer[]
-language plpgsql volatile as $$
+-- claim_transfer of 0021 (pause check, then the claim), same answers; the
+-- row is locked by its first read, so the update needs no self-join.
+-- p_slot_holder not null: also take a bank-call slot for the attempt's first
+-- call (an advisory lock of this connection; p_slot_lease_ms is not used: the
+-- slot lives as long as the connection holds it).
+create or replace function settlement.claim_transfer(p_id bigint, p_holder text, p_lease_ms integer,
+  p_slot_holder text default null, p_slot_lease_ms integer default null)
+returns settlement.transfer_claim
+language plpgsql as $$
 declare
-  v_max integer;
-  v_start integer;
-  s integer;
-  v integer[] := '{}';
+  c settlement.transfer_claim;
+  t settlement.transfers;
 begin
-  if coalesce(p_want, 0) <= 0 then
-    return v;
+  -- The row lock first: t is then the row the claim replaces (was it sent before?).
+  select * into t from settlement.transfers where id = p_id for update;
+  if not found then
+    perform settlement.raise_error('ST008', format('transfer %s does not exist', p_id));
   end if;
-  select max_in_flight into v_max from settlement.config where id;
-  v_start := floor(random() * v_max)::integer;
-  for i in 0 .. v_max - 1 loop
-    s := (v_start + i) % v_max + 1;
-    if not (s = any(coalesce(p_held, '{}'))) and pg_try_advisory_lock(21332, s) then
-      v := v || s;
-      exit when cardinality(v) >= p_want;
+  if t.state in ('pending', 'sending') and settlement.is_paused(t.kind) then
+    return row('paused', false, false, t.id, t.purpose, t.is_tuno, t.tsymd, t.memo, t.fintech_apsno, t.fin_acno, t.to_bncd, t.to_account,
+               t.amount, t.business_date, t.kind, t.attempt, null)::settlement.transfer_claim;
+  end if;
+  if t.state in ('pending', 'sending') and (t.claimed_until is null or t.claimed_until < now() or t.claimed_by = p_holder) then
+    update settlement.transfers x
+    set state = 'sending', tsymd = coalesce(x.tsymd, settlement.bank_ymd()), claimed_by = p_holder,
+        claimed_until = now() + make_interval(secs => p_lease_ms / 1000.0), updated_at = now()
+    where x.id = p_id
+    returning 'send', t.tsymd is not null, x.tsymd = settlement.bank_ymd(), x.id, x.purpose, x.is_tuno, x.tsymd, x.memo, x.fintech_apsno,
+              x.fin_acno, x.to_bncd, x.to_account, x.amount, x.business_date, x.kind, x.attempt, null::integer
+    into c;
+    if p_slot_holder is not null then
+      c.slot := settlement.try_bank_slot();
     end if;
-  end loop;
-  return v;
+    return c;
+  end if;
+  return row(case when t.state in ('succeeded', 'failed') then 'settled' else 'busy' end, false, false, t.id, t.purpose, t.is_tuno, t.tsymd,
+             t.memo, t.fintech_apsno, t.fin_acno, t.to_bncd, t.to_account, t.amount, t.business_date, t.kind, t.attempt, null)::settlement.transfer_claim;
 end $$;
+comment on function settlement.claim_transfer is 'Transfer task: claims a transfer for one bank attempt (a lease), fixing its Tsymd by the database''s clock on the first call; answers paused (no claim) while settlement.pause covers its kind. With p_slot_holder, also takes a bank-call slot held by this connection (slot null: none free).';
 
--- try_bank_slot of 0030 (one slot, for claim_transfer) is the one-slot case.
-create or replace function settlement.try_bank_slot() returns integer
-language sql volatile as $$
-  select (settlement.take_bank_slots(1, null))[1]
-$$;
-
--- Gives back slots of this connection; wakes other processes' waiters when
--- there are any.
-create function settlement.give_bank_slots(p_slots integer[]) returns void
-language plpgsql volatile as $$
+------------------------------------------------------------------------------
+-- finish_transfer of 0009 (orphans recorded); p_slot not null: gives back
+-- that bank-call slot of this connection first.
+create or replace function settlement.finish_transfer(p_id bigint, p_is_tuno text, p_outcome text, p_processed_at text,
+  p_code text, p_message text, p_slot integer default null, p_slot_holder text default null)
+returns text
+language plpgsql as $$
 declare
-  s integer;
-  v_any boolean := false;
+  t settlement.transfers;
 begin
-  foreach s in array coalesce(p_slots, '{}') loop
-    -- false (with a warning) for a slot this connection does not hold
-    if pg_advisory_unlock(21332, s) then
-      v_any := true;
-    end if;
-  end loop;
-  if v_any and settlement.others_waiting_for_slots() then
-    perform pg_notify('settlement_bank_slot', '');
+  if p_slot is not null then
+    perform settlement.give_bank_slot(p_slot);
   end if;
-end $$;
+  -- The bank holds the truth about a transfer, so a finish lost in a database
+  -- crash is recovered like a worker that died before finishing: the transfer
+  -- is still 'sending' under its claim and its next attempt asks the bank
+  -- first. Its commit need not wait for the WAL flush. (The job's completion
+  -- commits after it, synchronously: once that is durable, so is this.)
+  perform set_config('synchronous_commit', 'off', true);
+  if p_outcome is null or p_outcome not in ('succeeded', 'failed', 'unresolved') then
+    perform settlement.raise_error('ST009', format('finish_transfer: outcome must be succeeded, failed or unresolved, got %s', p_outcome));
+  end if;
+  if p_outcome = 'unresolved' then
+    update settlement.transfers
+    set claimed_by = null, claimed_until = null, unresolved_since = coalesce(unresolved_since, now()),
+        unresolved_reason = left(p_message, 500), updated_at = now()
+    where id = p_id and is_tuno = p_is_tuno and state = 'sending';
+    return case when found then 'unresolved' else settlement.finish_miss(p_id, p_is_tuno) end;
+  end if;
 
--- Whether another session holds the "waiting" lock (21332, 0): a lock this
--- session holds itself never conflicts with its own request.
-create function settlement.others_waiting_for_slots() returns boolean
-language plpgsql volatile as $$
-begin
-  if pg_try_advisory_lock(21332, 0) then
-    perform pg_advisory_unlock(21332, 0);
-    return false;
+  update settlement.transfers
+  set state = p_outcome::settlement.transfer_state, processed_at = p_processed_at, fail_code = p_code,
+      fail_message = left(p_message, 500), settled_at = now(), claimed_by = null, claimed_until = null,
+      unresolved_since = null, unresolved_reason = null, updated_at = now()
+  where id = p_id and is_tuno = p_is_tuno and state in ('pending', 'sending')
+  returning * into t;
+  if not found then
+    return settlement.finish_miss(p_id, p_is_tuno, p_outcome, p_processed_at);
   end if;
-  return true;
+  insert into settlement.transfer_attempts (transfer_id, is_tuno, tsymd, amount, outcome, code, message, processed_at)
+  values (t.id, t.is_tuno, t.tsymd, t.amount, t.state, t.fail_code, t.fail_message, t.processed_at);
+  if t.purpose = 'payout' then
+    perform settlement.after_payout(t);
+  else
+    perform settlement.after_withdrawal(t);
+  end if;
+  return p_outcome;
 end $$;
+comment on function settlement.finish_transfer is 'Transfer task: records the bank''s answer for a transfer (+ journal, + what follows) once, giving back the attempt''s bank-call slot. A booking confirmed for a number the transfer no longer holds (stale) is recorded as an orphan with a suspense journal entry.';
 
 ------------------------------------------------------------------------------
 -- claim_transfers: claim_transfer (0030) for a batch. Rows are locked in id
@@ -165,7 +256,7 @@ end $$;
 --   {"claims": [claim, ...] (in p_ids order), "slots": [..], "others_waiting": bool, "workers": n, "max_in_flight": m}
 -- where a claim has the columns of settlement.transfer_claim (transfer_id and
 -- amount as text: no number of a money path goes through a float).
-create function settlement.claim_transfers(p_ids bigint[], p_holders text[], p_lease_ms integer, p_want integer,
+create or replace function settlement.claim_transfers(p_ids bigint[], p_holders text[], p_lease_ms integer, p_want integer,
   p_held integer[], p_flag integer)
 returns json
 language plpgsql as $$
@@ -242,16 +333,16 @@ begin
 
   return json_build_object('claims', coalesce(v_claims, '[]'::json), 'slots', v_slots, 'others_waiting', v_others,
                            'workers', v_workers, 'max_in_flight', v_max);
-end $$;
-comment on function settlement.claim_transfers is
-  'Worker (bank desk): claim_transfer for a batch of transfers in one transaction, plus up to p_want bank-call slots for this connection; returns json {claims, slots, others_waiting, workers, max_in_flight}.';
+end $$
+  set enable_seqscan = off set enable_hashjoin = off set enable_mergejoin = off;
+comment on function settlement.claim_transfers is 'Worker (bank desk): claim_transfer for a batch of transfers in one transaction, plus up to p_want bank-call slots for this connection; returns json {claims, slots, others_waiting, workers, max_in_flight}.';
 
 ------------------------------------------------------------------------------
 -- finish_transfers: finish_transfer (0030) for a batch, giving back p_give
 -- first. The everyday case (a payout, succeeded or failed, still sending or
 -- pending under the IsTuno it was sent with) is set-based; every other item
 -- goes through finish_transfer itself. Returns the results in input order.
-create function settlement.finish_transfers(p_ids bigint[], p_is_tunos text[], p_outcomes text[], p_processed_at text[],
+create or replace function settlement.finish_transfers(p_ids bigint[], p_is_tunos text[], p_outcomes text[], p_processed_at text[],
   p_codes text[], p_messages text[], p_give integer[])
 returns text[]
 language plpgsql as $$
@@ -319,49 +410,33 @@ begin
     perform settlement.confirm_when_paid(g.business_date, g.kind, g.id);
   end loop;
   return v_out;
-end $$;
-comment on function settlement.finish_transfers is
-  'Worker (bank desk): finish_transfer for a batch of outcomes in one transaction, after giving back the bank-call slots p_give of this connection; returns each result in input order.';
+end $$
+  set enable_seqscan = off set enable_hashjoin = off set enable_mergejoin = off;
+comment on function settlement.finish_transfers is 'Worker (bank desk): finish_transfer for a batch of outcomes in one transaction, after giving back the bank-call slots p_give of this connection; returns each result in input order.';
 
-------------------------------------------------------------------------------
--- add_register_jobs of 0023 still deadlocked now and then (test/order.test.ts,
--- two pay stages adding register jobs for the same accounts): graphile's
--- add_jobs inserts its specs through a join, whose plan need not keep the
--- array's order. Callers now take turns (the lock lasts until the stage's
--- transaction ends; a stage adds these jobs once).
-create or replace function settlement.add_register_jobs(p_accounts text[]) returns void
+-- Safety net run by the crontab: an unsettled transfer without a live job gets
+-- one again (the job key collapses it with a waiting one), and a loan account
+-- still without a fin-account gets its registration job again.
+create or replace function settlement.requeue_unsettled() returns integer
 language plpgsql as $$
 declare
-  v graphile_worker.job_spec[];
+  v_ids bigint[];
+  v_accounts text[];
 begin
-  select array_agg(row('register', json_build_object('account_no', a.account_no), null, null, 25, 'register:' || a.account_no, null, null)::graphile_worker.job_spec
-                   order by a.account_no)
-  into v
-  from settlement.accounts a where a.account_no = any (p_accounts) and a.role = 'loan' and a.fin_acno is null;
-  if v is not null then
-    perform pg_advisory_xact_lock(hashtext('settlement.add_register_jobs'));
-    perform graphile_worker.add_jobs(v);
+  -- An unsettled transfer belongs to a day whose withdraw is not done.
+  select array_agg(t.id) into v_ids from settlement.transfers t
+  join settlement.stage_runs r on r.business_date = t.business_date and r.kind = t.kind and r.stage = 'withdraw' and r.state <> 'done'
+  where t.state in ('pending', 'sending') and (t.claimed_until is null or t.claimed_until < now())
+    and not exists (select 1 from graphile_worker.jobs j where j.key = 'transfer:' || t.id and j.attempts < j.max_attempts);
+  if v_ids is not null then
+    perform settlement.add_transfer_jobs(v_ids);
   end if;
+  select array_agg(a.account_no) into v_accounts from settlement.accounts a
+  where a.role = 'loan' and a.fin_acno is null
+    and exists (select 1 from settlement.entries e where e.account_no = a.account_no)
+    and not exists (select 1 from graphile_worker.jobs j where j.key = 'register:' || a.account_no and j.attempts < j.max_attempts);
+  if v_accounts is not null then
+    perform settlement.add_register_jobs(v_accounts);
+  end if;
+  return coalesce(cardinality(v_ids), 0) + coalesce(cardinality(v_accounts), 0);
 end $$;
-
-------------------------------------------------------------------------------
--- The batch functions touch only the batch's rows, by primary key. A desk's
--- connection lives as long as its process, and PL/pgSQL keeps each
--- statement's plan for the session: a plan made on a fresh database, when
--- transfers held a few rows, scanned the whole table for every later batch
--- (and the table only grows). Index lookups and nested loops are the only
--- plans that suit them, whatever the statistics say.
-alter function settlement.claim_transfers(bigint[], text[], integer, integer, integer[], integer)
-  set enable_seqscan = off set enable_hashjoin = off set enable_mergejoin = off;
-alter function settlement.finish_transfers(bigint[], text[], text[], text[], text[], text[], integer[])
-  set enable_seqscan = off set enable_hashjoin = off set enable_mergejoin = off;
-
-------------------------------------------------------------------------------
--- Grants (settlement_meta.api of 0023).
-select settlement_meta.api('settlement_worker', array[
-  'claim_transfers(bigint[], text[], integer, integer, integer[], integer)',
-  'finish_transfers(bigint[], text[], text[], text[], text[], text[], integer[])',
-  'take_bank_slots(integer, integer[])',
-  'try_bank_slot()',
-  'give_bank_slots(integer[])']);
-revoke all on all functions in schema settlement from public;
