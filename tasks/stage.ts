@@ -2,7 +2,8 @@ import type { Task } from 'graphile-worker';
 import { z } from 'zod';
 import { isTransientDbError } from '../src/db/errors.js';
 import { dateSchema, kindSchema, openDays, recordStageError, runStage, stageSchema } from '../src/db/queries.js';
-import { cronMeta, parsePayload, RetryLaterError, type TaskContext } from '../src/jobs/context.js';
+import { RetryLaterError } from '../src/domain.js';
+import { cronMeta, parsePayload, type TaskContext } from '../src/jobs/context.js';
 
 const payloadSchema = z
   .object({ stage: stageSchema, date: dateSchema.optional(), kind: kindSchema.optional(), _cron: cronMeta })

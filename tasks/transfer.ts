@@ -1,9 +1,10 @@
 import type { Job, Task } from 'graphile-worker';
 import { z } from 'zod';
 import type { TransferResult } from '../src/bank/port.js';
-import type { Claim } from '../src/db/queries.js';
+import type { Claim } from '../src/domain.js';
 import type { Attempt } from '../src/jobs/desk.js';
-import { parsePayload, RetryLaterError, type TaskContext } from '../src/jobs/context.js';
+import { RetryLaterError } from '../src/domain.js';
+import { parsePayload, type TaskContext } from '../src/jobs/context.js';
 import { orderOf, outcomeOf } from '../src/jobs/order.js';
 
 const payloadSchema = z.object({ transfer_id: z.number().int().positive().max(Number.MAX_SAFE_INTEGER) }).strict();

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
+import { BANK_SLOT_LOCK_CLASS } from '../src/db/bank-slots.js';
 import { enqueueStage, KINDS } from '../src/db/queries.js';
 import { seed } from '../src/seed.js';
 import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
@@ -29,7 +30,7 @@ t.test('a worker killed with SIGKILL mid-payout loses nothing and pays nothing t
   // Bank-call slots are session locks of the worker's connections (named settle-worker:<pid>).
   const slotsOf = (pid: number) => db.oneFirst(sql.type(z.object({ n: z.bigint() }))`
     select count(*) as n from pg_locks l join pg_stat_activity a on a.pid = l.pid
-    where l.locktype = 'advisory' and l.classid = 21332 and l.objsubid = 2 and l.objid > 0 and l.granted
+    where l.locktype = 'advisory' and l.classid = ${BANK_SLOT_LOCK_CLASS} and l.objsubid = 2 and l.objid > 0 and l.granted
       and l.database = (select oid from pg_database where datname = current_database())
       and a.application_name = ${'settle-worker:' + victim.child.pid}`);
   const slotsHeld = await waitFor('the victim holding bank-call slots', async () => {

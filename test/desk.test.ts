@@ -2,9 +2,10 @@ import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'slonik';
 import { z } from 'zod';
+import { BANK_SLOT_LOCK_CLASS, SLOTS_OF_THIS_CONNECTION } from '../src/db/bank-slots.js';
 import { SettlementError } from '../src/db/errors.js';
 import { runStage } from '../src/db/queries.js';
-import { RetryLaterError } from '../src/jobs/context.js';
+import { RetryLaterError } from '../src/domain.js';
 import { createBankDesk, type BankDesk } from '../src/jobs/desk.js';
 import { registerAtSimulator, seed } from '../src/seed.js';
 import { prepareSim, startSim } from './helpers/day.js';
@@ -170,4 +171,7 @@ t.test('claim_transfers and finish_transfers refuse malformed batches and change
   t.equal((s.rows[0].r as { slots: number[] }).slots.length, 2, 'no more slots than the cap, however many are asked for');
   const s2 = await c.query(`select settlement.claim_transfers('{}', '{}', 1000, 5, $1::int[], 0) as r`, [(s.rows[0].r as { slots: number[] }).slots]);
   t.same((s2.rows[0].r as { slots: number[] }).slots, [], 'a connection holding every slot gets none again (a session lock is re-entrant: it would count twice)');
+  // One lock class for the slots, the same number in SQL and in TypeScript.
+  t.equal((await c.query('select settlement.bank_slot_lock_class() as k')).rows[0].k, BANK_SLOT_LOCK_CLASS, 'bank_slot_lock_class() = BANK_SLOT_LOCK_CLASS');
+  t.same((await c.query(SLOTS_OF_THIS_CONNECTION)).rows.map((r: { slot: number }) => r.slot).sort(), [...(s.rows[0].r as { slots: number[] }).slots].sort(), 'the slots this connection holds are found under that class');
 });

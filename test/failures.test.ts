@@ -8,6 +8,7 @@ import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } fr
 import { freshDb } from './helpers/db.js';
 import { pastDate } from './helpers/fixtures.js';
 import { spawnWorker, waitFor } from './helpers/procs.js';
+import { claimTransfer, finishTransfer } from './helpers/transfers.js';
 
 async function setBalance(simUrl: string, accountNo: string, balance: bigint) {
   await simAdminClient(simUrl).openAccounts([{ bncd: '011', acno: accountNo, balance }]);
@@ -66,8 +67,8 @@ t.test('retry_failed never re-sends a transfer that has a succeeded attempt', as
   // What tampering by a superuser with triggers switched off would leave: a
   // succeeded attempt, and the transfer marked failed (the state machine
   // trigger refuses this to anyone else, see hardening.test.ts).
-  await db.query(sql.unsafe`select settlement.claim_transfer(${x.id}, 'w', 1000)`);
-  await db.query(sql.unsafe`select settlement.finish_transfer(${x.id}, ${x.is_tuno}, 'succeeded', '20260101120000', null, null)`);
+  await claimTransfer(db, Number(x.id), 'w', 1000);
+  await finishTransfer(db, Number(x.id), x.is_tuno, { outcome: 'succeeded', processedAt: '20260101120000' });
   await db.transaction(async (tx) => {
     await tx.query(sql.unsafe`set local session_replication_role = replica`);
     await tx.query(sql.unsafe`update settlement.transfers set state = 'failed', fail_code = 'X' where id = ${x.id}`);
@@ -77,13 +78,16 @@ t.test('retry_failed never re-sends a transfer that has a succeeded attempt', as
 });
 
 t.test('retry_failed rejects bad input', async (t) => {
-  const { url } = await freshDb(t);
+  const { url, db } = await freshDb(t);
   const pg = await import('./helpers/db.js').then((m) => m.pgClient(t, url));
   const code = (p: Promise<unknown>) => p.then(() => null, (e: { code?: string }) => e.code);
   t.equal(await code(pg.query(`select settlement.retry_failed(null, 'tax')`)), 'ST001');
   t.equal(await code(pg.query(`select settlement.retry_failed('2020-01-01', 'tax')`)), 'ST010', 'unknown day');
   t.equal(await code(pg.query(`select settlement.enqueue_stage(null)`)), 'ST001');
-  t.equal(await code(pg.query(`select settlement.claim_transfer(424242, 'x', 1000)`)), 'ST008');
-  t.equal(await code(pg.query(`select settlement.finish_transfer(1, '1', 'maybe', null, null, null)`)), 'ST009');
-  t.equal(await code(pg.query(`select settlement.finish_transfer(424242, '1', 'failed', null, 'X', 'y')`)), 'ST008');
+  // A claim of a transfer that does not exist: claim_transfers answers 'missing' for it, and its decoder names the error.
+  const missing = await pg.query(`select settlement.claim_transfers('{424242}', '{x}', 1000, 0, '{}', 0) as r`);
+  t.equal(missing.rows[0].r.claims[0].action, 'missing');
+  t.equal(await claimTransfer(db, 424242, 'x', 1000).then(() => null, (e: { sqlstate?: string }) => e.sqlstate), 'ST008');
+  t.equal(await code(pg.query(`select settlement.finish_transfers('{1}', '{1}', '{maybe}', '{NULL}', '{NULL}', '{NULL}', '{}')`)), 'ST009');
+  t.equal(await code(pg.query(`select settlement.finish_transfers('{424242}', '{1}', '{failed}', '{NULL}', '{X}', '{y}', '{}')`)), 'ST008');
 });

@@ -7,6 +7,7 @@ import { prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day
 import { freshDb, pgClient } from './helpers/db.js';
 import { makeAccounts, noonSeoul, pastDate } from './helpers/fixtures.js';
 import { spawnWorker, waitFor } from './helpers/procs.js';
+import { claimTransfer, finishTransfer } from './helpers/transfers.js';
 
 const codeOf = (p: Promise<unknown>) => p.then(() => null, (e: { code?: string }) => e.code ?? String(e));
 const n = (db: import('../src/db/pool.js').DatabasePool, q: ReturnType<typeof sql.unsafe>) => db.oneFirst(sql.type(z.object({ n: z.bigint() }))`${q}`);
@@ -36,8 +37,8 @@ t.test('history cannot be rewritten, even by a connection with every grant', asy
   await runStage(db, 'record', pastDate(1), 'tax');
   await runStage(db, 'pay', pastDate(1), 'tax');
   const x = await db.one(sql.type(z.object({ id: z.bigint(), is_tuno: z.string() }))`select id, is_tuno from settlement.transfers order by id limit 1`);
-  await db.query(sql.unsafe`select settlement.claim_transfer(${x.id}, 'w', 1000)`);
-  await db.query(sql.unsafe`select settlement.finish_transfer(${x.id}, ${x.is_tuno}, 'succeeded', '20260101120000', null, null)`);
+  await claimTransfer(db, Number(x.id), 'w', 1000);
+  await finishTransfer(db, Number(x.id), x.is_tuno, { outcome: 'succeeded', processedAt: '20260101120000' });
   const c = await pgClient(t, url);
   const cases: Array<[string, string]> = [
     [`update settlement.transfers set state = 'failed', fail_code = 'X' where id = ${x.id}`, 'a succeeded transfer never changes'],

@@ -5,12 +5,13 @@ import { sql } from 'slonik';
 import { z } from 'zod';
 import type { DatabasePool } from '../src/db/pool.js';
 import {
-  activePauses, asOperator, claimTransfer, detectAlerts, enqueueStage, finishTransfer, pause, problems, resume, retryDay, retryFailed, retryPreview, verdicts, workerStatus,
+  activePauses, asOperator, detectAlerts, enqueueStage, pause, problems, resume, retryDay, retryFailed, retryPreview, verdicts, workerStatus,
 } from '../src/db/queries.js';
 import { seed } from '../src/seed.js';
 import { adminQuery, freshDb } from './helpers/db.js';
 import { pastDate, seoulToday } from './helpers/fixtures.js';
 import { asLogin } from './helpers/roles.js';
+import { claimTransfer, finishTransfer } from './helpers/transfers.js';
 
 /**
  * On-call SQL (sql/0021_operations.sql) without a bank: transfers are claimed
@@ -220,7 +221,7 @@ t.test('roles: the viewer reads the verdict, the operator pauses, the worker cla
   t.equal(await operator(`select settlement.retry_failed_core('${D}', 'tax')`), '42501', 'operator: not around the audit');
   t.equal(await operator(`insert into settlement.operator_actions (action) values ('forged')`), '42501', 'operator: cannot forge the audit');
   const worker = await as('settlement_worker');
-  t.equal(await worker(`select settlement.claim_transfer(1, 'w', 1000)`), 'ok', 'worker: claim_transfer');
+  t.equal(await worker(`select settlement.claim_transfers('{1}', '{w}', 1000, 0, '{}', 0)`), 'ok', 'worker: claim_transfers');
   t.equal(await worker(`select * from settlement.detect_alerts()`), 'ok', 'worker: detect_alerts');
   t.equal(await worker(`select * from settlement.day_metrics()`), 'ok', 'worker: day_metrics');
   t.equal(await worker(`select settlement.pause('tax', 'x')`), '42501', 'worker: cannot pause');

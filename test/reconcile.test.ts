@@ -11,6 +11,7 @@ import { freshDb } from './helpers/db.js';
 import { pastDate } from './helpers/fixtures.js';
 import { runCli, spawnWorker, waitFor } from './helpers/procs.js';
 import { ledgerMirrorsStatements, waitReconcile } from './helpers/reconcile.js';
+import { claimTransfer, finishTransfer } from './helpers/transfers.js';
 
 let isTunoSeq = 0;
 /** A DrawingTransfer sent to the simulator by hand (outside the service). */
@@ -133,12 +134,11 @@ t.test('a late booking of a replaced number is an orphan in suspense at once', a
   await runStage(db, 'pay', D, 'tax');
   const tr = await db.one(sql.type(z.object({ id: z.bigint(), is_tuno: z.string(), amount: z.bigint() }))`
     select id, is_tuno, amount from settlement.transfers where business_date = ${D}::date order by id limit 1`);
-  await db.query(sql.unsafe`select settlement.claim_transfer(${tr.id}, 'w', 60000)`);
-  t.equal(await db.oneFirst(sql.type(z.object({ r: z.string() }))`select settlement.finish_transfer(${tr.id}, ${tr.is_tuno}, 'failed', null, 'X1', 'refused') as r`), 'failed');
+  await claimTransfer(db, Number(tr.id), 'w', 60000);
+  t.equal(await finishTransfer(db, Number(tr.id), tr.is_tuno, { outcome: 'failed', code: 'X1', message: 'refused' }), 'failed');
   await db.query(sql.unsafe`select settlement.retry_failed(${D}::date, 'tax')`);
   // The old number comes back booked.
-  const r = await db.oneFirst(sql.type(z.object({ r: z.string() }))`
-    select settlement.finish_transfer(${tr.id}, ${tr.is_tuno}, 'succeeded', '20250101120000', null, null) as r`);
+  const r = await finishTransfer(db, Number(tr.id), tr.is_tuno, { outcome: 'succeeded', processedAt: '20250101120000' });
   t.equal(r, 'stale', 'the transfer has moved on');
   const b = await reconciliationBreaks(db, D, 'tax');
   t.equal(b.length, 1);
@@ -150,7 +150,7 @@ t.test('a late booking of a replaced number is an orphan in suspense at once', a
   t.same(lines.map((l) => l.ledger_account), ['bank:' + settlementAccountNo('tax'), 'suspense:tax', 'bank:' + loanAccountNo(1), 'suspense:tax'], 'mirrored on both bank accounts, against suspense');
   t.equal(lines.reduce((a, l) => a + l.amount, 0n), 0n, 'balanced');
   // Told twice: still one orphan.
-  await db.query(sql.unsafe`select settlement.finish_transfer(${tr.id}, ${tr.is_tuno}, 'succeeded', '20250101120000', null, null)`);
+  t.equal(await finishTransfer(db, Number(tr.id), tr.is_tuno, { outcome: 'succeeded', processedAt: '20250101120000' }), 'stale', 'told twice: stale again');
   t.equal((await reconciliationBreaks(db, D, 'tax')).length, 1, 'recorded once');
 });
 

@@ -58,11 +58,12 @@ t.test('each role may do its work and nothing else', async (t) => {
   t.equal(await operator(`update settlement.transfers set state = 'failed', fail_code = 'X' where id = 1`), DENIED, 'operator: cannot change a transfer');
   t.equal(await operator(`update settlement.journal_lines set amount = 1`), DENIED, 'operator: cannot rewrite the journal');
   t.equal(await operator(`set session_replication_role = replica`), DENIED, 'operator: cannot switch triggers off');
-  t.equal(await operator(`select settlement.finish_transfer(1, '1', 'succeeded', '20260101120000', null, null)`), DENIED, 'operator: cannot record bank answers');
+  t.equal(await operator(`select settlement.finish_transfers('{1}', '{1}', '{succeeded}', '{20260101120000}', '{NULL}', '{NULL}', '{}')`), DENIED, 'operator: cannot record bank answers');
+  t.equal(await operator(`select settlement.claim_transfers('{1}', '{w}', 1000, 0, '{}', 0)`), DENIED, 'operator: cannot claim transfers');
   t.equal(await operator(`select graphile_worker.add_job('transfer', '{"transfer_id":1}')`), DENIED, 'operator: cannot add jobs behind the functions');
 
   const worker = await as('settlement_worker');
-  t.equal(await worker(`select * from settlement.claim_transfer(1, 'w', 1000)`), 'ok', 'worker: claim_transfer');
+  t.equal(await worker(`select * from settlement.claim_transfers('{1}', '{w}', 1000, 0, '{}', 0)`), 'ok', 'worker: claim_transfers');
   t.equal(await worker(`select * from settlement.open_days()`), 'ok', 'worker: open_days');
   t.equal(await worker(`select * from settlement.bank_codes`), 'ok', 'worker: reads the bank codes');
   t.equal(await worker(`update settlement.transfers set amount = 1`), DENIED, 'worker: cannot write tables');

@@ -50,39 +50,17 @@ create or replace trigger transfer_attempts_append_only before update or delete 
 create or replace trigger transfer_attempts_no_truncate before truncate on settlement.transfer_attempts
   for each statement execute function settlement.journal_append_only();
 
-create or replace function settlement.journal_transfer(t settlement.transfers) returns void
-language plpgsql as $$
-begin
-  perform settlement.journal_transfers(array[t.id]);
-end $$;
-
--- The bank desk (issue 13): each worker process claims and finishes its
--- transfers in batches, one round trip and one transaction for every claim
--- (or outcome) that is waiting when the last one returns, on one connection
--- of its own that also holds the process's bank-call slots.
---
--- 1. claim_transfers / finish_transfers give the same answers as
---    claim_transfer / finish_transfer for each transfer, set-based: one
---    UPDATE for the batch's claims; one UPDATE, one insert of attempts, one
---    of journal entries and one of journal lines for the batch's payout
---    outcomes. Anything off the everyday path (a withdrawal, an unresolved
---    outcome, a transfer no longer sending under that IsTuno) goes through
---    finish_transfer itself, one by one.
--- 2. Slots stay session advisory locks (21332, slot) of 0030; a desk
---    connection may hold several (try_bank_slot of 0030 holds at most one
---    per connection), so it names the ones it holds and they are skipped.
---    The cap holds across processes and hosts as before, and a process that
---    dies frees every slot with its connection.
--- 3. The desk holds (21332, 0) shared while its process has calls waiting
---    for a slot: a release anywhere notifies settlement_bank_slot only then,
---    and a desk learns whether another process is waiting (it may hand a
---    freed slot straight to a waiting call of its own otherwise).
-
 ------------------------------------------------------------------------------
+-- The bank desk: each worker process claims and finishes its transfers in
+-- batches, one round trip and one transaction for every claim (or outcome)
+-- waiting when the last one returns, on one connection of its own that also
+-- holds the process's bank-call slots (45_bank_slots.sql). claim_transfers
+-- and finish_transfers are the only bodies that claim and finish a transfer:
+-- one transfer is a batch of one.
+
 -- The journal entry of settled transfers, set-based: one entry per transfer
--- (ref = its IsTuno), lines as 0007 defined them. journal_transfer (one
--- transfer, from finish_transfer) posts through it, so there is one
--- definition of a transfer's entry.
+-- (ref = its IsTuno). Payout: bank:<settlement> +, bank:<loan> -,
+-- due_to:<kind> +, due_from:<loan> -; withdrawal: the two bank lines.
 create or replace function settlement.journal_transfers(p_ids bigint[]) returns void
 language plpgsql as $$
 begin
@@ -104,9 +82,9 @@ begin
 end $$;
 comment on function settlement.journal_transfers is 'Internal: posts the journal entry of each settled transfer (payout: bank and due_to/due_from lines; withdrawal: bank lines).';
 
--- The tail of after_payout (0030): confirm once nothing of the day's kind is
--- pending or sending. p_id: a transfer of the day just settled (the search
--- for an open chunk starts beside it).
+-- A payout settled: confirm once nothing of the day's kind is pending or
+-- sending. p_id: a transfer of the day just settled (the search for an open
+-- chunk starts beside it).
 create or replace function settlement.confirm_when_paid(p_date date, p_kind settlement.kind, p_id bigint) returns void
 language plpgsql as $$
 begin
@@ -131,22 +109,13 @@ begin
   end if;
 end $$;
 
-create or replace function settlement.after_payout(t settlement.transfers) returns void
-language plpgsql as $$
-begin
-  if t.state = 'succeeded' then
-    perform settlement.journal_transfer(t);
-  end if;
-  perform settlement.confirm_when_paid(t.business_date, t.kind, t.id);
-end $$;
-
 -- The withdrawal settled: its journal entry and the withdraw stage's end.
 create or replace function settlement.after_withdrawal(t settlement.transfers) returns void
 language plpgsql as $$
 begin
   perform pg_advisory_xact_lock(settlement.stage_lock_key('withdraw', t.business_date, t.kind));
   if t.state = 'succeeded' then
-    perform settlement.journal_transfer(t);
+    perform settlement.journal_transfers(array[t.id]);
     perform settlement.set_stage(t.business_date, t.kind, 'withdraw', 'done', format('%s KRW withdrawn (%s)', t.amount, t.is_tuno));
     perform settlement.after_stage('withdraw', t.business_date, t.kind);
   else
@@ -155,107 +124,46 @@ begin
   end if;
 end $$;
 
-------------------------------------------------------------------------------
--- claim_transfer of 0021 (pause check, then the claim), same answers; the
--- row is locked by its first read, so the update needs no self-join.
--- p_slot_holder not null: also take a bank-call slot for the attempt's first
--- call (an advisory lock of this connection; p_slot_lease_ms is not used: the
--- slot lives as long as the connection holds it).
-create or replace function settlement.claim_transfer(p_id bigint, p_holder text, p_lease_ms integer,
-  p_slot_holder text default null, p_slot_lease_ms integer default null)
-returns settlement.transfer_claim
+-- An outcome for a transfer that no longer waits for it under that IsTuno:
+-- 'stale' (it holds another number now) or 'already_settled'. A booking the
+-- bank confirmed for a number the transfer does not hold, or holds settled
+-- otherwise, is recorded as an orphan with a suspense journal entry.
+create or replace function settlement.finish_miss(p_id bigint, p_is_tuno text, p_outcome text default null, p_processed_at text default null) returns text
 language plpgsql as $$
 declare
-  c settlement.transfer_claim;
   t settlement.transfers;
 begin
-  -- The row lock first: t is then the row the claim replaces (was it sent before?).
-  select * into t from settlement.transfers where id = p_id for update;
+  select * into t from settlement.transfers where id = p_id;
   if not found then
     perform settlement.raise_error('ST008', format('transfer %s does not exist', p_id));
   end if;
-  if t.state in ('pending', 'sending') and settlement.is_paused(t.kind) then
-    return row('paused', false, false, t.id, t.purpose, t.is_tuno, t.tsymd, t.memo, t.fintech_apsno, t.fin_acno, t.to_bncd, t.to_account,
-               t.amount, t.business_date, t.kind, t.attempt, null)::settlement.transfer_claim;
+  if p_outcome = 'succeeded' and (t.is_tuno <> p_is_tuno or t.state <> 'succeeded') then
+    perform settlement.record_booked_orphan(t, p_is_tuno, p_processed_at);
   end if;
-  if t.state in ('pending', 'sending') and (t.claimed_until is null or t.claimed_until < now() or t.claimed_by = p_holder) then
-    update settlement.transfers x
-    set state = 'sending', tsymd = coalesce(x.tsymd, settlement.bank_ymd()), claimed_by = p_holder,
-        claimed_until = now() + make_interval(secs => p_lease_ms / 1000.0), updated_at = now()
-    where x.id = p_id
-    returning 'send', t.tsymd is not null, x.tsymd = settlement.bank_ymd(), x.id, x.purpose, x.is_tuno, x.tsymd, x.memo, x.fintech_apsno,
-              x.fin_acno, x.to_bncd, x.to_account, x.amount, x.business_date, x.kind, x.attempt, null::integer
-    into c;
-    if p_slot_holder is not null then
-      c.slot := settlement.try_bank_slot();
-    end if;
-    return c;
-  end if;
-  return row(case when t.state in ('succeeded', 'failed') then 'settled' else 'busy' end, false, false, t.id, t.purpose, t.is_tuno, t.tsymd,
-             t.memo, t.fintech_apsno, t.fin_acno, t.to_bncd, t.to_account, t.amount, t.business_date, t.kind, t.attempt, null)::settlement.transfer_claim;
+  return case when t.is_tuno <> p_is_tuno then 'stale' else 'already_settled' end;
 end $$;
-comment on function settlement.claim_transfer is 'Transfer task: claims a transfer for one bank attempt (a lease), fixing its Tsymd by the database''s clock on the first call; answers paused (no claim) while settlement.pause covers its kind. With p_slot_holder, also takes a bank-call slot held by this connection (slot null: none free).';
 
 ------------------------------------------------------------------------------
--- finish_transfer of 0009 (orphans recorded); p_slot not null: gives back
--- that bank-call slot of this connection first.
-create or replace function settlement.finish_transfer(p_id bigint, p_is_tuno text, p_outcome text, p_processed_at text,
-  p_code text, p_message text, p_slot integer default null, p_slot_holder text default null)
-returns text
-language plpgsql as $$
-declare
-  t settlement.transfers;
-begin
-  if p_slot is not null then
-    perform settlement.give_bank_slot(p_slot);
-  end if;
-  -- The bank holds the truth about a transfer, so a finish lost in a database
-  -- crash is recovered like a worker that died before finishing: the transfer
-  -- is still 'sending' under its claim and its next attempt asks the bank
-  -- first. Its commit need not wait for the WAL flush. (The job's completion
-  -- commits after it, synchronously: once that is durable, so is this.)
-  perform set_config('synchronous_commit', 'off', true);
-  if p_outcome is null or p_outcome not in ('succeeded', 'failed', 'unresolved') then
-    perform settlement.raise_error('ST009', format('finish_transfer: outcome must be succeeded, failed or unresolved, got %s', p_outcome));
-  end if;
-  if p_outcome = 'unresolved' then
-    update settlement.transfers
-    set claimed_by = null, claimed_until = null, unresolved_since = coalesce(unresolved_since, now()),
-        unresolved_reason = left(p_message, 500), updated_at = now()
-    where id = p_id and is_tuno = p_is_tuno and state = 'sending';
-    return case when found then 'unresolved' else settlement.finish_miss(p_id, p_is_tuno) end;
-  end if;
-
-  update settlement.transfers
-  set state = p_outcome::settlement.transfer_state, processed_at = p_processed_at, fail_code = p_code,
-      fail_message = left(p_message, 500), settled_at = now(), claimed_by = null, claimed_until = null,
-      unresolved_since = null, unresolved_reason = null, updated_at = now()
-  where id = p_id and is_tuno = p_is_tuno and state in ('pending', 'sending')
-  returning * into t;
-  if not found then
-    return settlement.finish_miss(p_id, p_is_tuno, p_outcome, p_processed_at);
-  end if;
-  insert into settlement.transfer_attempts (transfer_id, is_tuno, tsymd, amount, outcome, code, message, processed_at)
-  values (t.id, t.is_tuno, t.tsymd, t.amount, t.state, t.fail_code, t.fail_message, t.processed_at);
-  if t.purpose = 'payout' then
-    perform settlement.after_payout(t);
-  else
-    perform settlement.after_withdrawal(t);
-  end if;
-  return p_outcome;
-end $$;
-comment on function settlement.finish_transfer is 'Transfer task: records the bank''s answer for a transfer (+ journal, + what follows) once, giving back the attempt''s bank-call slot. A booking confirmed for a number the transfer no longer holds (stale) is recorded as an orphan with a suspense journal entry.';
-
-------------------------------------------------------------------------------
--- claim_transfers: claim_transfer (0030) for a batch. Rows are locked in id
--- order (as every claimer locks), the decision is the same per transfer
--- (paused, send, settled or busy; missing when there is no such transfer),
--- and the batch's sends are one UPDATE. p_want slots are taken too (the
--- desk's calls about to need one), and p_flag takes (1) or lets go (-1) of
--- the "waiting" lock. One json document comes back:
+-- Claims a batch of transfers for one bank attempt each (a lease), in one
+-- transaction. Rows are locked in id order (as every claimer locks); for each
+-- transfer the decision is made under its row lock:
+--   paused  : settlement.pause covers its kind (no claim; try again later)
+--   send    : claimed; call the bank under is_tuno. The database fixes its
+--             Tsymd (KST, its own clock) on the first claim. resume = an
+--             earlier attempt may have reached the bank (ask it first);
+--             sendable = the database's KST date is still the Tsymd
+--             (otherwise only ask, never send)
+--   settled : it already has its result;  busy : another live attempt holds it
+--   missing : there is no such transfer.
+-- The batch's sends are one UPDATE. p_want bank-call slots are taken too (the
+-- desk's calls about to need one; never one of p_held, the slots the
+-- connection holds), and p_flag takes (1) or lets go (-1) of the "waiting"
+-- lock. One json document comes back:
 --   {"claims": [claim, ...] (in p_ids order), "slots": [..], "others_waiting": bool, "workers": n, "max_in_flight": m}
--- where a claim has the columns of settlement.transfer_claim (transfer_id and
--- amount as text: no number of a money path goes through a float).
+-- where a claim is {action, resume, sendable, transfer_id, purpose, is_tuno,
+-- tsymd, memo, fintech_apsno, fin_acno, to_bncd, to_account, amount,
+-- business_date, kind, attempt} (transfer_id and amount as text: no number
+-- of a money path goes through a float).
 create or replace function settlement.claim_transfers(p_ids bigint[], p_holders text[], p_lease_ms integer, p_want integer,
   p_held integer[], p_flag integer)
 returns json
@@ -275,9 +183,9 @@ begin
     perform settlement.raise_error('ST001', 'claim_transfers: p_ids and p_holders must have the same length');
   end if;
   if p_flag > 0 then
-    perform pg_advisory_lock_shared(21332, 0);
+    perform pg_advisory_lock_shared(settlement.bank_slot_lock_class(), 0);
   elsif p_flag < 0 then
-    perform pg_advisory_unlock_shared(21332, 0);
+    perform pg_advisory_unlock_shared(settlement.bank_slot_lock_class(), 0);
   end if;
 
   -- The row locks first (id order), then the decision on what they hold.
@@ -314,7 +222,7 @@ begin
            'sendable', t.id = any(v_send) and t.tsymd = v_ymd,
            'transfer_id', r.id::text, 'purpose', t.purpose, 'is_tuno', t.is_tuno, 'tsymd', t.tsymd, 'memo', t.memo,
            'fintech_apsno', t.fintech_apsno, 'fin_acno', t.fin_acno, 'to_bncd', t.to_bncd, 'to_account', t.to_account,
-           'amount', t.amount::text, 'business_date', t.business_date::text, 'kind', t.kind, 'attempt', t.attempt, 'slot', null)
+           'amount', t.amount::text, 'business_date', t.business_date::text, 'kind', t.kind, 'attempt', t.attempt)
          order by r.ord)
   into v_claims
   from unnest(p_ids) with ordinality r(id, ord)
@@ -335,13 +243,25 @@ begin
                            'workers', v_workers, 'max_in_flight', v_max);
 end $$
   set enable_seqscan = off set enable_hashjoin = off set enable_mergejoin = off;
-comment on function settlement.claim_transfers is 'Worker (bank desk): claim_transfer for a batch of transfers in one transaction, plus up to p_want bank-call slots for this connection; returns json {claims, slots, others_waiting, workers, max_in_flight}.';
+comment on function settlement.claim_transfers is 'Worker (bank desk): claims a batch of transfers (a lease each; paused, send, settled, busy or missing) in one transaction, plus up to p_want bank-call slots for this connection; returns json {claims, slots, others_waiting, workers, max_in_flight}.';
 
 ------------------------------------------------------------------------------
--- finish_transfers: finish_transfer (0030) for a batch, giving back p_give
--- first. The everyday case (a payout, succeeded or failed, still sending or
--- pending under the IsTuno it was sent with) is set-based; every other item
--- goes through finish_transfer itself. Returns the results in input order.
+-- Records the bank's answers for a batch of transfers, once each, in one
+-- transaction, after giving back the bank-call slots p_give of this
+-- connection. An outcome is succeeded (p_processed_at: the bank's processing
+-- time), failed (p_codes, p_messages) or unresolved (p_messages: why; the
+-- transfer stays sending, its claim let go, and is asked about again). A
+-- settled transfer gets its attempt row and journal entry, then what
+-- follows: a payout's day is confirmed once nothing of it is open; a
+-- withdrawal ends (or blocks) the withdraw stage. An outcome for a transfer
+-- that no longer waits for it under that IsTuno is 'stale' or
+-- 'already_settled' (finish_miss). Returns each result in input order.
+--
+-- The everyday case (a payout, succeeded or failed, still pending or sending
+-- under the IsTuno it was sent with) is set-based: one UPDATE, one insert of
+-- attempts, one of journal entries and one of journal lines for the batch.
+-- Every other item (a withdrawal, an unresolved outcome, a miss) is taken one
+-- by one after it.
 create or replace function settlement.finish_transfers(p_ids bigint[], p_is_tunos text[], p_outcomes text[], p_processed_at text[],
   p_codes text[], p_messages text[], p_give integer[])
 returns text[]
@@ -352,6 +272,7 @@ declare
   v_done bigint[];
   v_succeeded bigint[];
   v_out text[] := '{}';
+  t settlement.transfers;
   g record;
   i integer;
 begin
@@ -366,9 +287,12 @@ begin
   perform settlement.give_bank_slots(p_give);
   -- The batch's rows are locked in id order, as claims lock them (an UPDATE
   -- joined to the batch would lock them in whatever order its plan visits).
-  perform 1 from settlement.transfers t where t.id = any(p_ids) order by t.id for update;
-  -- As finish_transfer: the bank holds the truth, so the commit need not wait
-  -- for the WAL flush (a finish lost in a crash is asked about again).
+  perform 1 from settlement.transfers x where x.id = any(p_ids) order by x.id for update;
+  -- The bank holds the truth about a transfer, so a finish lost in a database
+  -- crash is recovered like a worker that died before finishing: the transfer
+  -- is still 'sending' under its claim and its next attempt asks the bank
+  -- first. The commit need not wait for the WAL flush. (The job's completion
+  -- commits after it, synchronously: once that is durable, so is this.)
   perform set_config('synchronous_commit', 'off', true);
   if v_n = 0 then
     return v_out;
@@ -379,14 +303,14 @@ begin
   -- in the batch.
   v_fast := array(select p_ids[k] from generate_subscripts(p_ids, 1) k where p_outcomes[k] in ('succeeded', 'failed'));
   with u as (
-    update settlement.transfers t
-    set state = p_outcomes[array_position(p_ids, t.id)]::settlement.transfer_state,
-        processed_at = p_processed_at[array_position(p_ids, t.id)], fail_code = p_codes[array_position(p_ids, t.id)],
-        fail_message = left(p_messages[array_position(p_ids, t.id)], 500), settled_at = now(), claimed_by = null, claimed_until = null,
+    update settlement.transfers x
+    set state = p_outcomes[array_position(p_ids, x.id)]::settlement.transfer_state,
+        processed_at = p_processed_at[array_position(p_ids, x.id)], fail_code = p_codes[array_position(p_ids, x.id)],
+        fail_message = left(p_messages[array_position(p_ids, x.id)], 500), settled_at = now(), claimed_by = null, claimed_until = null,
         unresolved_since = null, unresolved_reason = null, updated_at = now()
-    where t.id = any(v_fast) and t.is_tuno = p_is_tunos[array_position(p_ids, t.id)]
-      and t.state in ('pending', 'sending') and t.purpose = 'payout'
-    returning t.*),
+    where x.id = any(v_fast) and x.is_tuno = p_is_tunos[array_position(p_ids, x.id)]
+      and x.state in ('pending', 'sending') and x.purpose = 'payout'
+    returning x.*),
   a as (
     insert into settlement.transfer_attempts (transfer_id, is_tuno, tsymd, amount, outcome, code, message, processed_at)
     select u.id, u.is_tuno, u.tsymd, u.amount, u.state, u.fail_code, u.fail_message, u.processed_at from u)
@@ -395,24 +319,51 @@ begin
 
   perform settlement.journal_transfers(v_succeeded);
 
+  -- The rest, one by one.
   for i in 1 .. v_n loop
     if p_ids[i] = any(v_done) then
       v_out := v_out || p_outcomes[i];
+    elsif p_outcomes[i] = 'unresolved' then
+      update settlement.transfers x
+      set claimed_by = null, claimed_until = null, unresolved_since = coalesce(x.unresolved_since, now()),
+          unresolved_reason = left(p_messages[i], 500), updated_at = now()
+      where x.id = p_ids[i] and x.is_tuno = p_is_tunos[i] and x.state = 'sending';
+      v_out := v_out || case when found then 'unresolved' else settlement.finish_miss(p_ids[i], p_is_tunos[i]) end;
     else
-      v_out := v_out || settlement.finish_transfer(p_ids[i], p_is_tunos[i], p_outcomes[i], p_processed_at[i], p_codes[i], p_messages[i], null);
+      update settlement.transfers x
+      set state = p_outcomes[i]::settlement.transfer_state, processed_at = p_processed_at[i], fail_code = p_codes[i],
+          fail_message = left(p_messages[i], 500), settled_at = now(), claimed_by = null, claimed_until = null,
+          unresolved_since = null, unresolved_reason = null, updated_at = now()
+      where x.id = p_ids[i] and x.is_tuno = p_is_tunos[i] and x.state in ('pending', 'sending')
+      returning * into t;
+      if not found then
+        v_out := v_out || settlement.finish_miss(p_ids[i], p_is_tunos[i], p_outcomes[i], p_processed_at[i]);
+        continue;
+      end if;
+      insert into settlement.transfer_attempts (transfer_id, is_tuno, tsymd, amount, outcome, code, message, processed_at)
+      values (t.id, t.is_tuno, t.tsymd, t.amount, t.state, t.fail_code, t.fail_message, t.processed_at);
+      if t.purpose = 'payout' then
+        if t.state = 'succeeded' then
+          perform settlement.journal_transfers(array[t.id]);
+        end if;
+        perform settlement.confirm_when_paid(t.business_date, t.kind, t.id);
+      else
+        perform settlement.after_withdrawal(t);
+      end if;
+      v_out := v_out || p_outcomes[i];
     end if;
   end loop;
 
   -- One look per day and kind, in one order for every batch (each may take
   -- that day's confirm lock and add its job).
-  for g in select t.business_date, t.kind, max(t.id) as id from settlement.transfers t where t.id = any(v_done)
-           group by t.business_date, t.kind order by t.business_date, t.kind loop
+  for g in select x.business_date, x.kind, max(x.id) as id from settlement.transfers x where x.id = any(v_done)
+           group by x.business_date, x.kind order by x.business_date, x.kind loop
     perform settlement.confirm_when_paid(g.business_date, g.kind, g.id);
   end loop;
   return v_out;
 end $$
   set enable_seqscan = off set enable_hashjoin = off set enable_mergejoin = off;
-comment on function settlement.finish_transfers is 'Worker (bank desk): finish_transfer for a batch of outcomes in one transaction, after giving back the bank-call slots p_give of this connection; returns each result in input order.';
+comment on function settlement.finish_transfers is 'Worker (bank desk): records the bank''s answers for a batch of transfers (+ attempts, journal, what follows) once each, in one transaction, after giving back the bank-call slots p_give of this connection; returns each result in input order (succeeded, failed, unresolved, stale, already_settled).';
 
 -- Safety net run by the crontab: an unsettled transfer without a live job gets
 -- one again (the job key collapses it with a waiting one), and a loan account

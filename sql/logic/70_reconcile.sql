@@ -336,21 +336,6 @@ begin
   return v_n;
 end $$;
 
-create or replace function settlement.finish_miss(p_id bigint, p_is_tuno text, p_outcome text default null, p_processed_at text default null) returns text
-language plpgsql as $$
-declare
-  t settlement.transfers;
-begin
-  select * into t from settlement.transfers where id = p_id;
-  if not found then
-    perform settlement.raise_error('ST008', format('transfer %s does not exist', p_id));
-  end if;
-  if p_outcome = 'succeeded' and (t.is_tuno <> p_is_tuno or t.state <> 'succeeded') then
-    perform settlement.record_booked_orphan(t, p_is_tuno, p_processed_at);
-  end if;
-  return case when t.is_tuno <> p_is_tuno then 'stale' else 'already_settled' end;
-end $$;
-
 ------------------------------------------------------------------------------
 -- Only the statement proves non-booking (0009), counting only a read made
 -- after the transfer's last claim or answer.

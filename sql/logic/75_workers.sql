@@ -53,20 +53,20 @@ begin
   perform settlement.release_pool(d) from unnest(v_dead) d;
   return v_dead;
 end $$;
-comment on function settlement.recover_dead_workers is 'Unlocks the jobs, bank slots and claims of worker pools whose heartbeat stopped.';
+comment on function settlement.recover_dead_workers is 'Unlocks the jobs and claims of worker pools whose heartbeat stopped.';
 
--- Frees everything a worker pool held: its graphile-worker jobs, bank slots
--- and transfer claims, and its heartbeat row. For a pool that died, or a pool
+-- Frees everything a worker pool held: its graphile-worker jobs and transfer
+-- claims, and its heartbeat row (its bank-call slots are session locks of its
+-- desk's connection: they go with it). For a pool that died, or a pool
 -- a live process replaced after losing the database.
 create or replace function settlement.release_pool(p_pool_id text) returns void
 language plpgsql as $$
 begin
   perform graphile_worker.force_unlock_workers(array[p_pool_id]);
-  update settlement.bank_slots set holder = null, lease_until = null where split_part(holder, '/', 1) = p_pool_id;
   update settlement.transfers set claimed_until = null where claimed_by = p_pool_id and state = 'sending';
   delete from settlement.workers where pool_id = p_pool_id;
 end $$;
-comment on function settlement.release_pool is 'Worker: frees the jobs, bank slots and transfer claims of one worker pool.';
+comment on function settlement.release_pool is 'Worker: frees the jobs and transfer claims of one worker pool.';
 
 create or replace function settlement.reject_job(p_job_id bigint, p_task text, p_payload jsonb, p_code text, p_error text) returns void
 language sql as $$

@@ -30,7 +30,6 @@ begin
   update settlement.config
   set time_zone = p_time_zone, per_call_limit = p_per_call_limit, max_in_flight = p_max_in_flight, configured = true, updated_at = now()
   where id;
-  insert into settlement.bank_slots (slot) select generate_series(1, p_max_in_flight) on conflict do nothing;
 end $$;
 comment on function settlement.configure_unaudited is 'Operator: sets the settings every worker must share (settle configure). Workers started with other values refuse to start.';
 

@@ -94,7 +94,7 @@ language sql stable as $$
          (select string_agg(x.task_identifier || ' ' || x.n, ', ' order by x.task_identifier)
           from (select j.task_identifier, count(*) as n from graphile_worker.jobs j where j.locked_by = w.pool_id group by 1) x),
          (select count(*) from pg_catalog.pg_locks l join pg_catalog.pg_stat_activity a on a.pid = l.pid
-          where l.locktype = 'advisory' and l.classid = 21332 and l.objsubid = 2 and l.objid > 0 and l.granted
+          where l.locktype = 'advisory' and l.classid = settlement.bank_slot_lock_class() and l.objsubid = 2 and l.objid > 0 and l.granted
             and l.database = (select oid from pg_catalog.pg_database where datname = current_database())
             and a.application_name = 'settle-worker:' || w.pid),
          (select count(*) from settlement.transfers t where t.claimed_by = w.pool_id and t.state = 'sending' and t.claimed_until > now())

@@ -5,7 +5,8 @@
 -- This baseline is the whole of the migration chain 0001–0031 as of 55ec6ef,
 -- squashed (scripts/compare-schema proves it). A later file in sql/schema/ is
 -- for schema and data changes only: it never calls a logic function, and a
--- signature change drops the old function here.
+-- signature change drops the old function here (`drop function if exists`:
+-- on a new database the logic is applied after every schema file).
 -- Errors raised on purpose use SQLSTATE class 'ST' (registry in README.md).
 
 create schema settlement;
@@ -306,7 +307,7 @@ create table settlement.transfer_attempts (
 create index transfer_attempts_transfer_idx on settlement.transfer_attempts (transfer_id);
 
 -- Leased bank-call slots of 0.1 (bank-call slots are session advisory locks
--- now, see sql/logic/55_bank_slots.sql); no longer read.
+-- now, see sql/logic/45_bank_slots.sql); no longer read.
 create table settlement.bank_slots (
   slot integer primary key check (slot > 0),
   holder text,

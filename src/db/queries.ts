@@ -56,55 +56,6 @@ export function openDays(db: DatabasePool): Promise<readonly z.infer<typeof open
     select business_date::text as business_date, kind::text as kind from settlement.open_days() order by 1, 2`));
 }
 
-export const claimSchema = z.object({
-  action: z.enum(['settled', 'busy', 'send', 'paused']),
-  resume: z.boolean(),
-  sendable: z.boolean(),
-  transfer_id: z.bigint(),
-  purpose: z.enum(['payout', 'withdrawal']),
-  is_tuno: z.string(),
-  tsymd: z.string().nullable(),
-  memo: z.string(),
-  fintech_apsno: z.string(),
-  fin_acno: z.string().nullable(),
-  to_bncd: z.string().nullable(),
-  to_account: z.string(),
-  amount: z.bigint(),
-  business_date: z.string(),
-  kind: kindSchema,
-  attempt: z.number(),
-  slot: z.number().nullable(),
-});
-export type Claim = z.infer<typeof claimSchema>;
-
-/** Claims a transfer for one bank attempt; with `slot`, also takes a bank-call slot in the same round trip. */
-/** Claims a transfer for one attempt, without a bank-call slot (the transfer task uses db/attempt.ts). */
-export function claimTransfer(db: CommonQueryMethods, id: number, holder: string, leaseMs: number): Promise<Claim> {
-  return wrap(db.one(sql.type(claimSchema)`
-    select action, resume, sendable, transfer_id, purpose::text as purpose, is_tuno, tsymd, memo, fintech_apsno, fin_acno, to_bncd, to_account,
-           amount, business_date::text as business_date, kind::text as kind, attempt, slot
-    from settlement.claim_transfer(${id}, ${holder}, ${leaseMs}, null, null)`));
-}
-
-/** What a transfer task records: built only by the bank result (see tasks/transfer.ts). */
-export type TransferOutcome =
-  | { outcome: 'succeeded'; processedAt: string }
-  | { outcome: 'failed'; code: string; message: string }
-  | { outcome: 'unresolved'; reason: string };
-
-const finishResult = z.object({ r: z.enum(['succeeded', 'failed', 'unresolved', 'stale', 'already_settled']) });
-export type FinishResult = z.infer<typeof finishResult>['r'];
-
-/** Records the bank's answer (+ journal and what follows); no slot (the transfer task uses db/attempt.ts). */
-export async function finishTransfer(db: CommonQueryMethods, id: number, isTuno: string, o: TransferOutcome): Promise<FinishResult> {
-  const processedAt = o.outcome === 'succeeded' ? o.processedAt : null;
-  const code = o.outcome === 'failed' ? o.code : null;
-  const message = o.outcome === 'failed' ? o.message : o.outcome === 'unresolved' ? o.reason : null;
-  const row = await wrap(db.one(sql.type(finishResult)`
-    select settlement.finish_transfer(${id}, ${isTuno}, ${o.outcome}, ${processedAt}, ${code}, ${message}, null, null) as r`));
-  return row.r;
-}
-
 const registration = z.object({ account_no: z.string(), bank_code: z.string(), fin_rgno: z.string().nullable(), fin_acno: z.string().nullable() });
 export type Registration = z.infer<typeof registration>;
 

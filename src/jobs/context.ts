@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { BankClient } from '../bank/port.js';
 import type { Config } from '../config.js';
 import type { DatabasePool } from '../db/pool.js';
+import { PayloadError } from '../domain.js';
 import type { Logger } from '../log.js';
 import type { DbClock } from './clock.js';
 import type { BankDesk } from './desk.js';
@@ -20,17 +21,6 @@ export interface TaskContext {
   desk: BankDesk;
   /** The database's clock. */
   clock: DbClock;
-}
-
-export class PayloadError extends Error {
-  override name = 'PayloadError';
-  readonly code = 'invalid_payload';
-}
-
-/** A job that cannot make progress now and should be tried again later (graphile-worker backs off). */
-export class RetryLaterError extends Error {
-  override name = 'RetryLaterError';
-  readonly code = 'retry_later';
 }
 
 export function parsePayload<T extends z.ZodTypeAny>(schema: T, task: string, payload: unknown): z.infer<T> {

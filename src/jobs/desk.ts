@@ -9,7 +9,7 @@
  *   (settlement.finish_transfers). Under load a round trip carries many
  *   transfers; alone, each goes at once.
  * - Bank-call slots are session advisory locks of that connection
- *   (sql/0031_desk.sql): the cap holds across every process and host, and a
+ *   (sql/logic/45_bank_slots.sql): the cap holds across every process and host, and a
  *   process that dies frees its slots with its connection. Slots are taken
  *   with the claims that will need them.
  * - A call that ends hands its slot straight to a call of this process that
@@ -22,17 +22,14 @@
  */
 import pg from 'pg';
 import type { Gate } from '../bank/port.js';
-import { SettlementError, toSettlementError } from '../db/errors.js';
-import { RetryLaterError } from './context.js';
-import { KINDS, type Claim, type FinishResult, type TransferOutcome } from '../db/queries.js';
+import { GIVE_BANK_SLOTS, SLOTS_OF_THIS_CONNECTION } from '../db/bank-slots.js';
+import { toSettlementError } from '../db/errors.js';
+import { CLAIM_TRANSFERS, decodeClaimBatch, decodeFinishes, FINISH_TRANSFERS, finishValues, type FinishItem as Finish } from '../db/transfers.js';
+import { RetryLaterError, type Claim, type FinishResult, type TransferOutcome } from '../domain.js';
 
 export class BankSlotTimeoutError extends Error {
   override name = 'BankSlotTimeoutError';
   readonly code = 'bank_slot_timeout';
-}
-
-export class DeskRowError extends Error {
-  override name = 'DeskRowError';
 }
 
 /** One transfer attempt: its claim, the gate of its bank calls (one slot for all of them), its outcome. */
@@ -70,45 +67,10 @@ export interface DeskOptions {
 }
 
 interface ClaimItem { id: number; holder: string; resolve(c: Claim): void; reject(e: unknown): void }
-interface FinishItem { id: number; isTuno: string; o: TransferOutcome; resolve(r: FinishResult): void; reject(e: unknown): void }
+interface FinishItem extends Finish { resolve(r: FinishResult): void; reject(e: unknown): void }
 interface Waiter { resolve(t: Token): void; reject(e: unknown): void; timer: NodeJS.Timeout }
 /** A slot held by connection number `gen` (a slot of an earlier connection died with it). */
 interface Token { slot: number; gen: number }
-
-const CLAIMS = 'select settlement.claim_transfers($1::bigint[], $2::text[], $3, $4, $5::int[], $6) as r';
-const FINISHES = 'select settlement.finish_transfers($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[]) as r';
-
-const ACTIONS = new Set(['settled', 'busy', 'send', 'paused']);
-const PURPOSES = new Set(['payout', 'withdrawal']);
-const KIND_SET = new Set<string>(KINDS);
-const FINISHED = new Set(['succeeded', 'failed', 'unresolved', 'stale', 'already_settled']);
-const str = (v: unknown) => typeof v === 'string';
-const strOrNull = (v: unknown) => v === null || typeof v === 'string';
-
-/** A claim of claim_transfers' json, checked by hand (the hot path) against the Claim shape. */
-function toClaim(r: Record<string, unknown>): Claim {
-  if (
-    !ACTIONS.has(r.action as string) || typeof r.resume !== 'boolean' || typeof r.sendable !== 'boolean' ||
-    !str(r.transfer_id) || !/^[0-9]+$/.test(r.transfer_id as string) || !PURPOSES.has(r.purpose as string) ||
-    !str(r.is_tuno) || !strOrNull(r.tsymd) || !str(r.memo) || !str(r.fintech_apsno) || !strOrNull(r.fin_acno) ||
-    !strOrNull(r.to_bncd) || !str(r.to_account) || !str(r.amount) || !/^-?[0-9]+$/.test(r.amount as string) ||
-    !str(r.business_date) || !KIND_SET.has(r.kind as string) || typeof r.attempt !== 'number'
-  ) {
-    throw new DeskRowError(`claim_transfers returned a claim of an unexpected shape: ${JSON.stringify(r)}`);
-  }
-  return { ...(r as unknown as Claim), slot: null, transfer_id: BigInt(r.transfer_id as string), amount: BigInt(r.amount as string) };
-}
-
-interface ClaimBatch { claims: Array<Record<string, unknown>>; slots: number[]; others_waiting: boolean; workers: number; max_in_flight: number }
-
-function toClaimBatch(v: unknown, n: number): ClaimBatch {
-  const b = v as ClaimBatch;
-  if (!b || !Array.isArray(b.claims) || b.claims.length !== n || !Array.isArray(b.slots) || !b.slots.every((s) => Number.isInteger(s) && s > 0) ||
-      typeof b.others_waiting !== 'boolean' || !Number.isInteger(b.workers) || !Number.isInteger(b.max_in_flight)) {
-    throw new DeskRowError(`claim_transfers returned ${JSON.stringify(v)?.slice(0, 300)}`);
-  }
-  return b;
-}
 
 export function createBankDesk(o: DeskOptions): BankDesk {
   const maxBatch = o.maxBatch ?? 64;
@@ -130,7 +92,7 @@ export function createBankDesk(o: DeskOptions): BankDesk {
   let claimQ: ClaimItem[] = [];
   let finishQ: FinishItem[] = [];
   let giveQ: number[] = [];
-  /** Whether the connection holds the "waiting" lock (21332, 0) shared, and since when nobody waits. */
+  /** Whether the connection holds the "waiting" lock (BANK_SLOT_LOCK_CLASS, 0) shared, and since when nobody waits. */
   let flagged = false;
   let idleSince = 0;
   // What the last claim round trip said: another process waits for a slot; this process's share of the cap.
@@ -298,39 +260,26 @@ export function createBankDesk(o: DeskOptions): BankDesk {
     if (waiters.length > 0 && !flagged) flag = 1;
     else if (unflagDue()) flag = -1;
     const heldNow = [...held.keys()];
-    const r = await c.query({ name: 'settle_claim_transfers', text: CLAIMS,
+    const r = await c.query({ name: 'settle_claim_transfers', text: CLAIM_TRANSFERS,
       values: [items.map((i) => i.id), items.map((i) => i.holder), o.claimLeaseMs, want, heldNow, flag] });
     if (client !== c) throw new Error('the bank desk lost its connection during a claim');
     if (flag !== 0) flagged = flag > 0;
-    const b = toClaimBatch(r.rows[0]?.r, items.length);
-    othersWaiting = b.others_waiting;
-    share = Math.ceil(b.max_in_flight / Math.max(1, b.workers));
+    const b = decodeClaimBatch(r.rows[0]?.r, items.map((i) => i.id));
+    othersWaiting = b.othersWaiting;
+    share = Math.ceil(b.maxInFlight / Math.max(1, b.workers));
     gained(b.slots);
     items.forEach((it, k) => {
-      const row = b.claims[k]!;
-      if (row.action === 'missing') it.reject(new SettlementError('transfer_not_found', 'ST008', `transfer ${it.id} does not exist`));
-      else {
-        try {
-          it.resolve(toClaim(row));
-        } catch (e) {
-          it.reject(e);
-        }
-      }
+      const claim = b.claims[k]!;
+      if (claim instanceof Error) it.reject(claim);
+      else it.resolve(claim);
     });
   }
 
   async function runFinishes(c: pg.Client, items: FinishItem[], give: number[]): Promise<void> {
-    const r = await c.query({ name: 'settle_finish_transfers', text: FINISHES, values: [
-      items.map((i) => i.id), items.map((i) => i.isTuno), items.map((i) => i.o.outcome),
-      items.map((i) => (i.o.outcome === 'succeeded' ? i.o.processedAt : null)),
-      items.map((i) => (i.o.outcome === 'failed' ? i.o.code : null)),
-      items.map((i) => (i.o.outcome === 'failed' ? i.o.message : i.o.outcome === 'unresolved' ? i.o.reason : null)),
-      give] });
-    const out = r.rows[0]?.r as unknown;
-    if (!Array.isArray(out) || out.length !== items.length) throw new DeskRowError(`finish_transfers returned ${JSON.stringify(out)}`);
-    items.forEach((it, k) => {
-      if (FINISHED.has(out[k] as string)) it.resolve(out[k] as FinishResult);
-      else it.reject(new DeskRowError(`finish_transfers returned ${JSON.stringify(out[k])} for transfer ${it.id}`));
+    const r = await c.query({ name: 'settle_finish_transfers', text: FINISH_TRANSFERS, values: finishValues(items, give) });
+    decodeFinishes(r.rows[0]?.r, items).forEach((res, k) => {
+      if (res instanceof Error) items[k]!.reject(res);
+      else items[k]!.resolve(res);
     });
   }
 
@@ -348,10 +297,9 @@ export function createBankDesk(o: DeskOptions): BankDesk {
       await run(c, [it]).catch((e) => it.reject(toSettlementError(e)));
     }
     if (client !== c) return;
-    const r = await c.query(`select l.objid::int as slot from pg_catalog.pg_locks l
-      where l.locktype = 'advisory' and l.pid = pg_backend_pid() and l.classid = 21332 and l.objsubid = 2 and l.objid > 0 and l.granted`);
+    const r = await c.query(SLOTS_OF_THIS_CONNECTION);
     const stray = r.rows.map((x: { slot: number }) => x.slot).filter((s: number) => !held.has(s));
-    if (stray.length > 0) await c.query('select settlement.give_bank_slots($1::int[])', [stray]);
+    if (stray.length > 0) await c.query(GIVE_BANK_SLOTS, [stray]);
   }
 
   async function pump(): Promise<void> {

@@ -24,7 +24,8 @@ import { instrumentBank } from '../ops/bank-metrics.js';
 import { createWorkerMetrics, type WorkerMetrics } from '../ops/metrics.js';
 import { createDbClock } from '../jobs/clock.js';
 import { createLiveCodeBook } from '../jobs/codebook.js';
-import { PayloadError, type TaskContext } from '../jobs/context.js';
+import { PayloadError } from '../domain.js';
+import type { TaskContext } from '../jobs/context.js';
 import { createBankDesk } from '../jobs/desk.js';
 
 export interface WorkerOptions {
