@@ -141,6 +141,13 @@ t.test('the functions, views and triggers are exactly those of sql/logic, and re
     for (const m of f.sql.matchAll(/^create or replace trigger (\w+)/gim)) declared.triggers.add(m[1]!);
   }
   for (const m of loadMigrations()) t.notMatch(m.sql, /create (or replace )?(function|view|trigger)/i, `${m.name} defines no function, view or trigger`);
+  // Every settlement.<name>(...) the logic calls is one of its functions (a
+  // PL/pgSQL body naming a dropped function would only fail when it runs); a
+  // table name before a column list is the other case.
+  const tables = new Set((await c.query(`select relname from pg_class where relnamespace = 'settlement'::regnamespace and relkind = 'r'`)).rows.map((r) => `settlement.${r.relname}`));
+  const called = new Set<string>();
+  for (const f of loadLogic()) for (const m of f.sql.replace(/--[^\n]*/g, '').matchAll(/\b(settlement\.\w+)\s*\(/g)) called.add(m[1]!);
+  t.same([...called].filter((n) => !declared.functions.has(n) && !tables.has(n)).sort(), [], 'the logic calls only functions it declares');
   const before = await catalogue(c);
   t.same(before.functions.map((r) => r.f.replace(/\(.*$/, '')).sort(), [...declared.functions].sort(), 'functions: nothing left over, nothing missing');
   t.same(before.views.map((r) => r.v).sort(), [...declared.views].sort(), 'views: nothing left over, nothing missing');

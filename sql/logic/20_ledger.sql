@@ -4,7 +4,7 @@
 -- statement lines, operator actions).
 
 ------------------------------------------------------------------------------
--- The balance check of 0010, same rule: after every statement that adds
+-- The balance check: after every statement that adds
 -- lines, each entry they belong to balances and was posted by this
 -- transaction (a missing entry included). Since every earlier statement left
 -- its entries balanced, and lines are only ever added in the posting

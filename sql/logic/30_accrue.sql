@@ -1,10 +1,10 @@
 -- Ingestion: settlement.accrue, the one way accruals come in (append-only).
 
--- Limits on what comes in, isolation of a failing day, history that cannot be
--- rewritten, and one set of settings for every worker.
-
-------------------------------------------------------------------------------
--- accrue, with the limits. Same signature and behaviour otherwise.
+-- Idempotent on source_ref; refuses what it cannot take with a named error
+-- and changes nothing: ST001 a missing field, ST032 a source_ref nobody can
+-- read back, ST003 amount <= 0, ST030 over settlement.limits' maximum, ST031
+-- a date outside the accepted window, ST002 an unknown loan account, ST004 a
+-- source_ref used before with other values.
 create or replace function settlement.accrue(
   source_ref text, account_no text, kind settlement.kind, amount bigint, occurred_at timestamptz
 ) returns bigint

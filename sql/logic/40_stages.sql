@@ -94,8 +94,9 @@ language sql as $$
   select null from graphile_worker.add_jobs(settlement.transfer_job_specs(p_ids)) limit 1
 $$;
 
--- stage_record of 0004, same results: the entries' totals come back from the
--- insert itself instead of a second read of the day's entries.
+-- record: the day's accruals summed into one entry per loan account, and the
+-- journal's record entries; the entries' totals come back from the insert
+-- itself (no second read of the day's entries).
 create or replace function settlement.stage_record(p_date date, p_kind settlement.kind) returns settlement.stage_result
 language plpgsql as $$
 declare
@@ -313,9 +314,9 @@ begin
   return settlement.outcome('started'::text, v_detail);
 end $$;
 
--- Withdraw done chains reconcile (0009): inline only if the matcher lock and
+-- Withdraw done chains reconcile: inline only if the matcher lock and
 -- the stage lock are free right now (never waited for here: this runs inside
--- finish_transfer or stage_withdraw, holding rows), else a stage job.
+-- finish_transfers or stage_withdraw, holding rows), else a stage job.
 create or replace function settlement.after_stage(p_stage settlement.stage, p_date date, p_kind settlement.kind) returns void
 language plpgsql as $$
 declare
@@ -384,10 +385,9 @@ $$;
 comment on function settlement.open_days is 'Days that are over and not reconciled yet, oldest first.';
 
 ------------------------------------------------------------------------------
--- Audited wrappers of the operator functions of earlier migrations.
--- enqueue_stage and retry_failed name their parameters by the function's name
--- (retry_failed.kind), so they cannot be renamed: their bodies (0005, 0007)
--- move here, unchanged but for that qualifier, as *_core.
+-- The operator's enqueue and retry, unaudited: settlement.enqueue_stage and
+-- settlement.retry_failed (80_operations.sql) record the action and call
+-- these (the owner's alone).
 create or replace function settlement.enqueue_stage_core(stage settlement.stage, business_date date default null, kind settlement.kind default null)
 returns integer
 language plpgsql as $$

@@ -2,10 +2,11 @@
 -- a register job in the same transaction.
 
 ------------------------------------------------------------------------------
--- add_register_jobs of 0023 still deadlocked now and then (test/order.test.ts,
--- two pay stages adding register jobs for the same accounts): graphile's
--- add_jobs inserts its specs through a join, whose plan need not keep the
--- array's order. Callers now take turns (the lock lasts until the stage's
+-- Job keys are locks too: two pay stages adding register jobs for the same
+-- accounts (job keys 'register:<account>') could each wait for a key the
+-- other inserted first (test/order.test.ts: a deadlock), and graphile's
+-- add_jobs inserts its specs through a join whose plan need not keep the
+-- array's order. So callers take turns (the lock lasts until the stage's
 -- transaction ends; a stage adds these jobs once).
 create or replace function settlement.add_register_jobs(p_accounts text[]) returns void
 language plpgsql as $$

@@ -1,5 +1,39 @@
+-- Reconcile: every day is closed against the bank's own statement
+-- (InquireTransactionHistory), and only the statement (or a failed Pcrs)
+-- proves that a transfer was not booked.
+--
+-- * statement_lines: every line read, once (unique by Bncd, Acno, Trdd, Tuno).
+-- * statement_reads: which (account, date) statements were read in full after
+--   that date was final (its end in KST + config.reconcile_after).
+-- * line_matches: which transfer (and IsTuno) each line of ours belongs to,
+--   decided by the rule below; kept once made.
+-- * breaks: what does not reconcile, per (business_date, kind); resolved by an
+--   operator with a note (resolve_break), never deleted.
+--
+-- The matching rule (README "Reconciliation"), for the lines of the accounts
+-- and dates a day's transfers touched:
+--   1. A line's reference is 'DS' followed by 18 digits in BnprCntn (else Smr):
+--      our memo, 'DS' || IsTuno, printed by the bank. It names one IsTuno: a
+--      transfer's current one, an old one kept in transfer_attempts, or none
+--      of ours (an orphan). Per (account, reference) the first line in
+--      (Trdd, Txtm, Tuno) order is the match, any further one is an orphan.
+--   2. A settlement-account line without a reference (Ccyn 0) is paired with a
+--      succeeded transfer of that account that has no line there yet, by
+--      (account, Trdd = Tsymd, direction, amount), the n-th line in (Txtm,
+--      Tuno) order with the n-th transfer in id order.
+--   3. Every other settlement-account line (Ccyn 0) is an orphan. Lines of
+--      other accounts without our reference are not ours.
+--   4. A Ccyn 1 (cancelled) line is paired with its original: the line with
+--      its reference, else the latest earlier Ccyn 0 line of the same account
+--      with the same amount and the opposite direction not yet paired.
+-- Then, per (D, K): a succeeded transfer needs exactly one matched line with
+-- the right direction (in: MnrcDrotDsnc 1/2 on to_account, out: 3/4 on
+-- from_account) and amount on each side whose statement was read
+-- (missing_line, mismatch); a line naming an old number, a failed or pending
+-- transfer, a duplicate or no transfer is an orphan (with a suspense journal
+-- entry); a cancellation is a break of the original's day.
 
-
+------------------------------------------------------------------------------
 -- When the statement of a Korean date (YYYYMMDD) is final, by the database's clock.
 create or replace function settlement.statement_final_at(p_ymd text) returns timestamptz
 language sql stable as $$
@@ -23,10 +57,10 @@ join settlement.accounts a on a.account_no = v.account_no
 where x.ymd is not null and a.bank_code in ('011', '012');
 comment on view settlement.reconcile_scope is 'The (account, date) statements each (business_date, kind) is reconciled against.';
 
--- Reconcile, two fixes to 0009.
+-- Two rules of when and how reads count:
 --
 -- 1. A statement read proves something about a transfer only if it was made
---    after the transfer settled. statement_reads.read_at is now the moment
+--    after the transfer settled. statement_reads.read_at is the moment
 --    the reader was told to read (statements_to_read's now(), before the bank
 --    was asked), and a read of (account, date) counts for a transfer only if
 --    read_at is later than the moment the transfer settled (for an
@@ -115,17 +149,17 @@ $$;
 -- no journal row. R(reconcile, D, K) is only ever taken with
 -- pg_try_advisory_xact_lock (run_stage, after_stage), so nobody waits for
 -- it. Every other path that reaches stage_reconcile already holds locks
--- (withdraw done in finish_transfer holds the transfer row, the withdraw
+-- (withdraw done in finish_transfers holds the transfer row, the withdraw
 -- lock and its stage row, and job-key rows; decide_unresolved holds transfer
 -- rows): after_stage takes M there only with a try, and on failure leaves
 -- the day to a stage job; stage_reconcile itself only re-takes M with a try.
 -- So a waiter for M holds nothing anyone waits for, and M's holder can wait
--- for others (stage rows, transfer rows locked by claim_transfer, job-key
+-- for others (stage rows, transfer rows locked by claim_transfers, job-key
 -- rows) without closing a cycle. Taken inside match_lines instead (after
--- lock_stage and add_job upserts), a withdraw finishing in finish_transfer
+-- lock_stage and add_job upserts), a withdraw finishing in finish_transfers
 -- (holding job-key and stage rows) could wait for M while M's holder waited
 -- for those rows. (The deadlock test/order.test.ts showed while this was
--- written was another one, in add_register_jobs: see the end of this file.)
+-- written was another one, in add_register_jobs: see 60_registration.sql.)
 create or replace function settlement.matcher_lock_key() returns bigint
 language sql immutable as $$
   select ('x' || substr(md5('daily-settlement:reconcile-matcher'), 1, 16))::bit(64)::bigint
@@ -337,7 +371,7 @@ begin
 end $$;
 
 ------------------------------------------------------------------------------
--- Only the statement proves non-booking (0009), counting only a read made
+-- Only the statement proves non-booking, counting only a read made
 -- after the transfer's last claim or answer.
 create or replace function settlement.decide_unresolved()
 returns table (transfer_id bigint, is_tuno text, decision text)
@@ -370,7 +404,7 @@ begin
     where sl.ref_is_tuno = t.is_tuno and sl.ccyn = '0' and sl.bncd = n.bncd and sl.acno = n.acno
     order by sl.trdd, sl.txtm, sl.tuno limit 1;
     if found then
-      perform settlement.finish_transfer(t.id, t.is_tuno, 'succeeded', l.trdd || l.txtm, null, null);
+      perform settlement.finish_transfers(array[t.id], array[t.is_tuno], array['succeeded'], array[l.trdd || l.txtm], array[null::text], array[null::text], '{}');
       transfer_id := t.id; is_tuno := t.is_tuno; decision := 'succeeded';
       return next;
       continue;
@@ -405,7 +439,7 @@ end $$;
 comment on function settlement.decide_unresolved is 'Reconcile task: decides unresolved transfers by the final statement of their date, read after their last claim or answer (line with the reference: succeeded; none: re-planned under a new IsTuno with its job).';
 
 ------------------------------------------------------------------------------
--- Breaks (0009), a transfer's side checked only against a read made after it
+-- Breaks: a transfer's side checked only against a read made after it
 -- settled (the stage waits for one; this is the same rule, kept here too).
 create or replace function settlement.detect_breaks(p_date date, p_kind settlement.kind) returns void
 language plpgsql as $$
@@ -435,7 +469,7 @@ begin
       and (m.rule <> 'reference' or t.id is null or m.is_tuno <> t.is_tuno or t.state in ('pending', 'failed'))
       and o.business_date = p_date and o.kind = p_kind
       and not exists (select 1 from settlement.breaks b where b.line_id = l.id and b.problem = 'orphan')
-      -- a booking recorded as an orphan at once (finish_transfer) already has its entry
+      -- a booking recorded as an orphan at once (finish_transfers) already has its entry
       and not exists (select 1 from settlement.breaks b where b.problem = 'orphan' and b.line_id is null and b.is_tuno = m.is_tuno and m.rule = 'reference')
   loop
     insert into settlement.breaks (business_date, kind, problem, transfer_id, is_tuno, line_id, account_no, amount, detail)
@@ -491,7 +525,7 @@ begin
 end $$;
 
 ------------------------------------------------------------------------------
--- The stage (0009): matches only when every statement of the day's scope was
+-- The stage: matches only when every statement of the day's scope was
 -- read after the transfers it proves settled; else asks for the reads.
 create or replace function settlement.stage_reconcile(p_date date, p_kind settlement.kind) returns settlement.stage_result
 language plpgsql as $$

@@ -1,4 +1,11 @@
-
+-- On-call tools: an audit trail of operator actions, pause/resume of bank
+-- calls, one verdict per day, the conditions that need a person, and alerts
+-- sent through an outbox job.
+--
+-- Every operator function records who did what, when and why
+-- (settlement.operator_actions): configure, post_journal, enqueue_stage and
+-- retry_failed are thin audited wrappers of <name>_unaudited or <name>_core
+-- (the owner's alone).
 
 -- The reason of an action: the argument, else the session setting
 -- settlement.reason (`set settlement.reason = '...'` in psql; `settle ... --reason`).

@@ -1,5 +1,3 @@
--- The web console's read-only functions (granted to settlement_viewer).
-
 -- The web console's reads (src/console). It reads the on-call views a viewer
 -- already has (day_facts, day_verdicts, verdict, payout_failures, pauses,
 -- problems(), retry_preview()) directly; these functions add only what a
@@ -7,7 +5,7 @@
 -- of a day, reconciliation breaks when that stage is installed, the workers'
 -- jobs in hand (graphile-worker's schema is the worker role's alone) and the
 -- bank slots in use. Every one only reads. Actions stay the operator functions
--- of 0021 (retry_day, pause, resume, enqueue_stage), audited there.
+-- of 80_operations.sql (retry_day, pause, resume, enqueue_stage), audited there.
 
 -- A time for the console, to the second, in the settlement time zone.
 create or replace function settlement.console_time(p timestamptz) returns text

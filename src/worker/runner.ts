@@ -237,7 +237,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   // breaks (a restart, "too many clients"). The process stays up: it logs,
   // backs off, frees what the broken runner held, and starts a new runner
   // once the database answers again. Nothing is paid twice: every job runs
-  // again through claim_transfer, which resumes by result check.
+  // again through claim_transfers, which resumes by result check.
   let runner: Runner = await startRunner();
   let stopped = false;
   let recovering = false;
