@@ -47,7 +47,7 @@ const CHANGED_AFTER_SQUASH = [
   [/^settlement (TABLE )?bank_slots( bank_slots_pkey)? (TABLE|CONSTRAINT|ACL)$/, 'dropped by 0002_money_once.sql: the leased slot table nothing read'],
   [/^settlement transfer_claim TYPE$/, 'dropped by 0002_money_once.sql: only claim_transfer returned it'],
   [/ bank_slot_lock_class\(\)/, 'the advisory-lock class of bank slots, one named constant'],
-  [/ (claim_transfers|finish_transfers|after_withdrawal)\(/, 'the batch functions hold the one claim and finish (finish_transfer folded in)'],
+  [/ (claim_transfers|finish_transfers|after_withdrawal|decide_unresolved)\(/, 'the batch functions hold the one claim and finish (finish_transfer folded in; decide_unresolved calls finish_transfers)'],
   [/ (take_bank_slots|give_bank_slots|others_waiting_for_slots|bank_slots_in_use|console_workers)\(/, 'the lock class by bank_slot_lock_class()'],
   [/ (configure_unaudited|release_pool|recover_dead_workers)\(/, 'no longer write (or mention) the dropped bank_slots table'],
 ];
