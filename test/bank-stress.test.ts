@@ -12,7 +12,7 @@ import { createNhBankClient } from '../src/bank/client.js';
 import type { CodeBook, Gate, PayoutOrder, TransferResult } from '../src/bank/port.js';
 import { simAdminClient } from '../src/bank-sim/sim-admin-client.js';
 import { startBankSimulator } from '../src/bank-sim/simulator.js';
-import { createSemaphore } from '../src/jobs/limiter.js';
+import { createSemaphore } from './helpers/limiter.js';
 
 const N = 1000;
 const LOANS = 50;

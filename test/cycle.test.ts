@@ -1,5 +1,6 @@
 import t from 'tap';
-import { enqueueStage, KINDS } from '../src/db/queries.js';
+import { enqueueStage } from '../src/db/operations.js';
+import { KINDS } from '../src/domain.js';
 import { seed } from '../src/seed.js';
 import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
 import { freshDb } from './helpers/db.js';

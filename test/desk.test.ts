@@ -4,7 +4,7 @@ import { sql } from 'slonik';
 import { z } from 'zod';
 import { BANK_SLOT_LOCK_CLASS, SLOTS_OF_THIS_CONNECTION } from '../src/db/bank-slots.js';
 import { SettlementError } from '../src/db/errors.js';
-import { runStage } from '../src/db/queries.js';
+import { runStage } from '../src/db/stages.js';
 import { RetryLaterError } from '../src/domain.js';
 import { createBankDesk, type BankDesk } from '../src/jobs/desk.js';
 import { registerAtSimulator, seed } from '../src/seed.js';

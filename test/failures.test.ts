@@ -2,7 +2,7 @@ import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
 import { simAdminClient } from '../src/bank-sim/sim-admin-client.js';
-import { dailyStatus, enqueueStage, retryFailed } from '../src/db/queries.js';
+import { dailyStatus, enqueueStage, retryFailed } from '../src/db/operations.js';
 import { seed } from '../src/seed.js';
 import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
 import { freshDb } from './helpers/db.js';

@@ -1,7 +1,8 @@
 import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { dailyStatus, runStage } from '../src/db/queries.js';
+import { dailyStatus } from '../src/db/operations.js';
+import { runStage } from '../src/db/stages.js';
 import { seed } from '../src/seed.js';
 import { prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
 import { freshDb, pgClient } from './helpers/db.js';

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { simAdminClient } from '../src/bank-sim/sim-admin-client.js';
-import { enqueueStage, KINDS } from '../src/db/queries.js';
+import { enqueueStage } from '../src/db/operations.js';
+import { KINDS } from '../src/domain.js';
 import { APIS, checkRequest, isApiNm } from '../src/nh/contract.js';
 import { seed } from '../src/seed.js';
 import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';

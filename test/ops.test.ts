@@ -4,9 +4,7 @@ import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
 import type { DatabasePool } from '../src/db/pool.js';
-import {
-  activePauses, asOperator, detectAlerts, enqueueStage, pause, problems, resume, retryDay, retryFailed, retryPreview, verdicts, workerStatus,
-} from '../src/db/queries.js';
+import { activePauses, asOperator, detectAlerts, enqueueStage, pause, problems, resume, retryDay, retryFailed, retryPreview, verdicts, workerStatus } from '../src/db/operations.js';
 import { seed } from '../src/seed.js';
 import { adminQuery, freshDb } from './helpers/db.js';
 import { pastDate, seoulToday } from './helpers/fixtures.js';

@@ -1,7 +1,9 @@
 import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { configureReconcile, enqueueStage, KINDS } from '../src/db/queries.js';
+import { enqueueStage } from '../src/db/operations.js';
+import { configureReconcile } from '../src/db/reconcile.js';
+import { KINDS } from '../src/domain.js';
 import { seed } from '../src/seed.js';
 import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
 import { freshDb } from './helpers/db.js';

@@ -1,7 +1,9 @@
 import t, { type Test } from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { addReconcileJob, configureReconcile, decideUnresolved, pause, resume, runStage } from '../src/db/queries.js';
+import { pause, resume } from '../src/db/operations.js';
+import { addReconcileJob, configureReconcile, decideUnresolved } from '../src/db/reconcile.js';
+import { runStage } from '../src/db/stages.js';
 import { registerAtSimulator, seed } from '../src/seed.js';
 import { checkInvariants, prepareSim, startSim, TOKEN, waitAllWithdrawn, workerEnv } from './helpers/day.js';
 import { freshDb } from './helpers/db.js';

@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import type { Config } from '../config.js';
 import { createDbPool } from '../db/pool.js';
-import { adoptSettings, asOperator, configure, dateSchema, enqueueStage, kindSchema, stageSchema, workerStatus } from '../db/queries.js';
+import { asOperator, configure, enqueueStage, workerStatus } from '../db/operations.js';
+import { adoptSettings } from '../db/workers.js';
+import { dateSchema, kindSchema, stageSchema } from '../domain.js';
 import { migrate } from '../db/migrate.js';
 import type { Logger } from '../log.js';
 import { openDatabase } from '../runtime.js';

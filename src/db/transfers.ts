@@ -4,7 +4,11 @@
  * take and the one decoder of what they answer. A single transfer is a batch
  * of one. The bank desk (src/jobs/desk.ts) is their caller in the product.
  */
+import { sql } from 'slonik';
+import { z } from 'zod';
+import { wrap } from './call.js';
 import { SettlementError } from './errors.js';
+import type { DatabasePool } from './pool.js';
 import { FINISH_RESULTS, KINDS, type Claim, type FinishResult, type TransferOutcome } from '../domain.js';
 
 /** $1 ids, $2 holders, $3 lease (ms), $4 slots wanted, $5 slots held, $6 "waiting" lock: 1 take, -1 let go, 0 keep. */
@@ -100,4 +104,8 @@ export function decodeFinishes(v: unknown, items: readonly FinishItem[]): Array<
   if (!Array.isArray(v) || v.length !== items.length) throw new TransferRowError(`finish_transfers returned ${JSON.stringify(v)}`);
   return v.map((r, k) =>
     FINISHED.has(r as string) ? (r as FinishResult) : new TransferRowError(`finish_transfers returned ${JSON.stringify(r)} for transfer ${items[k]!.id}`));
+}
+
+export async function requeueUnsettled(db: DatabasePool): Promise<number> {
+  return wrap(db.oneFirst(sql.type(z.object({ n: z.number() }))`select settlement.requeue_unsettled() as n`));
 }

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import { loadConfig } from '../config.js';
 import { mountConsole, shownHost, type MountedConsole } from '../console/mount.js';
-import { appliedLogic, appliedMigrations, workerRegistered } from '../db/queries.js';
+import { appliedLogic, appliedMigrations, workerRegistered } from '../db/workers.js';
 import { loadLogic, loadMigrations, logicDiff } from '../db/migrate.js';
 import type { Logger } from '../log.js';
 import type { WorkerHandle } from './runner.js';

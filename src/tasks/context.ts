@@ -4,8 +4,8 @@ import type { Config } from '../config.js';
 import type { DatabasePool } from '../db/pool.js';
 import { PayloadError } from '../domain.js';
 import type { Logger } from '../log.js';
-import type { DbClock } from './clock.js';
-import type { BankDesk } from './desk.js';
+import type { DbClock } from '../jobs/clock.js';
+import type { BankDesk } from '../jobs/desk.js';
 
 /** What every task gets: the project's pool, the bank, the config and a logger. */
 export interface TaskContext {

@@ -1,9 +1,10 @@
 import type { Task } from 'graphile-worker';
 import { z } from 'zod';
-import { isTransientDbError } from '../src/db/errors.js';
-import { dateSchema, kindSchema, openDays, recordStageError, runStage, stageSchema } from '../src/db/queries.js';
-import { RetryLaterError } from '../src/domain.js';
-import { cronMeta, parsePayload, type TaskContext } from '../src/jobs/context.js';
+import { isTransientDbError } from '../db/errors.js';
+import { openDays, recordStageError, runStage } from '../db/stages.js';
+import { dateSchema, kindSchema, stageSchema } from '../domain.js';
+import { RetryLaterError } from '../domain.js';
+import { cronMeta, parsePayload, type TaskContext } from './context.js';
 
 const payloadSchema = z
   .object({ stage: stageSchema, date: dateSchema.optional(), kind: kindSchema.optional(), _cron: cronMeta })

@@ -1,7 +1,7 @@
 import type { Task } from 'graphile-worker';
 import { z } from 'zod';
-import { finRegistration, recordFinAccount, recordFinRgno } from '../src/db/queries.js';
-import { parsePayload, type TaskContext } from '../src/jobs/context.js';
+import { finRegistration, recordFinAccount, recordFinRgno } from '../db/registration.js';
+import { parsePayload, type TaskContext } from './context.js';
 
 const payloadSchema = z.object({ account_no: z.string().regex(/^[0-9]{6,20}$/, 'account_no must be 6-20 digits') }).strict();
 

@@ -1,8 +1,10 @@
 import type { Task } from 'graphile-worker';
 import { z } from 'zod';
-import { dateSchema, decideUnresolved, kindSchema, openDays, runStage } from '../src/db/queries.js';
-import { cronMeta, parsePayload, type TaskContext } from '../src/jobs/context.js';
-import { readFinalStatements } from '../src/reconcile/read.js';
+import { decideUnresolved } from '../db/reconcile.js';
+import { openDays, runStage } from '../db/stages.js';
+import { dateSchema, kindSchema } from '../domain.js';
+import { cronMeta, parsePayload, type TaskContext } from './context.js';
+import { readFinalStatements } from '../reconcile/read.js';
 
 const payloadSchema = z.object({ date: dateSchema.optional(), kind: kindSchema.optional(), _cron: cronMeta }).strict();
 

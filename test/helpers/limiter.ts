@@ -1,6 +1,6 @@
-import type { Gate } from '../bank/port.js';
+import type { Gate } from '../../src/bank/port.js';
 
-/** An in-process limit of `cap` concurrent calls, first come first served. */
+/** An in-process limit of `cap` concurrent calls, first come first served (the tests' stand-in for the bank desk's gate). */
 export function createSemaphore(cap: number): Gate & { inside(): number } {
   let inside = 0;
   const waiting: Array<() => void> = [];

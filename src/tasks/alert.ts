@@ -1,8 +1,8 @@
 import type { Task } from 'graphile-worker';
 import { z } from 'zod';
-import { alertSent, alertToSend } from '../src/db/queries.js';
-import { parsePayload, type TaskContext } from '../src/jobs/context.js';
-import { postWebhook } from '../src/ops/webhook.js';
+import { alertSent, alertToSend } from '../db/operations.js';
+import { parsePayload, type TaskContext } from './context.js';
+import { postWebhook } from '../ops/webhook.js';
 
 const payloadSchema = z.object({ alert_id: z.number().int().positive().max(Number.MAX_SAFE_INTEGER) }).strict();
 

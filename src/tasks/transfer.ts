@@ -1,11 +1,11 @@
 import type { Job, Task } from 'graphile-worker';
 import { z } from 'zod';
-import type { TransferResult } from '../src/bank/port.js';
-import type { Claim } from '../src/domain.js';
-import type { Attempt } from '../src/jobs/desk.js';
-import { RetryLaterError } from '../src/domain.js';
-import { parsePayload, type TaskContext } from '../src/jobs/context.js';
-import { orderOf, outcomeOf } from '../src/jobs/order.js';
+import type { TransferResult } from '../bank/port.js';
+import type { Claim } from '../domain.js';
+import type { Attempt } from '../jobs/desk.js';
+import { RetryLaterError } from '../domain.js';
+import { parsePayload, type TaskContext } from './context.js';
+import { orderOf, outcomeOf } from '../jobs/order.js';
 
 const payloadSchema = z.object({ transfer_id: z.number().int().positive().max(Number.MAX_SAFE_INTEGER) }).strict();
 

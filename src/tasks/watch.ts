@@ -1,7 +1,7 @@
 import type { Task } from 'graphile-worker';
 import { z } from 'zod';
-import { detectAlerts } from '../src/db/queries.js';
-import { cronMeta, parsePayload, type TaskContext } from '../src/jobs/context.js';
+import { detectAlerts } from '../db/operations.js';
+import { cronMeta, parsePayload, type TaskContext } from './context.js';
 
 const payloadSchema = z.object({ _cron: cronMeta }).strict();
 
