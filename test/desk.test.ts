@@ -6,7 +6,7 @@ import { BANK_SLOT_LOCK_CLASS, SLOTS_OF_THIS_CONNECTION } from '../src/db/bank-s
 import { SettlementError } from '../src/db/errors.js';
 import { runStage } from '../src/db/stages.js';
 import { RetryLaterError } from '../src/domain.js';
-import { createBankDesk, type BankDesk } from '../src/jobs/desk.js';
+import { createBankDesk, type BankDesk } from '../src/desk/index.js';
 import { registerAtSimulator, seed } from '../src/seed.js';
 import { prepareSim, startSim } from './helpers/day.js';
 import { freshDb, pgClient } from './helpers/db.js';

@@ -9,7 +9,7 @@ import { createDbClock } from '../src/jobs/clock.js';
 import { createLiveCodeBook } from '../src/jobs/codebook.js';
 import { RetryLaterError } from '../src/domain.js';
 import type { TaskContext } from '../src/tasks/context.js';
-import { createBankDesk } from '../src/jobs/desk.js';
+import { createBankDesk } from '../src/desk/index.js';
 import { createLogger } from '../src/log.js';
 import { registerAtSimulator, seed } from '../src/seed.js';
 import { createStageTask } from '../src/tasks/stage.js';

@@ -5,7 +5,7 @@ import type { DatabasePool } from '../db/pool.js';
 import { PayloadError } from '../domain.js';
 import type { Logger } from '../log.js';
 import type { DbClock } from '../jobs/clock.js';
-import type { BankDesk } from '../jobs/desk.js';
+import type { BankDesk } from '../desk/index.js';
 
 /** What every task gets: the project's pool, the bank, the config and a logger. */
 export interface TaskContext {

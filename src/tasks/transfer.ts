@@ -2,7 +2,7 @@ import type { Job, Task } from 'graphile-worker';
 import { z } from 'zod';
 import type { TransferResult } from '../bank/port.js';
 import type { Claim } from '../domain.js';
-import type { Attempt } from '../jobs/desk.js';
+import type { Attempt } from '../desk/index.js';
 import { RetryLaterError } from '../domain.js';
 import { parsePayload, type TaskContext } from './context.js';
 import { orderOf, outcomeOf } from '../jobs/order.js';

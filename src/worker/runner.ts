@@ -18,7 +18,7 @@ import { createDbClock } from '../jobs/clock.js';
 import { createLiveCodeBook } from '../jobs/codebook.js';
 import type { TaskContext } from '../tasks/context.js';
 import { createTaskList } from '../tasks/index.js';
-import { createBankDesk } from '../jobs/desk.js';
+import { createBankDesk } from '../desk/index.js';
 
 export interface WorkerOptions {
   config: Config;
