@@ -2,7 +2,7 @@
  * Claims and outcomes of transfers (sql/logic/50_transfers.sql): the one
  * encoder of what settlement.claim_transfers and settlement.finish_transfers
  * take and the one decoder of what they answer. A single transfer is a batch
- * of one. The bank desk (src/jobs/desk.ts) is their caller in the product.
+ * of one. The bank desk (src/desk/) is their caller in the product.
  */
 import { sql } from 'slonik';
 import { z } from 'zod';
