@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import t from 'tap';
 import { sql } from 'slonik';
@@ -6,9 +5,9 @@ import { z } from 'zod';
 import type { DatabasePool } from '../src/db/pool.js';
 import { activePauses, asOperator, detectAlerts, enqueueStage, pause, problems, resume, retryDay, retryFailed, retryPreview, verdicts, workerStatus } from '../src/db/operations.js';
 import { seed } from '../src/seed.js';
-import { adminQuery, freshDb } from './helpers/db.js';
+import { freshDb } from './helpers/db.js';
 import { pastDate, seoulToday } from './helpers/fixtures.js';
-import { asLogin } from './helpers/roles.js';
+import { roleSessions } from './helpers/roles.js';
 import { claimTransfer, finishTransfer } from './helpers/transfers.js';
 
 /**
@@ -190,22 +189,7 @@ t.test('roles: the viewer reads the verdict, the operator pauses, the worker cla
   const { url, db } = await freshDb(t);
   const D = pastDate(1);
   await dayWithFailures(db, D, ['tax']);
-  const suffix = randomBytes(4).toString('hex');
-  const clients: pg.Client[] = [];
-  const logins: string[] = [];
-  t.teardown(async () => {
-    for (const c of clients) await c.end().catch(() => undefined);
-    for (const l of logins) await adminQuery(`drop role if exists ${l}`).catch(() => undefined);
-  });
-  const as = async (role: string) => {
-    const name = `settle_t_ops_${role.replace('settlement_', '')}_${suffix}`;
-    await adminQuery(`create role ${name} login password 'pw'; grant ${role} to ${name}`);
-    logins.push(name);
-    const c = new pg.Client({ connectionString: asLogin(url, { name, password: 'pw' }) });
-    await c.connect();
-    clients.push(c);
-    return (q: string) => c.query(q).then(() => 'ok', (e: { code?: string; message: string }) => e.code ?? e.message);
-  };
+  const as = roleSessions(t, url, 'ops_');
   const viewer = await as('settlement_viewer');
   t.equal(await viewer(`select * from settlement.verdict`), 'ok', 'viewer: verdict');
   t.equal(await viewer(`select * from settlement.day_verdicts`), 'ok', 'viewer: day_verdicts');

@@ -1,11 +1,9 @@
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import t from 'tap';
 import { sql } from 'slonik';
 import { seed } from '../src/seed.js';
-import { adminQuery, freshDb } from './helpers/db.js';
+import { freshDb } from './helpers/db.js';
 import { noonSeoul, pastDate } from './helpers/fixtures.js';
-import { asLogin } from './helpers/roles.js';
+import { roleSessions } from './helpers/roles.js';
 
 /** What each role may do, and what it is refused — tried over a real login. */
 t.test('each role may do its work and nothing else', async (t) => {
@@ -16,23 +14,7 @@ t.test('each role may do its work and nothing else', async (t) => {
   await db.query(sql.unsafe`select settlement.run_stage('record', ${D}::date, 'tax')`);
   await db.query(sql.unsafe`select settlement.run_stage('pay', ${D}::date, 'tax')`);
 
-  const suffix = randomBytes(4).toString('hex');
-  const clients: pg.Client[] = [];
-  const logins: string[] = [];
-  t.teardown(async () => {
-    for (const c of clients) await c.end().catch(() => undefined);
-    for (const l of logins) await adminQuery(`drop role if exists ${l}`).catch(() => undefined);
-  });
-  const as = async (role: string) => {
-    const name = `settle_t_${role.replace('settlement_', '')}_${suffix}`;
-    await adminQuery(`create role ${name} login password 'pw'; grant ${role} to ${name}`);
-    logins.push(name);
-    const c = new pg.Client({ connectionString: asLogin(url, { name, password: 'pw' }) });
-    await c.connect();
-    clients.push(c);
-    const run = (q: string) => c.query(q).then(() => 'ok', (e: { code?: string; message: string }) => e.code ?? e.message);
-    return run;
-  };
+  const as = roleSessions(t, url, '');
   const DENIED = '42501';
   const at = noonSeoul(D);
 
