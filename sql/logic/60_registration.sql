@@ -4,7 +4,7 @@
 ------------------------------------------------------------------------------
 -- Job keys are locks too: two pay stages adding register jobs for the same
 -- accounts (job keys 'register:<account>') could each wait for a key the
--- other inserted first (test/order.test.ts: a deadlock), and graphile's
+-- other inserted first (test/sql/order.test.ts: a deadlock), and graphile's
 -- add_jobs inserts its specs through a join whose plan need not keep the
 -- array's order. So callers take turns (the lock lasts until the stage's
 -- transaction ends; a stage adds these jobs once).

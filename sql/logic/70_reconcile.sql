@@ -158,7 +158,7 @@ $$;
 -- rows) without closing a cycle. Taken inside match_lines instead (after
 -- lock_stage and add_job upserts), a withdraw finishing in finish_transfers
 -- (holding job-key and stage rows) could wait for M while M's holder waited
--- for those rows. (The deadlock test/order.test.ts showed while this was
+-- for those rows. (The deadlock test/sql/order.test.ts showed while this was
 -- written was another one, in add_register_jobs: see 60_registration.sql.)
 create or replace function settlement.matcher_lock_key() returns bigint
 language sql immutable as $$

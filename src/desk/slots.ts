@@ -3,7 +3,7 @@
  * slots this process holds (in use by a call, or kept a moment for the next
  * one), who waits for one, and where a freed slot goes. Every decision takes
  * `now` (ms) from its caller, so it can be tested without a database or a
- * clock (test/desk-slots.test.ts).
+ * clock (test/worker/desk-slots.test.ts).
  *
  * A slot is a session advisory lock of the desk's connection: it lives as
  * long as that connection. `gen` counts connections; a token of an earlier
