@@ -2,7 +2,6 @@
 -- formatting helpers, and the day with its stage rows.
 -- Errors raised on purpose use SQLSTATE class 'ST' (registry in README.md).
 
--- Helpers and ingestion (settlement.accrue).
 create or replace function settlement.time_zone() returns text
 language sql stable as $$ select time_zone from settlement.config where id $$;
 
@@ -28,7 +27,7 @@ begin
   raise exception '%', p_message using errcode = p_code;
 end $$;
 
--- Creates the day and its four stage rows if they do not exist.
+-- Creates the day and its stage rows (one per stage) if they do not exist.
 create or replace function settlement.ensure_day(p_date date, p_kind settlement.kind) returns void
 language plpgsql as $$
 begin

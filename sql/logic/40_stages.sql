@@ -47,7 +47,7 @@ language sql immutable as $$ select row(p_outcome, p_detail)::settlement.stage_r
 -- stages busy. A named queue runs its jobs serially, across every worker: a
 -- reconcile job added while one runs waits for it and then finds the
 -- statements read. The crontab's reconcile entry uses the same queue
--- (add_reconcile_job, at the end).
+-- (add_reconcile_job, in 70_reconcile.sql).
 
 -- A wake-up is never lost to a race inside graphile-worker's add_job.
 -- add_jobs first clears the key of a job with that key that is already

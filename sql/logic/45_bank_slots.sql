@@ -8,7 +8,7 @@
 -- shared: a release notifies settlement_bank_slot only then.
 
 -- The advisory-lock class (the first key) of every bank-call slot and of the
--- "waiting" lock; src/jobs/bank-slots.ts has the same number.
+-- "waiting" lock; src/db/bank-slots.ts has the same number.
 create or replace function settlement.bank_slot_lock_class() returns integer
 language sql immutable parallel safe as $$ select 21332 $$;
 
