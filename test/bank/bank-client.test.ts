@@ -9,15 +9,15 @@
 import t, { type Test } from 'tap';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { BankInputError, BankRejectedError, BankUnavailableError } from '../src/bank/errors.js';
-import { createNhBankClient, type NhBankClient, type NhBankClientOptions } from '../src/bank/client.js';
-import { emptyCodeBook, type CodeBook, type Gate, type PayoutOrder, type TransferOrder, type WithdrawalOrder } from '../src/bank/port.js';
-import { simAdminClient, type SimAdminClient, type SimCodeView } from '../src/bank-sim/sim-admin-client.js';
-import { planRequest } from '../src/bank-sim/sim-faults.js';
-import { parseSimOptions, runtimeConfigOf, type SimOptionsInput } from '../src/bank-sim/sim-options.js';
-import { mulberry32 } from '../src/bank-sim/sim-rng.js';
-import { startBankSimulator, type BankSimulator } from '../src/bank-sim/simulator.js';
-import { checkRequest, DMCNT_MAX, type ApiNm } from '../src/nh/contract.js';
+import { BankInputError, BankRejectedError, BankUnavailableError } from '../../src/bank/errors.js';
+import { createNhBankClient, type NhBankClient, type NhBankClientOptions } from '../../src/bank/client.js';
+import { emptyCodeBook, type CodeBook, type Gate, type PayoutOrder, type TransferOrder, type WithdrawalOrder } from '../../src/bank/port.js';
+import { simAdminClient, type SimAdminClient, type SimCodeView } from '../../src/bank-sim/sim-admin-client.js';
+import { planRequest } from '../../src/bank-sim/sim-faults.js';
+import { parseSimOptions, runtimeConfigOf, type SimOptionsInput } from '../../src/bank-sim/sim-options.js';
+import { mulberry32 } from '../../src/bank-sim/sim-rng.js';
+import { startBankSimulator, type BankSimulator } from '../../src/bank-sim/simulator.js';
+import { checkRequest, DMCNT_MAX, type ApiNm } from '../../src/nh/contract.js';
 
 const TOKEN = 'test-token-7f3a9c';
 const ISCD = '000123';

@@ -5,10 +5,10 @@
  */
 import t, { type Test } from 'tap';
 import http from 'node:http';
-import { simOptionsSchema } from '../src/bank-sim/sim-options.js';
-import { SIM, SIM_CODES, startBankSimulator } from '../src/bank-sim/simulator.js';
-import { DUPLICATE_IS_TUNO_MESSAGE, PRINTED_MAX, checkResponse, type ApiNm } from '../src/nh/contract.js';
-import { APSNO, CORP, ISCD, LOAN, OTHER, OTHER_BNCD, SETTLE, START, TOKEN, nextIsTuno, post, request, world, type Json, type Reply } from './helpers/sim.js';
+import { simOptionsSchema } from '../../src/bank-sim/sim-options.js';
+import { SIM, SIM_CODES, startBankSimulator } from '../../src/bank-sim/simulator.js';
+import { DUPLICATE_IS_TUNO_MESSAGE, PRINTED_MAX, checkResponse, type ApiNm } from '../../src/nh/contract.js';
+import { APSNO, CORP, ISCD, LOAN, OTHER, OTHER_BNCD, SETTLE, START, TOKEN, nextIsTuno, post, request, world, type Json, type Reply } from '../helpers/sim.js';
 
 const DAY = '20250314';
 const ok = (tt: Test, api: ApiNm, r: Reply, what: string = api) => {

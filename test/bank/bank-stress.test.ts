@@ -8,11 +8,11 @@
  * failing run prints its seed; rerun with BANK_STRESS_SEED=<seed>.
  */
 import t, { type Test } from 'tap';
-import { createNhBankClient } from '../src/bank/client.js';
-import type { CodeBook, Gate, PayoutOrder, TransferResult } from '../src/bank/port.js';
-import { simAdminClient } from '../src/bank-sim/sim-admin-client.js';
-import { startBankSimulator } from '../src/bank-sim/simulator.js';
-import { createSemaphore } from './helpers/limiter.js';
+import { createNhBankClient } from '../../src/bank/client.js';
+import type { CodeBook, Gate, PayoutOrder, TransferResult } from '../../src/bank/port.js';
+import { simAdminClient } from '../../src/bank-sim/sim-admin-client.js';
+import { startBankSimulator } from '../../src/bank-sim/simulator.js';
+import { createSemaphore } from '../helpers/limiter.js';
 
 const N = 1000;
 const LOANS = 50;

@@ -7,10 +7,10 @@
  *     published answer fields. No database.
  */
 import t from 'tap';
-import { startBankSimulator } from '../src/bank-sim/simulator.js';
-import { simAdminClient } from '../src/bank-sim/sim-admin-client.js';
-import { APIS, REQUEST_FIELDS, RESPONSE_FIELDS, checkRequest, checkResponse, defaultApiSvcCodes, type ApiNm } from '../src/nh/contract.js';
-import { CORP, LOAN, OTHER, OTHER_BNCD, SETTLE, post, world, type Json } from './helpers/sim.js';
+import { startBankSimulator } from '../../src/bank-sim/simulator.js';
+import { simAdminClient } from '../../src/bank-sim/sim-admin-client.js';
+import { APIS, REQUEST_FIELDS, RESPONSE_FIELDS, checkRequest, checkResponse, defaultApiSvcCodes, type ApiNm } from '../../src/nh/contract.js';
+import { CORP, LOAN, OTHER, OTHER_BNCD, SETTLE, post, world, type Json } from '../helpers/sim.js';
 
 /** NH-API.md, "Published example (DrawingTransfer)", verbatim (the AccessToken is published as "…"). */
 const EXAMPLE_REQUEST = {

@@ -1,13 +1,13 @@
 import t from 'tap';
-import { simAdminClient } from '../src/bank-sim/sim-admin-client.js';
-import { enqueueStage } from '../src/db/operations.js';
-import { KINDS } from '../src/domain.js';
-import { APIS, checkRequest, isApiNm } from '../src/nh/contract.js';
-import { seed } from '../src/seed.js';
-import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
-import { freshDb } from './helpers/db.js';
-import { pastDate } from './helpers/fixtures.js';
-import { spawnWorker } from './helpers/procs.js';
+import { simAdminClient } from '../../src/bank-sim/sim-admin-client.js';
+import { enqueueStage } from '../../src/db/operations.js';
+import { KINDS } from '../../src/domain.js';
+import { APIS, checkRequest, isApiNm } from '../../src/nh/contract.js';
+import { seed } from '../../src/seed.js';
+import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from '../helpers/day.js';
+import { freshDb } from '../helpers/db.js';
+import { pastDate } from '../helpers/fixtures.js';
+import { spawnWorker } from '../helpers/procs.js';
 
 /**
  * Every request the service sends during a whole day — registration, payouts,

@@ -1,7 +1,7 @@
 import t from 'tap';
-import { freshDatabase } from './helpers/db.js';
-import { pastDate } from './helpers/fixtures.js';
-import { runCli } from './helpers/procs.js';
+import { freshDatabase } from '../helpers/db.js';
+import { pastDate } from '../helpers/fixtures.js';
+import { runCli } from '../helpers/procs.js';
 
 t.test('bad arguments: one line, non-zero exit, nothing done', async (t) => {
   const cases: Array<[string[], RegExp]> = [

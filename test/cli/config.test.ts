@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ConfigError, loadConfig } from '../src/config.js';
+import { ConfigError, loadConfig } from '../../src/config.js';
 
 t.test('defaults', async (t) => {
   const c = loadConfig({});
@@ -36,7 +36,7 @@ t.test('every problem is reported at once, by name', async (t) => {
 });
 
 t.test('logs: secrets removed, account numbers masked, money as strings', async (t) => {
-  const { createLogger } = await import('../src/log.js');
+  const { createLogger } = await import('../../src/log.js');
   const lines: string[] = [];
   const logger = createLogger('info', { destination: { write: (s: string) => void lines.push(s) } });
   logger.info({ accessToken: 'TOPSECRET', Header: { AccessToken: 'TOPSECRET' }, accountNo: '1234567890', amount: 250000n }, 'x');

@@ -1,15 +1,15 @@
 import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { enqueueStage } from '../src/db/operations.js';
-import { configureReconcile } from '../src/db/reconcile.js';
-import { KINDS } from '../src/domain.js';
-import { seed } from '../src/seed.js';
-import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
-import { freshDb } from './helpers/db.js';
-import { pastDate } from './helpers/fixtures.js';
-import { spawnWorker } from './helpers/procs.js';
-import { ledgerMirrorsStatements, waitReconcile } from './helpers/reconcile.js';
+import { enqueueStage } from '../../src/db/operations.js';
+import { configureReconcile } from '../../src/db/reconcile.js';
+import { KINDS } from '../../src/domain.js';
+import { seed } from '../../src/seed.js';
+import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from '../helpers/day.js';
+import { freshDb } from '../helpers/db.js';
+import { pastDate } from '../helpers/fixtures.js';
+import { spawnWorker } from '../helpers/procs.js';
+import { ledgerMirrorsStatements, waitReconcile } from '../helpers/reconcile.js';
 
 const seedArg = Number(process.env.SETTLE_CHAOS_SEED ?? 11);
 

@@ -1,20 +1,20 @@
 import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { simAdminClient } from '../src/bank-sim/sim-admin-client.js';
-import type { DatabasePool } from '../src/db/pool.js';
-import { enqueueStage } from '../src/db/operations.js';
-import { addReconcileJob, configureReconcile, reconciliationBreaks, resolveBreak } from '../src/db/reconcile.js';
-import { runStage } from '../src/db/stages.js';
-import { type Kind, KINDS } from '../src/domain.js';
-import { apiPath, defaultApiSvcCodes, kstHms, kstYmd } from '../src/nh/contract.js';
-import { fintechApsnoOf, loanAccountNo, registerAtSimulator, seed, settlementAccountNo } from '../src/seed.js';
-import { checkInvariants, prepareSim, startSim, TOKEN, waitAllWithdrawn, workerEnv } from './helpers/day.js';
-import { freshDb } from './helpers/db.js';
-import { pastDate } from './helpers/fixtures.js';
-import { runCli, spawnWorker, waitFor } from './helpers/procs.js';
-import { ledgerMirrorsStatements, waitReconcile } from './helpers/reconcile.js';
-import { claimTransfer, finishTransfer } from './helpers/transfers.js';
+import { simAdminClient } from '../../src/bank-sim/sim-admin-client.js';
+import type { DatabasePool } from '../../src/db/pool.js';
+import { enqueueStage } from '../../src/db/operations.js';
+import { addReconcileJob, configureReconcile, reconciliationBreaks, resolveBreak } from '../../src/db/reconcile.js';
+import { runStage } from '../../src/db/stages.js';
+import { type Kind, KINDS } from '../../src/domain.js';
+import { apiPath, defaultApiSvcCodes, kstHms, kstYmd } from '../../src/nh/contract.js';
+import { fintechApsnoOf, loanAccountNo, registerAtSimulator, seed, settlementAccountNo } from '../../src/seed.js';
+import { checkInvariants, prepareSim, startSim, TOKEN, waitAllWithdrawn, workerEnv } from '../helpers/day.js';
+import { freshDb } from '../helpers/db.js';
+import { pastDate } from '../helpers/fixtures.js';
+import { runCli, spawnWorker, waitFor } from '../helpers/procs.js';
+import { ledgerMirrorsStatements, waitReconcile } from '../helpers/reconcile.js';
+import { claimTransfer, finishTransfer } from '../helpers/transfers.js';
 
 let isTunoSeq = 0;
 /** A DrawingTransfer sent to the simulator by hand (outside the service). */

@@ -1,8 +1,8 @@
 import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { freshDb, pgClient } from './helpers/db.js';
-import { makeAccounts, noonSeoul, pastDate } from './helpers/fixtures.js';
+import { freshDb, pgClient } from '../helpers/db.js';
+import { makeAccounts, noonSeoul, pastDate } from '../helpers/fixtures.js';
 
 const D = pastDate(2);
 

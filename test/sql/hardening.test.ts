@@ -1,17 +1,17 @@
 import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { dailyStatus } from '../src/db/operations.js';
-import { runStage } from '../src/db/stages.js';
-import { seed } from '../src/seed.js';
-import { prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
-import { freshDb, pgClient } from './helpers/db.js';
-import { makeAccounts, noonSeoul, pastDate } from './helpers/fixtures.js';
-import { spawnWorker, waitFor } from './helpers/procs.js';
-import { claimTransfer, finishTransfer } from './helpers/transfers.js';
+import { dailyStatus } from '../../src/db/operations.js';
+import { runStage } from '../../src/db/stages.js';
+import { seed } from '../../src/seed.js';
+import { prepareSim, startSim, waitAllWithdrawn, workerEnv } from '../helpers/day.js';
+import { freshDb, pgClient } from '../helpers/db.js';
+import { makeAccounts, noonSeoul, pastDate } from '../helpers/fixtures.js';
+import { spawnWorker, waitFor } from '../helpers/procs.js';
+import { claimTransfer, finishTransfer } from '../helpers/transfers.js';
 
 const codeOf = (p: Promise<unknown>) => p.then(() => null, (e: { code?: string }) => e.code ?? String(e));
-const n = (db: import('../src/db/pool.js').DatabasePool, q: ReturnType<typeof sql.unsafe>) => db.oneFirst(sql.type(z.object({ n: z.bigint() }))`${q}`);
+const n = (db: import('../../src/db/pool.js').DatabasePool, q: ReturnType<typeof sql.unsafe>) => db.oneFirst(sql.type(z.object({ n: z.bigint() }))`${q}`);
 
 t.test('absurd accruals are refused with their own SQLSTATE and change nothing', async (t) => {
   const { url, db } = await freshDb(t);
@@ -99,7 +99,7 @@ t.test('a worker started with other shared settings refuses to start, naming eac
   const { url, db } = await freshDb(t);
   const sim = await startSim(t);
   const first = await spawnWorker(t, workerEnv(url, sim.url));
-  const { runCli } = await import('./helpers/procs.js');
+  const { runCli } = await import('../helpers/procs.js');
   const r = await runCli(['worker'], { ...workerEnv(url, sim.url, { BANK_PER_CALL_LIMIT: '300000', SETTLEMENT_TIMEZONE: 'Pacific/Kiritimati', BANK_MAX_IN_FLIGHT: '5' }), HTTP_PORT: '0' });
   t.equal(r.code, 2, 'refused as a configuration error');
   for (const s of ['BANK_PER_CALL_LIMIT=300000', 'SETTLEMENT_TIMEZONE=Pacific/Kiritimati', 'BANK_MAX_IN_FLIGHT=5']) t.match(r.stderr, s, `names ${s}`);

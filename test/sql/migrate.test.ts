@@ -11,9 +11,9 @@ import {
   MigrationChecksumError,
   MigrationUnknownError,
   sqlDir,
-} from '../src/db/migrate.js';
-import { freshDatabase, pgClient } from './helpers/db.js';
-import { runCli } from './helpers/procs.js';
+} from '../../src/db/migrate.js';
+import { freshDatabase, pgClient } from '../helpers/db.js';
+import { runCli } from '../helpers/procs.js';
 
 const schemaFiles = () => readdirSync(path.join(sqlDir(), 'schema')).filter((f) => f.endsWith('.sql'));
 const logicFiles = () => readdirSync(path.join(sqlDir(), 'logic')).filter((f) => f.endsWith('.sql'));

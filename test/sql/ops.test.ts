@@ -2,13 +2,13 @@ import pg from 'pg';
 import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import type { DatabasePool } from '../src/db/pool.js';
-import { activePauses, asOperator, detectAlerts, enqueueStage, pause, problems, resume, retryDay, retryFailed, retryPreview, verdicts, workerStatus } from '../src/db/operations.js';
-import { seed } from '../src/seed.js';
-import { freshDb } from './helpers/db.js';
-import { pastDate, seoulToday } from './helpers/fixtures.js';
-import { roleSessions } from './helpers/roles.js';
-import { claimTransfer, finishTransfer } from './helpers/transfers.js';
+import type { DatabasePool } from '../../src/db/pool.js';
+import { activePauses, asOperator, detectAlerts, enqueueStage, pause, problems, resume, retryDay, retryFailed, retryPreview, verdicts, workerStatus } from '../../src/db/operations.js';
+import { seed } from '../../src/seed.js';
+import { freshDb } from '../helpers/db.js';
+import { pastDate, seoulToday } from '../helpers/fixtures.js';
+import { roleSessions } from '../helpers/roles.js';
+import { claimTransfer, finishTransfer } from '../helpers/transfers.js';
 
 /**
  * On-call SQL (sql/0021_operations.sql) without a bank: transfers are claimed

@@ -1,16 +1,16 @@
 import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import type { DatabasePool } from '../src/db/pool.js';
-import { configureReconcile } from '../src/db/reconcile.js';
-import { runStage } from '../src/db/stages.js';
-import { type Stage, STAGES } from '../src/domain.js';
-import { seed } from '../src/seed.js';
-import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
-import { freshDb } from './helpers/db.js';
-import { pastDate } from './helpers/fixtures.js';
-import { spawnWorker } from './helpers/procs.js';
-import { waitReconcile } from './helpers/reconcile.js';
+import type { DatabasePool } from '../../src/db/pool.js';
+import { configureReconcile } from '../../src/db/reconcile.js';
+import { runStage } from '../../src/db/stages.js';
+import { type Stage, STAGES } from '../../src/domain.js';
+import { seed } from '../../src/seed.js';
+import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from '../helpers/day.js';
+import { freshDb } from '../helpers/db.js';
+import { pastDate } from '../helpers/fixtures.js';
+import { spawnWorker } from '../helpers/procs.js';
+import { waitReconcile } from '../helpers/reconcile.js';
 
 const D = pastDate(1);
 const KINDS2 = ['tax', 'upfront_fee'] as const;

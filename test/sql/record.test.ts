@@ -1,10 +1,10 @@
 import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { runStage } from '../src/db/stages.js';
-import { seed } from '../src/seed.js';
-import { freshDb, pgClient } from './helpers/db.js';
-import { makeAccounts, noonSeoul, pastDate, seoulToday } from './helpers/fixtures.js';
+import { runStage } from '../../src/db/stages.js';
+import { seed } from '../../src/seed.js';
+import { freshDb, pgClient } from '../helpers/db.js';
+import { makeAccounts, noonSeoul, pastDate, seoulToday } from '../helpers/fixtures.js';
 
 const D = pastDate(1);
 

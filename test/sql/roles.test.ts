@@ -1,9 +1,9 @@
 import t from 'tap';
 import { sql } from 'slonik';
-import { seed } from '../src/seed.js';
-import { freshDb } from './helpers/db.js';
-import { noonSeoul, pastDate } from './helpers/fixtures.js';
-import { roleSessions } from './helpers/roles.js';
+import { seed } from '../../src/seed.js';
+import { freshDb } from '../helpers/db.js';
+import { noonSeoul, pastDate } from '../helpers/fixtures.js';
+import { roleSessions } from '../helpers/roles.js';
 
 /** What each role may do, and what it is refused — tried over a real login. */
 t.test('each role may do its work and nothing else', async (t) => {

@@ -1,8 +1,8 @@
 import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { freshDb, pgClient } from './helpers/db.js';
-import { pastDate } from './helpers/fixtures.js';
+import { freshDb, pgClient } from '../helpers/db.js';
+import { pastDate } from '../helpers/fixtures.js';
 
 /*
  * graphile-worker's add_job clears the key of an already locked job, then

@@ -2,12 +2,12 @@ import t from 'tap';
 import { parseCrontab } from 'graphile-worker';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { seed } from '../src/seed.js';
-import { projectCrontab } from '../src/worker/runner.js';
-import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
-import { freshDb } from './helpers/db.js';
-import { pastDate } from './helpers/fixtures.js';
-import { spawnWorker } from './helpers/procs.js';
+import { seed } from '../../src/seed.js';
+import { projectCrontab } from '../../src/worker/runner.js';
+import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from '../helpers/day.js';
+import { freshDb } from '../helpers/db.js';
+import { pastDate } from '../helpers/fixtures.js';
+import { spawnWorker } from '../helpers/procs.js';
 
 t.test('the crontab schedules every stage with job keys and backfill', async (t) => {
   const items = parseCrontab(projectCrontab());

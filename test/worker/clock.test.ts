@@ -1,17 +1,17 @@
 import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { simAdminClient } from '../src/bank-sim/sim-admin-client.js';
-import { enqueueStage } from '../src/db/operations.js';
-import { addReconcileJob, configureReconcile, reconciliationBreaks } from '../src/db/reconcile.js';
-import { KINDS } from '../src/domain.js';
-import { kstYmd } from '../src/nh/contract.js';
-import { seed } from '../src/seed.js';
-import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
-import { freshDb } from './helpers/db.js';
-import { pastDate } from './helpers/fixtures.js';
-import { spawnWorker, waitFor } from './helpers/procs.js';
-import { shiftClockEnv } from './helpers/shift-clock.js';
+import { simAdminClient } from '../../src/bank-sim/sim-admin-client.js';
+import { enqueueStage } from '../../src/db/operations.js';
+import { addReconcileJob, configureReconcile, reconciliationBreaks } from '../../src/db/reconcile.js';
+import { KINDS } from '../../src/domain.js';
+import { kstYmd } from '../../src/nh/contract.js';
+import { seed } from '../../src/seed.js';
+import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from '../helpers/day.js';
+import { freshDb } from '../helpers/db.js';
+import { pastDate } from '../helpers/fixtures.js';
+import { spawnWorker, waitFor } from '../helpers/procs.js';
+import { shiftClockEnv } from '../helpers/shift-clock.js';
 
 const DAY_MS = 86_400_000;
 /** How long the bank holds worker A's payout requests before it books them. */

@@ -1,14 +1,14 @@
 import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { BANK_SLOT_LOCK_CLASS } from '../src/db/bank-slots.js';
-import { enqueueStage } from '../src/db/operations.js';
-import { KINDS } from '../src/domain.js';
-import { seed } from '../src/seed.js';
-import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
-import { freshDb } from './helpers/db.js';
-import { pastDate } from './helpers/fixtures.js';
-import { spawnWorker, waitFor } from './helpers/procs.js';
+import { BANK_SLOT_LOCK_CLASS } from '../../src/db/bank-slots.js';
+import { enqueueStage } from '../../src/db/operations.js';
+import { KINDS } from '../../src/domain.js';
+import { seed } from '../../src/seed.js';
+import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from '../helpers/day.js';
+import { freshDb } from '../helpers/db.js';
+import { pastDate } from '../helpers/fixtures.js';
+import { spawnWorker, waitFor } from '../helpers/procs.js';
 
 t.test('a worker killed with SIGKILL mid-payout loses nothing and pays nothing twice', async (t) => {
   const { url, db } = await freshDb(t);

@@ -1,11 +1,11 @@
 import t from 'tap';
-import { enqueueStage } from '../src/db/operations.js';
-import { KINDS } from '../src/domain.js';
-import { seed } from '../src/seed.js';
-import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
-import { freshDb } from './helpers/db.js';
-import { pastDate } from './helpers/fixtures.js';
-import { spawnWorker } from './helpers/procs.js';
+import { enqueueStage } from '../../src/db/operations.js';
+import { KINDS } from '../../src/domain.js';
+import { seed } from '../../src/seed.js';
+import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from '../helpers/day.js';
+import { freshDb } from '../helpers/db.js';
+import { pastDate } from '../helpers/fixtures.js';
+import { spawnWorker } from '../helpers/procs.js';
 
 t.test('a full day for every kind with three worker processes', async (t) => {
   const { url, db } = await freshDb(t);

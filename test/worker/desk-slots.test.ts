@@ -3,7 +3,7 @@
  * database, no timers; every decision gets its `now`.
  */
 import t from 'tap';
-import { SlotBook } from '../src/desk/slots.js';
+import { SlotBook } from '../../src/desk/slots.js';
 
 const LINGER = 50;
 const FLAG_LINGER = 50;

@@ -2,16 +2,16 @@ import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { BANK_SLOT_LOCK_CLASS, SLOTS_OF_THIS_CONNECTION } from '../src/db/bank-slots.js';
-import { SettlementError } from '../src/db/errors.js';
-import { runStage } from '../src/db/stages.js';
-import { RetryLaterError } from '../src/domain.js';
-import { createBankDesk, type BankDesk } from '../src/desk/index.js';
-import { registerAtSimulator, seed } from '../src/seed.js';
-import { prepareSim, startSim } from './helpers/day.js';
-import { freshDb, pgClient } from './helpers/db.js';
-import { pastDate } from './helpers/fixtures.js';
-import { waitFor } from './helpers/procs.js';
+import { BANK_SLOT_LOCK_CLASS, SLOTS_OF_THIS_CONNECTION } from '../../src/db/bank-slots.js';
+import { SettlementError } from '../../src/db/errors.js';
+import { runStage } from '../../src/db/stages.js';
+import { RetryLaterError } from '../../src/domain.js';
+import { createBankDesk, type BankDesk } from '../../src/desk/index.js';
+import { registerAtSimulator, seed } from '../../src/seed.js';
+import { prepareSim, startSim } from '../helpers/day.js';
+import { freshDb, pgClient } from '../helpers/db.js';
+import { pastDate } from '../helpers/fixtures.js';
+import { waitFor } from '../helpers/procs.js';
 
 const D = pastDate(1);
 const slotsInUse = (db: Awaited<ReturnType<typeof freshDb>>['db']) =>

@@ -1,14 +1,14 @@
 import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { simAdminClient } from '../src/bank-sim/sim-admin-client.js';
-import { dailyStatus, enqueueStage, retryFailed } from '../src/db/operations.js';
-import { seed } from '../src/seed.js';
-import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
-import { freshDb } from './helpers/db.js';
-import { pastDate } from './helpers/fixtures.js';
-import { spawnWorker, waitFor } from './helpers/procs.js';
-import { claimTransfer, finishTransfer } from './helpers/transfers.js';
+import { simAdminClient } from '../../src/bank-sim/sim-admin-client.js';
+import { dailyStatus, enqueueStage, retryFailed } from '../../src/db/operations.js';
+import { seed } from '../../src/seed.js';
+import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from '../helpers/day.js';
+import { freshDb } from '../helpers/db.js';
+import { pastDate } from '../helpers/fixtures.js';
+import { spawnWorker, waitFor } from '../helpers/procs.js';
+import { claimTransfer, finishTransfer } from '../helpers/transfers.js';
 
 async function setBalance(simUrl: string, accountNo: string, balance: bigint) {
   await simAdminClient(simUrl).openAccounts([{ bncd: '011', acno: accountNo, balance }]);
@@ -79,7 +79,7 @@ t.test('retry_failed never re-sends a transfer that has a succeeded attempt', as
 
 t.test('retry_failed rejects bad input', async (t) => {
   const { url, db } = await freshDb(t);
-  const pg = await import('./helpers/db.js').then((m) => m.pgClient(t, url));
+  const pg = await import('../helpers/db.js').then((m) => m.pgClient(t, url));
   const code = (p: Promise<unknown>) => p.then(() => null, (e: { code?: string }) => e.code);
   t.equal(await code(pg.query(`select settlement.retry_failed(null, 'tax')`)), 'ST001');
   t.equal(await code(pg.query(`select settlement.retry_failed('2020-01-01', 'tax')`)), 'ST010', 'unknown day');

@@ -2,14 +2,14 @@ import http from 'node:http';
 import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { simAdminClient } from '../src/bank-sim/sim-admin-client.js';
-import { dailyStatus, detectAlerts, enqueueStage } from '../src/db/operations.js';
-import { seed } from '../src/seed.js';
-import { prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
-import { freshDb } from './helpers/db.js';
-import { pastDate } from './helpers/fixtures.js';
-import { runCli, spawnWorker, waitFor, type WorkerProc } from './helpers/procs.js';
-import { parsePrometheus, sampleValue } from './helpers/prom.js';
+import { simAdminClient } from '../../src/bank-sim/sim-admin-client.js';
+import { dailyStatus, detectAlerts, enqueueStage } from '../../src/db/operations.js';
+import { seed } from '../../src/seed.js';
+import { prepareSim, startSim, waitAllWithdrawn, workerEnv } from '../helpers/day.js';
+import { freshDb } from '../helpers/db.js';
+import { pastDate } from '../helpers/fixtures.js';
+import { runCli, spawnWorker, waitFor, type WorkerProc } from '../helpers/procs.js';
+import { parsePrometheus, sampleValue } from '../helpers/prom.js';
 
 /** A local webhook receiver: every JSON body posted to it. */
 async function receiver(t: { teardown(fn: () => unknown): void }) {

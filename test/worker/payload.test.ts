@@ -1,9 +1,9 @@
 import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { startSim, workerEnv } from './helpers/day.js';
-import { freshDb } from './helpers/db.js';
-import { spawnWorker, waitFor } from './helpers/procs.js';
+import { startSim, workerEnv } from '../helpers/day.js';
+import { freshDb } from '../helpers/db.js';
+import { spawnWorker, waitFor } from '../helpers/procs.js';
 
 t.test('a job that can never succeed fails for good at once with a named error and changes nothing', async (t) => {
   const { url, db } = await freshDb(t);

@@ -4,17 +4,17 @@ import path from 'node:path';
 import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { startEmbeddedPostgres } from '../src/db/embedded.js';
-import { migrate } from '../src/db/migrate.js';
-import { createDbPool } from '../src/db/pool.js';
-import { enqueueStage } from '../src/db/operations.js';
-import { KINDS } from '../src/domain.js';
-import { ensureLoginRole } from '../src/runtime.js';
-import { seed } from '../src/seed.js';
-import { TEST_WORKER_LOGIN } from './helpers/roles.js';
-import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
-import { pastDate } from './helpers/fixtures.js';
-import { spawnWorker, waitFor } from './helpers/procs.js';
+import { startEmbeddedPostgres } from '../../src/db/embedded.js';
+import { migrate } from '../../src/db/migrate.js';
+import { createDbPool } from '../../src/db/pool.js';
+import { enqueueStage } from '../../src/db/operations.js';
+import { KINDS } from '../../src/domain.js';
+import { ensureLoginRole } from '../../src/runtime.js';
+import { seed } from '../../src/seed.js';
+import { TEST_WORKER_LOGIN } from '../helpers/roles.js';
+import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from '../helpers/day.js';
+import { pastDate } from '../helpers/fixtures.js';
+import { spawnWorker, waitFor } from '../helpers/procs.js';
 
 /**
  * A Postgres of this test's own (the shared one must not be restarted under

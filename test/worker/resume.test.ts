@@ -1,15 +1,15 @@
 import t, { type Test } from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { pause, resume } from '../src/db/operations.js';
-import { addReconcileJob, configureReconcile, decideUnresolved } from '../src/db/reconcile.js';
-import { runStage } from '../src/db/stages.js';
-import { registerAtSimulator, seed } from '../src/seed.js';
-import { checkInvariants, prepareSim, startSim, TOKEN, waitAllWithdrawn, workerEnv } from './helpers/day.js';
-import { freshDb } from './helpers/db.js';
-import { pastDate } from './helpers/fixtures.js';
-import { spawnWorker, waitFor } from './helpers/procs.js';
-import { waitReconcile } from './helpers/reconcile.js';
+import { pause, resume } from '../../src/db/operations.js';
+import { addReconcileJob, configureReconcile, decideUnresolved } from '../../src/db/reconcile.js';
+import { runStage } from '../../src/db/stages.js';
+import { registerAtSimulator, seed } from '../../src/seed.js';
+import { checkInvariants, prepareSim, startSim, TOKEN, waitAllWithdrawn, workerEnv } from '../helpers/day.js';
+import { freshDb } from '../helpers/db.js';
+import { pastDate } from '../helpers/fixtures.js';
+import { spawnWorker, waitFor } from '../helpers/procs.js';
+import { waitReconcile } from '../helpers/reconcile.js';
 
 const D = pastDate(1);
 const transferRow = z.object({ id: z.number(), is_tuno: z.string(), fin_acno: z.string(), fintech_apsno: z.string(), memo: z.string(), amount: z.bigint() });

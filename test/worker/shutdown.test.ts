@@ -4,11 +4,11 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { startSim, workerEnv } from './helpers/day.js';
-import { freshDb } from './helpers/db.js';
-import { waitFor } from './helpers/procs.js';
+import { startSim, workerEnv } from '../helpers/day.js';
+import { freshDb } from '../helpers/db.js';
+import { waitFor } from '../helpers/procs.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
 const alive = (pid: number) => {
   try {
