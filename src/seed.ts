@@ -2,7 +2,8 @@ import { sql } from 'slonik';
 import { z } from 'zod';
 import type { DatabasePool } from './db/pool.js';
 import { simAdminClient } from './bank-sim/sim-admin-client.js';
-import { KINDS, recordFinAccount, type Kind } from './db/queries.js';
+import { recordFinAccount } from './db/registration.js';
+import { type Kind, KINDS } from './domain.js';
 
 export interface SeedOptions {
   date: string;

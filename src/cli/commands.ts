@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import type { Config } from '../config.js';
 import { createDbPool } from '../db/pool.js';
-import { adoptSettings, asOperator, configure, dateSchema, enqueueStage, kindSchema, stageSchema, workerStatus } from '../db/queries.js';
+import { asOperator, configure, enqueueStage, workerStatus } from '../db/operations.js';
+import { adoptSettings } from '../db/workers.js';
+import { dateSchema, kindSchema, stageSchema } from '../domain.js';
 import { migrate } from '../db/migrate.js';
 import type { Logger } from '../log.js';
 import { openDatabase } from '../runtime.js';
@@ -24,7 +26,11 @@ export async function cmdMigrate(argv: string[], config: Config, logger: Logger)
   const database = await openDatabase(config, logger, { migrate: false });
   try {
     const r = await migrate(database.url, { logger });
-    console.log(r.applied.length ? `applied ${r.applied.join(', ')}` : 'database is up to date');
+    const done = [
+      ...(r.applied.length ? [`applied ${r.applied.join(', ')}`] : []),
+      ...(r.logic.length ? [`re-applied sql/logic (${r.logic.length} files)`] : []),
+    ];
+    console.log(done.length ? done.join('; ') : 'database is up to date');
     // The first migrate writes the shared settings from this environment.
     const db = await createDbPool(database.url, { maximumPoolSize: 1, applicationName: 'settle-cli' });
     try {

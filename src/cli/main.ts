@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { ConfigError, loadConfig } from '../config.js';
 import { SettlementError } from '../db/errors.js';
-import { MigrationChecksumError, MigrationPendingError } from '../db/migrate.js';
+import { LogicMismatchError, MigrationChecksumError, MigrationPendingError, MigrationUnknownError } from '../db/migrate.js';
 import { createLogger } from '../log.js';
 import { SeedError } from '../seed.js';
 import { UsageError } from './args.js';
@@ -118,10 +118,11 @@ main(process.argv.slice(2)).then(
   // otherwise turn a non-zero exitCode into 0.
   (code) => process.exit(code),
   (e: unknown) => {
-    const known = e instanceof UsageError || e instanceof ConfigError || e instanceof SettlementError || e instanceof MigrationChecksumError || e instanceof MigrationPendingError || e instanceof SeedError;
+    const known = e instanceof UsageError || e instanceof ConfigError || e instanceof SettlementError || e instanceof MigrationChecksumError || e instanceof MigrationPendingError || e instanceof MigrationUnknownError || e instanceof LogicMismatchError || e instanceof SeedError;
     const msg = e instanceof Error ? e.message : String(e);
     console.error(`settle: ${known ? '' : 'error: '}${msg.split('\n')[0]}`);
     if (!known && process.env.LOG_LEVEL === 'debug') console.error(e);
-    process.exit(e instanceof UsageError || e instanceof ConfigError ? 2 : 1);
+    // A worker never runs against function bodies of another build: like a configuration error, exit 2.
+    process.exit(e instanceof UsageError || e instanceof ConfigError || e instanceof LogicMismatchError ? 2 : 1);
   },
 );

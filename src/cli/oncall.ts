@@ -1,10 +1,8 @@
 import { z } from 'zod';
 import { createNhBankClient } from '../bank/client.js';
 import type { Config } from '../config.js';
-import {
-  activePauses, asOperator, dailyStatus, dateSchema, kindSchema, pause, payoutFailures, problems, resume, retryDay, retryPreview, verdicts, workerStatus,
-  type RetryPreviewRow, type VerdictRow, type WorkerStatus,
-} from '../db/queries.js';
+import { activePauses, asOperator, dailyStatus, pause, payoutFailures, problems, resume, retryDay, retryPreview, type RetryPreviewRow, type VerdictRow, verdicts, workerStatus, type WorkerStatus } from '../db/operations.js';
+import { dateSchema, kindSchema } from '../domain.js';
 import type { Logger } from '../log.js';
 import { parseCommand } from './args.js';
 import { withDb } from './commands.js';

@@ -2,10 +2,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import type { Config } from '../config.js';
 import type { DatabasePool } from '../db/pool.js';
-import {
-  asOperator, dateSchema, enqueueStage, kindSchema, openDays, reconcileSummary, reconciliationBreaks, workerStatus,
-  type BreakRow, type Kind, type ReconcileSummaryRow,
-} from '../db/queries.js';
+import { asOperator, enqueueStage, workerStatus } from '../db/operations.js';
+import { type BreakRow, reconcileSummary, type ReconcileSummaryRow, reconciliationBreaks } from '../db/reconcile.js';
+import { openDays } from '../db/stages.js';
+import { dateSchema, type Kind, kindSchema } from '../domain.js';
 import type { Logger } from '../log.js';
 import { intFlag, parseCommand } from './args.js';
 import { withDb } from './commands.js';

@@ -1,4 +1,4 @@
-import type { StatusRow } from '../db/queries.js';
+import type { StatusRow } from '../db/operations.js';
 
 const COLUMNS: Array<[keyof StatusRow, string]> = [
   ['business_date', 'date'],

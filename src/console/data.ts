@@ -1,7 +1,7 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { toSettlementError } from '../db/errors.js';
-import { kindSchema } from '../db/queries.js';
+import { kindSchema } from '../domain.js';
 
 /**
  * What the console reads: the on-call views (sql/0021_operations.sql) and the

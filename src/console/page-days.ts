@@ -1,4 +1,4 @@
-import { KINDS } from '../db/queries.js';
+import { KINDS } from '../domain.js';
 import type { DayCell } from './data.js';
 import { cls, html, KIND_KO, krw, type Html } from './html.js';
 

@@ -1,4 +1,5 @@
-import { KINDS, type Problem, type RetryPreviewRow } from '../db/queries.js';
+import type { Problem, RetryPreviewRow } from '../db/operations.js';
+import { KINDS } from '../domain.js';
 import type { ActionRow, ConsoleWorker } from './data.js';
 import { age, html, krw, maskAccount, type Html } from './html.js';
 import { actionForm, type Viewer } from './layout.js';

@@ -1,7 +1,8 @@
 import http from 'node:http';
 import { z } from 'zod';
 import { SettlementError } from '../db/errors.js';
-import { dateSchema, kindSchema, problems, retryPreview } from '../db/queries.js';
+import { problems, retryPreview } from '../db/operations.js';
+import { dateSchema, kindSchema } from '../domain.js';
 import { actionRoutes } from './actions.js';
 import type { ConsoleOptions } from './options.js';
 import { CONSOLE_CSS, CONSOLE_JS, fontAsset } from './assets.js';

@@ -1,5 +1,5 @@
 import type { DatabasePool } from '../db/pool.js';
-import { databaseNowMs } from '../db/queries.js';
+import { databaseNowMs } from '../db/support.js';
 
 /**
  * The database's clock, kept in this process. No decision about money rests on

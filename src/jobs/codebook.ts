@@ -1,6 +1,6 @@
 import type { CodeBook, CodeClass } from '../bank/port.js';
 import type { DatabasePool } from '../db/pool.js';
-import { bankCodes } from '../db/queries.js';
+import { bankCodes } from '../db/support.js';
 
 /**
  * settlement.bank_codes held in memory for the bank client, reloaded with each

@@ -1,5 +1,5 @@
 import type { TransferOrder, TransferResult } from '../bank/port.js';
-import type { Claim, TransferOutcome } from '../db/queries.js';
+import type { Claim, TransferOutcome } from '../domain.js';
 
 /** The bank order for a claimed transfer: everything fixed by the database, nothing chosen here. */
 export function orderOf(claim: Claim): TransferOrder {

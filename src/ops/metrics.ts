@@ -1,7 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { CommonQueryMethods } from 'slonik';
 import type { WorkerEvents } from 'graphile-worker';
-import { metricsSnapshot } from '../db/queries.js';
+import { metricsSnapshot } from '../db/operations.js';
 import type { Logger } from '../log.js';
 
 /**

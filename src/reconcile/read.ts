@@ -1,6 +1,6 @@
 import type { BankClient, Gate } from '../bank/port.js';
 import type { DatabasePool } from '../db/pool.js';
-import { recordStatement, statementsToRead, type StatementNeed } from '../db/queries.js';
+import { recordStatement, type StatementNeed, statementsToRead } from '../db/reconcile.js';
 import type { Logger } from '../log.js';
 
 /** Statements read at once (each is paged by the client, one bank call at a time). */

@@ -1,8 +1,8 @@
 import http from 'node:http';
 import { loadConfig } from '../config.js';
 import { mountConsole, shownHost, type MountedConsole } from '../console/mount.js';
-import { appliedMigrations, workerRegistered } from '../db/queries.js';
-import { loadMigrations } from '../db/migrate.js';
+import { appliedLogic, appliedMigrations, workerRegistered } from '../db/workers.js';
+import { loadLogic, loadMigrations, logicDiff } from '../db/migrate.js';
 import type { Logger } from '../log.js';
 import type { WorkerHandle } from './runner.js';
 
@@ -31,6 +31,7 @@ export async function startHealthServer(
         return null;
       });
   const expected = loadMigrations().map((m) => ({ id: m.id, checksum: m.checksum, name: m.name }));
+  const expectedLogic = loadLogic();
   let running = true;
   worker.promise.then(() => (running = false), () => (running = false));
 
@@ -41,6 +42,8 @@ export async function startHealthServer(
       const applied = new Map((await appliedMigrations(worker.db)).map((m) => [m.id, m.checksum]));
       const behind = expected.filter((m) => applied.get(m.id) !== m.checksum).map((m) => m.name);
       if (behind.length > 0) problems.push(`migrations not current: ${behind.join(', ')}`);
+      const logic = logicDiff(expectedLogic, await appliedLogic(worker.db));
+      if (logic.length > 0) problems.push(`sql/logic not current: ${logic.join(', ')}`);
       if (!(await workerRegistered(worker.db, worker.poolId()))) problems.push(`worker pool ${worker.poolId()} is not registered with a fresh heartbeat`);
     } catch (e) {
       problems.push(`database unreachable: ${(e as Error).message.split('\n')[0]}`);

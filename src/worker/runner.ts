@@ -3,29 +3,22 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Logger as GraphileLogger, parseCrontab, run, type Runner, type Task, type TaskList, type WorkerEvents } from 'graphile-worker';
+import { Logger as GraphileLogger, parseCrontab, run, type Runner, type WorkerEvents } from 'graphile-worker';
 import { sql } from 'slonik';
 import { createNhBankClient } from '../bank/client.js';
 import type { BankClient } from '../bank/port.js';
 import type { Config } from '../config.js';
-import { SettlementError } from '../db/errors.js';
-import { adoptSettings, rejectJob } from '../db/queries.js';
+import { adoptSettings } from '../db/workers.js';
 import { ConfigError } from '../config.js';
 import { createDbPool, type DatabasePool } from '../db/pool.js';
 import type { Logger } from '../log.js';
-import { createRegisterTask } from '../../tasks/register.js';
-import { createStageTask } from '../../tasks/stage.js';
-import { createSweepTask } from '../../tasks/sweep.js';
-import { createTransferTask } from '../../tasks/transfer.js';
-import { createAlertTask } from '../../tasks/alert.js';
-import { createWatchTask } from '../../tasks/watch.js';
-import { createReconcileTask } from '../../tasks/reconcile.js';
 import { instrumentBank } from '../ops/bank-metrics.js';
 import { createWorkerMetrics, type WorkerMetrics } from '../ops/metrics.js';
 import { createDbClock } from '../jobs/clock.js';
 import { createLiveCodeBook } from '../jobs/codebook.js';
-import { PayloadError, type TaskContext } from '../jobs/context.js';
-import { createBankDesk } from '../jobs/desk.js';
+import type { TaskContext } from '../tasks/context.js';
+import { createTaskList } from '../tasks/index.js';
+import { createBankDesk } from '../desk/index.js';
 import { engineSettings } from './engine.js';
 
 export interface WorkerOptions {
@@ -145,30 +138,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   }), metrics.observeBank);
   const ctx: TaskContext = { db, bank, config, logger, holder, claimLeaseMs, desk, clock };
 
-  // A job that can never succeed (a payload that will never parse, a transfer
-  // or account that does not exist) fails for good at once: it is recorded in
-  // settlement.rejected_jobs, logged as an error and taken off the queue,
-  // instead of being retried 25 times.
-  const guard = (t: Task): Task => async (payload, helpers) => {
-    try {
-      return await t(payload, helpers);
-    } catch (e) {
-      const permanent = e instanceof PayloadError || (e instanceof SettlementError && (e.code === 'transfer_not_found' || e.code === 'unknown_account' || e.code === 'alert_not_found'));
-      if (!permanent) throw e;
-      const err = e as PayloadError | SettlementError;
-      await rejectJob(db, helpers.job.id, helpers.job.task_identifier, payload, err.code, err.message);
-      logger.error({ event: 'job:rejected', job_id: helpers.job.id, task: helpers.job.task_identifier, code: err.code, err: err.message }, err.message);
-    }
-  };
-  const taskList: TaskList = {
-    stage: guard(createStageTask(ctx)),
-    transfer: guard(createTransferTask(ctx)),
-    register: guard(createRegisterTask(ctx)),
-    sweep: guard(createSweepTask(ctx)),
-    watch: guard(createWatchTask(ctx)),
-    alert: guard(createAlertTask(ctx)),
-    reconcile: guard(createReconcileTask(ctx)),
-  };
+  const taskList = createTaskList(ctx);
 
   const events: WorkerEvents = new EventEmitter() as WorkerEvents;
   metrics.watchJobs(events);
@@ -228,7 +198,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   // breaks (a restart, "too many clients"). The process stays up: it logs,
   // backs off, frees what the broken runner held, and starts a new runner
   // once the database answers again. Nothing is paid twice: every job runs
-  // again through claim_transfer, which resumes by result check.
+  // again through claim_transfers, which resumes by result check.
   let runner: Runner = await startRunner();
   let stopped = false;
   let recovering = false;

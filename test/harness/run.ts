@@ -4,7 +4,7 @@
  * each clone the template (test/helpers/db.ts). Prints `N passed, N failed`.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -75,7 +75,14 @@ async function main() {
     // Worker processes in the tests log in with settlement_worker only (test/helpers/day.ts).
     await ensureLoginRole(adminUrl, TEST_WORKER_LOGIN);
 
-    const files = args.length > 0 ? args : readdirSync(testDir).filter((f) => f.endsWith('.test.js')).sort().map((f) => path.join(testDir, f));
+    // Every *.test.js under test/ (grouped by capability in folders), helpers and the harness aside.
+    const find = (dir: string): string[] =>
+      readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+        e.isDirectory() ? (e.name === 'helpers' || e.name === 'harness' ? [] : find(path.join(dir, e.name)))
+          : e.name.endsWith('.test.js') ? [path.join(dir, e.name)] : []);
+    // A compiled test whose source is gone (moved or deleted; tsc does not clean dist/) is not run.
+    const sourceDir = path.resolve(testDir, '../../test');
+    const files = args.length > 0 ? args : find(testDir).filter((f) => existsSync(path.join(sourceDir, path.relative(testDir, f)).replace(/\.js$/, '.ts'))).sort();
     const tap = spawn(
       process.execPath,
       [path.resolve(here, '../../../node_modules/tap/dist/esm/run.mjs'), '--disable-coverage', '--reporter=tap', '--timeout=300', '--jobs=2', ...files],

@@ -2,7 +2,7 @@ import { sql } from 'slonik';
 import { z } from 'zod';
 import { startBankSimulator, type BankSimulator } from '../../src/bank-sim/simulator.js';
 import type { DatabasePool } from '../../src/db/pool.js';
-import { dailyStatus, type StatusRow } from '../../src/db/queries.js';
+import { dailyStatus, type StatusRow } from '../../src/db/operations.js';
 import { ledgerTransfers, reconcile, simulatorTransfers } from './bank-record.js';
 import { fundSimulator } from '../../src/seed.js';
 import { waitFor } from './procs.js';

@@ -1,6 +1,6 @@
 import { sql } from 'slonik';
 import type { DatabasePool } from '../../src/db/pool.js';
-import { KINDS } from '../../src/db/queries.js';
+import { KINDS } from '../../src/domain.js';
 import { corporateAccountNo, fintechApsnoOf, settlementAccountNo } from '../../src/seed.js';
 
 /** A business date that is over in Asia/Seoul: `daysAgo` days before today there. */

@@ -1,7 +1,8 @@
 import { sql } from 'slonik';
 import { z } from 'zod';
 import type { DatabasePool } from '../../src/db/pool.js';
-import { reconciliationBreaks, type Kind } from '../../src/db/queries.js';
+import { reconciliationBreaks } from '../../src/db/reconcile.js';
+import type { Kind } from '../../src/domain.js';
 import { waitFor } from './procs.js';
 
 type T = { same: Function };

@@ -1,3 +1,7 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { adminQuery } from './db.js';
+
 /** The login role test worker processes use: it holds settlement_worker and nothing else. */
 export const TEST_WORKER_LOGIN = { name: 'settle_test_worker', password: 'settle-test-worker', role: 'settlement_worker', bypassRls: true } as const;
 
@@ -7,4 +11,28 @@ export function asLogin(url: string, login: { name: string; password: string }):
   u.username = login.name;
   u.password = login.password;
   return u.toString();
+}
+
+/**
+ * Sessions as each settlement role, over a real login: `as(role)` creates a
+ * login holding `role` (dropped, with its session, when the test ends) and
+ * returns a runner of one statement that answers 'ok' or the error's SQLSTATE.
+ */
+export function roleSessions(t: { teardown(fn: () => unknown): void }, url: string, tag: string): (role: string) => Promise<(q: string) => Promise<string>> {
+  const suffix = randomBytes(4).toString('hex');
+  const clients: pg.Client[] = [];
+  const logins: string[] = [];
+  t.teardown(async () => {
+    for (const c of clients) await c.end().catch(() => undefined);
+    for (const l of logins) await adminQuery(`drop role if exists ${l}`).catch(() => undefined);
+  });
+  return async (role: string) => {
+    const name = `settle_t_${tag}${role.replace('settlement_', '')}_${suffix}`;
+    await adminQuery(`create role ${name} login password 'pw'; grant ${role} to ${name}`);
+    logins.push(name);
+    const c = new pg.Client({ connectionString: asLogin(url, { name, password: 'pw' }) });
+    await c.connect();
+    clients.push(c);
+    return (q: string) => c.query(q).then(() => 'ok', (e: { code?: string; message: string }) => e.code ?? e.message);
+  };
 }

@@ -1,0 +1,54 @@
+-- Support: the business date and the bank's date, the project's named errors,
+-- formatting helpers, and the day with its stage rows.
+-- Errors raised on purpose use SQLSTATE class 'ST' (registry in README.md).
+
+create or replace function settlement.time_zone() returns text
+language sql stable as $$ select time_zone from settlement.config where id $$;
+
+-- The business date of an instant, in the settlement time zone.
+create or replace function settlement.business_date_of(p_at timestamptz) returns date
+language sql stable as $$ select (p_at at time zone settlement.time_zone())::date $$;
+
+-- Today's business date. Day D can be settled once today > D.
+create or replace function settlement.today() returns date
+language sql stable as $$ select settlement.business_date_of(now()) $$;
+
+-- NH's transaction date (Tsymd): always Korea time, whatever the settlement zone.
+create or replace function settlement.bank_ymd() returns text
+language sql stable as $$ select to_char(now() at time zone 'Asia/Seoul', 'YYYYMMDD') $$;
+
+create or replace function settlement.ymd_add(p_ymd text, p_days integer) returns text
+language sql immutable as $$ select to_char(to_date(p_ymd, 'YYYYMMDD') + p_days, 'YYYYMMDD') $$;
+
+-- Raises the project's named errors (SQLSTATE class ST, see README).
+create or replace function settlement.raise_error(p_code text, p_message text) returns void
+language plpgsql as $$
+begin
+  raise exception '%', p_message using errcode = p_code;
+end $$;
+
+-- Creates the day and its stage rows (one per stage) if they do not exist.
+create or replace function settlement.ensure_day(p_date date, p_kind settlement.kind) returns void
+language plpgsql as $$
+begin
+  if not exists (select 1 from settlement.days where business_date = p_date and kind = p_kind) then
+    insert into settlement.days (business_date, kind) values (p_date, p_kind) on conflict do nothing;
+    insert into settlement.stage_runs (business_date, kind, stage)
+    select p_date, p_kind, s from unnest(enum_range(null::settlement.stage)) s
+    on conflict do nothing;
+  end if;
+end $$;
+
+create or replace function settlement.is_in(p_dsnc text) returns boolean
+language sql immutable as $$ select p_dsnc in ('1', '2') $$;
+
+-- 1,234,567
+create or replace function settlement.krw(p bigint) returns text
+language sql immutable as $$ select to_char(p, 'FM999,999,999,999,999,990') $$;
+
+-- A time for people, in the settlement time zone (KST for Asia/Seoul).
+create or replace function settlement.local_time(p timestamptz) returns text
+language sql stable as $$
+  select to_char(p at time zone c.time_zone, 'YYYY-MM-DD HH24:MI') || ' ' || case c.time_zone when 'Asia/Seoul' then 'KST' else c.time_zone end
+  from settlement.config c where c.id
+$$;

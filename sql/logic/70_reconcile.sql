@@ -1,0 +1,686 @@
+-- Reconcile: every day is closed against the bank's own statement
+-- (InquireTransactionHistory), and only the statement (or a failed Pcrs)
+-- proves that a transfer was not booked.
+--
+-- * statement_lines: every line read, once (unique by Bncd, Acno, Trdd, Tuno).
+-- * statement_reads: which (account, date) statements were read in full after
+--   that date was final (its end in KST + config.reconcile_after).
+-- * line_matches: which transfer (and IsTuno) each line of ours belongs to,
+--   decided by the rule below; kept once made.
+-- * breaks: what does not reconcile, per (business_date, kind); resolved by an
+--   operator with a note (resolve_break), never deleted.
+--
+-- The matching rule (README "Reconciliation"), for the lines of the accounts
+-- and dates a day's transfers touched:
+--   1. A line's reference is 'DS' followed by 18 digits in BnprCntn (else Smr):
+--      our memo, 'DS' || IsTuno, printed by the bank. It names one IsTuno: a
+--      transfer's current one, an old one kept in transfer_attempts, or none
+--      of ours (an orphan). Per (account, reference) the first line in
+--      (Trdd, Txtm, Tuno) order is the match, any further one is an orphan.
+--   2. A settlement-account line without a reference (Ccyn 0) is paired with a
+--      succeeded transfer of that account that has no line there yet, by
+--      (account, Trdd = Tsymd, direction, amount), the n-th line in (Txtm,
+--      Tuno) order with the n-th transfer in id order.
+--   3. Every other settlement-account line (Ccyn 0) is an orphan. Lines of
+--      other accounts without our reference are not ours.
+--   4. A Ccyn 1 (cancelled) line is paired with its original: the line with
+--      its reference, else the latest earlier Ccyn 0 line of the same account
+--      with the same amount and the opposite direction not yet paired.
+-- Then, per (D, K): a succeeded transfer needs exactly one matched line with
+-- the right direction (in: MnrcDrotDsnc 1/2 on to_account, out: 3/4 on
+-- from_account) and amount on each side whose statement was read
+-- (missing_line, mismatch); a line naming an old number, a failed or pending
+-- transfer, a duplicate or no transfer is an orphan (with a suspense journal
+-- entry); a cancellation is a break of the original's day.
+
+------------------------------------------------------------------------------
+-- When the statement of a Korean date (YYYYMMDD) is final, by the database's clock.
+create or replace function settlement.statement_final_at(p_ymd text) returns timestamptz
+language sql stable as $$
+  select ((to_date(p_ymd, 'YYYYMMDD') + 1)::timestamp at time zone 'Asia/Seoul') + c.reconcile_after
+  from settlement.config c where c.id
+$$;
+
+------------------------------------------------------------------------------
+-- What reconcile reads: per (business_date, kind), every NH account its
+-- transfers touched (the settlement account, the corporate account at NH,
+-- the loan accounts at NH) on every date they were sent on (Tsymd, old
+-- attempts included). Statements of other banks' accounts are not available
+-- through NH.
+create or replace view settlement.reconcile_scope as
+select distinct t.business_date, t.kind, a.bank_code as bncd, a.account_no as acno, a.role, x.ymd
+from settlement.transfers t
+cross join lateral (
+  select t.tsymd as ymd union select at.tsymd from settlement.transfer_attempts at where at.transfer_id = t.id) x
+cross join lateral (values (t.from_account), (t.to_account)) v(account_no)
+join settlement.accounts a on a.account_no = v.account_no
+where x.ymd is not null and a.bank_code in ('011', '012');
+comment on view settlement.reconcile_scope is 'The (account, date) statements each (business_date, kind) is reconciled against.';
+
+-- Two rules of when and how reads count:
+--
+-- 1. A statement read proves something about a transfer only if it was made
+--    after the transfer settled. statement_reads.read_at is the moment
+--    the reader was told to read (statements_to_read's now(), before the bank
+--    was asked), and a read of (account, date) counts for a transfer only if
+--    read_at is later than the moment the transfer settled (for an
+--    unresolved one: its last claim or answer) — or later than the end of
+--    that date plus a non-negative grace, after which the bank books nothing
+--    more for it (settlement.bookings_end). A read made earlier (another kind
+--    sharing a loan account read it first; a simulator's statement that is
+--    "final" at once while the date still books) is read again: the stage
+--    waits (not_ready) and statements_to_read asks for it, instead of
+--    matching against it and calling a booked transfer a missing_line.
+--
+-- 2. One matcher at a time: two reconcile runs matching at once both insert
+--    the same line_match. See run_stage below for the lock and why it cannot
+--    deadlock.
+
+------------------------------------------------------------------------------
+-- When reads count
+
+-- The end of a Korean date (YYYYMMDD) plus the grace, never less than the end
+-- of the date: after it the bank books nothing more under that date, so a
+-- read made after it shows every booking of the date whatever we knew then.
+-- With a non-negative reconcile_after this is statement_final_at.
+create or replace function settlement.bookings_end(p_ymd text) returns timestamptz
+language sql stable as $$
+  select ((to_date(p_ymd, 'YYYYMMDD') + 1)::timestamp at time zone 'Asia/Seoul') + greatest(c.reconcile_after, interval '0')
+  from settlement.config c where c.id
+$$;
+
+-- The read of (Bncd, Acno, date) that is later than p_after, if any (null
+-- p_after: any read).
+create or replace function settlement.read_after(p_bncd text, p_acno text, p_ymd text, p_after timestamptz) returns boolean
+language sql stable as $$
+  select exists (select 1 from settlement.statement_reads r
+                 where r.bncd = p_bncd and r.acno = p_acno and r.ymd = p_ymd
+                   and (p_after is null or r.read_at > p_after))
+$$;
+
+-- Per (account, date) of a day's scope (settlement.reconcile_scope): the time
+-- a read must be later than to count for every transfer (and old attempt) of
+-- the day sent on that date: when the last of them settled, or the date's
+-- bookings_end if that is earlier. Null: none of them has settled (nothing
+-- to prove yet; any read).
+create or replace function settlement.reconcile_reads_needed(p_date date, p_kind settlement.kind)
+returns table (bncd text, acno text, ymd text, read_after timestamptz)
+language sql stable as $$
+  select a.bank_code, a.account_no, x.ymd, max(least(x.at, settlement.bookings_end(x.ymd)))
+  from settlement.transfers t
+  cross join lateral (
+    select t.tsymd as ymd, t.settled_at as at
+    union all
+    select at.tsymd, at.at from settlement.transfer_attempts at where at.transfer_id = t.id) x
+  cross join lateral (values (t.from_account), (t.to_account)) v(account_no)
+  join settlement.accounts a on a.account_no = v.account_no
+  where t.business_date = p_date and t.kind = p_kind and x.ymd is not null and a.bank_code in ('011', '012')
+  group by 1, 2, 3
+$$;
+comment on function settlement.reconcile_reads_needed is 'The (account, date) statements a day is reconciled against, each with the time a read must be later than to count (its transfers settled by then).';
+
+-- An unresolved transfer: the settlement-account side whose statement decides
+-- it, and the time a read must be later than: its last claim, lease or answer
+-- (a request of it may have reached the bank until then), or the date's
+-- bookings_end if that is earlier.
+create or replace function settlement.unresolved_read_need(t settlement.transfers)
+returns table (bncd text, acno text, ymd text, read_after timestamptz)
+language sql stable as $$
+  select a.bank_code, a.account_no, t.tsymd,
+         least(greatest(t.unresolved_since, t.updated_at, t.claimed_until), settlement.bookings_end(t.tsymd))
+  from settlement.accounts a
+  where a.account_no = case t.purpose when 'payout' then t.to_account else t.from_account end
+$$;
+
+------------------------------------------------------------------------------
+-- One matcher at a time.
+--
+-- line_matches are global (a line is matched once, whichever day runs first),
+-- so two days matching at once can insert the same line. The matcher lock M
+-- (a transaction-level advisory lock) serialises every run of stage_reconcile.
+--
+-- Why it cannot deadlock. A deadlock needs a cycle of waits, so some
+-- transaction would have to wait for M while holding a lock another
+-- transaction, itself holding or waiting behind M, needs. M is waited for in
+-- exactly one place: run_stage('reconcile', ...), which in the service is
+-- always the whole transaction (each runStage is one autocommit statement),
+-- right after its non-waiting try of the stage's own advisory lock R(D, K)
+-- and before any other lock: no stage row, no transfer row, no job-key row,
+-- no journal row. R(reconcile, D, K) is only ever taken with
+-- pg_try_advisory_xact_lock (run_stage, after_stage), so nobody waits for
+-- it. Every other path that reaches stage_reconcile already holds locks
+-- (withdraw done in finish_transfers holds the transfer row, the withdraw
+-- lock and its stage row, and job-key rows; decide_unresolved holds transfer
+-- rows): after_stage takes M there only with a try, and on failure leaves
+-- the day to a stage job; stage_reconcile itself only re-takes M with a try.
+-- So a waiter for M holds nothing anyone waits for, and M's holder can wait
+-- for others (stage rows, transfer rows locked by claim_transfers, job-key
+-- rows) without closing a cycle. Taken inside match_lines instead (after
+-- lock_stage and add_job upserts), a withdraw finishing in finish_transfers
+-- (holding job-key and stage rows) could wait for M while M's holder waited
+-- for those rows. (The deadlock test/sql/order.test.ts showed while this was
+-- written was another one, in add_register_jobs: see 60_registration.sql.)
+create or replace function settlement.matcher_lock_key() returns bigint
+language sql immutable as $$
+  select ('x' || substr(md5('daily-settlement:reconcile-matcher'), 1, 16))::bit(64)::bigint
+$$;
+
+create or replace function settlement.statements_to_read()
+returns table (bncd text, acno text, ymd text, to_ymd text, asked_at timestamptz)
+language sql stable as $$
+  with needed as (
+    select s.bncd, s.acno, s.ymd, s.read_after
+    from settlement.stage_runs w
+    join settlement.stage_runs r on r.business_date = w.business_date and r.kind = w.kind and r.stage = 'reconcile' and r.state <> 'done'
+    cross join lateral settlement.reconcile_reads_needed(w.business_date, w.kind) s
+    where w.stage = 'withdraw' and w.state = 'done'
+    union all
+    select n.bncd, n.acno, n.ymd, n.read_after
+    from settlement.transfers t
+    cross join lateral settlement.unresolved_read_need(t) n
+    where t.state = 'sending' and t.unresolved_since is not null and t.tsymd is not null and n.bncd in ('011', '012'))
+  select n.bncd, n.acno, n.ymd, least(settlement.ymd_add(n.ymd, 1), settlement.bank_ymd()), now()
+  from needed n
+  where now() >= settlement.statement_final_at(n.ymd)
+    and not settlement.read_after(n.bncd, n.acno, n.ymd, n.read_after)
+  group by n.bncd, n.acno, n.ymd
+  order by n.ymd, n.bncd, n.acno
+$$;
+comment on function settlement.statements_to_read is 'Reconcile task: the (Bncd, Acno, date) statements to read now (final, and not read since the transfers they prove settled), the end of the range to ask for, and asked_at: pass it to record_statement.';
+
+create or replace function settlement.record_statement(p_bncd text, p_acno text, p_ymd text, p_to_ymd text, p_lines jsonb, p_asked_at timestamptz default null)
+returns integer
+language plpgsql as $$
+declare
+  v_n integer;
+  -- never later than now (a reader cannot claim a fresher read than it made)
+  v_at timestamptz := least(coalesce(p_asked_at, now()), now());
+begin
+  if p_bncd is null or p_acno is null or p_ymd !~ '^[0-9]{8}$' or p_to_ymd !~ '^[0-9]{8}$' or jsonb_typeof(p_lines) is distinct from 'array' then
+    perform settlement.raise_error('ST023', 'record_statement: bncd, acno, ymd, to_ymd (YYYYMMDD) and a JSON array of lines are required');
+  end if;
+  insert into settlement.statement_lines (bncd, acno, trdd, txtm, mnrc_drot_dsnc, tram, aftr_blnc, balance_sign, smr, hnis_cd, hnbr_cd, ccyn, tuno, bnpr_cntn)
+  select p_bncd, p_acno, x.trdd, x.txtm, x.mnrc_drot_dsnc, x.tram::bigint, x.aftr_blnc::bigint, x.balance_sign, x.smr, x.hnis_cd, x.hnbr_cd, x.ccyn, x.tuno, x.bnpr_cntn
+  from jsonb_to_recordset(p_lines) as x(trdd text, txtm text, mnrc_drot_dsnc text, tram text, aftr_blnc text, balance_sign text, smr text,
+                                        hnis_cd text, hnbr_cd text, ccyn text, tuno text, bnpr_cntn text)
+  on conflict (bncd, acno, trdd, tuno) do nothing;
+  get diagnostics v_n = row_count;
+  -- A read counts once its date was final when it was asked; a later read
+  -- replaces an earlier one (it shows everything the earlier one did).
+  if v_at >= settlement.statement_final_at(p_ymd) then
+    insert into settlement.statement_reads as r (bncd, acno, ymd, to_ymd, lines, read_at)
+    values (p_bncd, p_acno, p_ymd, p_to_ymd, jsonb_array_length(p_lines), v_at)
+    on conflict (bncd, acno, ymd) do update set to_ymd = excluded.to_ymd, lines = excluded.lines, read_at = excluded.read_at
+      where excluded.read_at > r.read_at;
+  end if;
+  return v_n;
+end $$;
+comment on function settlement.record_statement is 'Reconcile task: stores the lines of one statement (idempotent) and, once the date is final, records (account, date) as read at p_asked_at (statements_to_read''s asked_at; default now).';
+
+create or replace trigger statement_lines_append_only before update or delete on settlement.statement_lines
+  for each row execute function settlement.journal_append_only();
+
+-- The (business_date, kind) a line belongs to: its transfer's, else the
+-- first day (by date, then kind) whose scope has that account on that date
+-- (or on the day before: the tail read after midnight).
+create or replace function settlement.line_owner(p_line_id bigint)
+returns table (business_date date, kind settlement.kind)
+language sql stable as $$
+  select coalesce(t.business_date, s.business_date), coalesce(t.kind, s.kind)
+  from settlement.statement_lines l
+  left join settlement.line_matches m on m.line_id = l.id
+  left join settlement.line_matches cm on cm.line_id = m.cancels_line_id
+  left join settlement.transfers t on t.id = coalesce(m.transfer_id, cm.transfer_id)
+  left join lateral (
+    select s.business_date, s.kind from settlement.reconcile_scope s
+    where s.bncd = l.bncd and s.acno = l.acno and s.ymd in (l.trdd, settlement.ymd_add(l.trdd, -1))
+    order by s.ymd = l.trdd desc, s.business_date, s.kind limit 1) s on true
+  where l.id = p_line_id
+$$;
+
+-- An orphan's journal entry: each of our bank accounts the movement touched
+-- mirrors the bank; the other side is suspense:<kind>.
+create or replace function settlement.journal_orphan(p_break bigint, p_date date, p_kind settlement.kind, p_to text, p_from text, p_amount bigint, p_memo text)
+returns bigint
+language plpgsql as $$
+declare
+  v_id bigint;
+begin
+  insert into settlement.journal_entries (business_date, kind, event, ref, memo)
+  values (p_date, p_kind, 'orphan', 'break:' || p_break, p_memo) returning id into v_id;
+  insert into settlement.journal_lines (journal_id, line_no, ledger_account, amount)
+  select v_id, row_number() over (order by l.n)::int, l.account, l.amount from (values
+      (1, 'bank:' || p_to, p_amount, p_to is not null),
+      (2, 'suspense:' || p_kind, -p_amount, p_to is not null),
+      (3, 'bank:' || p_from, -p_amount, p_from is not null),
+      (4, 'suspense:' || p_kind, p_amount, p_from is not null)) l(n, account, amount, wanted)
+  where l.wanted;
+  update settlement.breaks set journal_id = v_id where id = p_break and journal_id is null;
+  return v_id;
+end $$;
+
+-- A booking the bank confirmed for an IsTuno no transfer holds as its
+-- succeeded number (a replaced number booked late, or a transfer we had
+-- recorded failed): an orphan at once, journaled to suspense.
+create or replace function settlement.record_booked_orphan(t settlement.transfers, p_is_tuno text, p_processed_at text) returns void
+language plpgsql as $$
+declare
+  v_id bigint;
+begin
+  insert into settlement.breaks (business_date, kind, problem, transfer_id, is_tuno, account_no, amount, detail)
+  values (t.business_date, t.kind, 'orphan', t.id, p_is_tuno, t.to_account, t.amount,
+          format('the bank booked %s KRW under IsTuno %s (processed %s), which transfer %s no longer claims (it is %s under %s): money in suspense',
+                 t.amount, p_is_tuno, coalesce(p_processed_at, '?'), t.id, t.state, t.is_tuno))
+  on conflict do nothing
+  returning id into v_id;
+  if v_id is not null then
+    perform settlement.journal_orphan(v_id, t.business_date, t.kind, t.to_account, t.from_account, t.amount,
+                                      format('orphan: %s booked under replaced IsTuno %s', t.purpose, p_is_tuno));
+  end if;
+end $$;
+
+------------------------------------------------------------------------------
+-- Matching (the rule at the top of this file). Global over the lines of the
+-- given (account, date) scope: a line is matched once, whichever day runs first.
+create or replace function settlement.match_lines(p_date date, p_kind settlement.kind) returns integer
+language plpgsql as $$
+declare
+  v_n integer := 0;
+  v_k integer;
+  c record;
+  o bigint;
+begin
+  create temporary table if not exists pg_temp.rec_lines (id bigint primary key) on commit drop;
+  truncate pg_temp.rec_lines;
+  insert into pg_temp.rec_lines
+  select distinct l.id from settlement.reconcile_scope s
+  join settlement.statement_lines l on l.bncd = s.bncd and l.acno = s.acno and l.trdd in (s.ymd, settlement.ymd_add(s.ymd, 1))
+  where s.business_date = p_date and s.kind = p_kind
+    and not exists (select 1 from settlement.line_matches m where m.line_id = l.id);
+
+  -- 1. By reference (Ccyn 0): the first line per (account, reference) is the match.
+  insert into settlement.line_matches (line_id, rule, transfer_id, is_tuno)
+  select x.id, case when x.n = 1 and not x.taken then 'reference' else 'duplicate' end, x.transfer_id, x.ref_is_tuno
+  from (
+    select l.id, l.ref_is_tuno, coalesce(t.id, at.transfer_id) as transfer_id,
+           row_number() over (partition by l.bncd, l.acno, l.ref_is_tuno order by l.trdd, l.txtm, l.tuno) as n,
+           exists (select 1 from settlement.line_matches m join settlement.statement_lines ml on ml.id = m.line_id
+                   where m.rule = 'reference' and m.is_tuno = l.ref_is_tuno and ml.bncd = l.bncd and ml.acno = l.acno) as taken
+    from pg_temp.rec_lines r join settlement.statement_lines l on l.id = r.id
+    left join settlement.transfers t on t.is_tuno = l.ref_is_tuno
+    left join settlement.transfer_attempts at on at.is_tuno = l.ref_is_tuno and t.id is null
+    where l.ccyn = '0' and l.ref_is_tuno is not null) x;
+  get diagnostics v_k = row_count;
+  v_n := v_n + v_k;
+
+  -- 2. Settlement-account lines without a reference: paired by (account,
+  --    Trdd = Tsymd, direction, amount) with succeeded transfers that have no
+  --    line on that account, n-th with n-th.
+  insert into settlement.line_matches (line_id, rule, transfer_id, is_tuno)
+  select l.line_id, 'fallback', t.id, t.is_tuno
+  from (
+    select l.id as line_id, l.acno, l.trdd, settlement.is_in(l.mnrc_drot_dsnc) as inward, l.tram,
+           row_number() over (partition by l.acno, l.trdd, settlement.is_in(l.mnrc_drot_dsnc), l.tram order by l.txtm, l.tuno) as n
+    from pg_temp.rec_lines r join settlement.statement_lines l on l.id = r.id
+    join settlement.accounts a on a.account_no = l.acno and a.bank_code = l.bncd and a.role = 'settlement'
+    where l.ccyn = '0' and l.ref_is_tuno is null) l
+  join (
+    select t.id, t.is_tuno, v.acno, t.tsymd, v.inward, t.amount,
+           row_number() over (partition by v.acno, t.tsymd, v.inward, t.amount order by t.id) as n
+    from settlement.transfers t
+    cross join lateral (values (t.to_account, true), (t.from_account, false)) v(acno, inward)
+    where t.state = 'succeeded'
+      and not exists (select 1 from settlement.line_matches m join settlement.statement_lines ml on ml.id = m.line_id
+                      where m.transfer_id = t.id and m.is_tuno = t.is_tuno and ml.acno = v.acno and m.rule in ('reference', 'fallback'))) t
+    on t.acno = l.acno and t.tsymd = l.trdd and t.inward = l.inward and t.amount = l.tram and t.n = l.n;
+  get diagnostics v_k = row_count;
+  v_n := v_n + v_k;
+
+  -- 3. Every other settlement-account line is ours and unexplained.
+  insert into settlement.line_matches (line_id, rule)
+  select l.id, 'unknown'
+  from pg_temp.rec_lines r join settlement.statement_lines l on l.id = r.id
+  join settlement.accounts a on a.account_no = l.acno and a.bank_code = l.bncd and a.role = 'settlement'
+  where l.ccyn = '0' and not exists (select 1 from settlement.line_matches m where m.line_id = l.id);
+  get diagnostics v_k = row_count;
+  v_n := v_n + v_k;
+
+  -- 4. Cancellations, in (Trdd, Txtm, Tuno) order, each with its original.
+  for c in
+    select l.* from pg_temp.rec_lines r join settlement.statement_lines l on l.id = r.id
+    where l.ccyn = '1' order by l.trdd, l.txtm, l.tuno
+  loop
+    select ol.id into o from settlement.statement_lines ol
+    where ol.bncd = c.bncd and ol.acno = c.acno and ol.ccyn = '0' and ol.tram = c.tram
+      and ((c.ref_is_tuno is not null and ol.ref_is_tuno = c.ref_is_tuno)
+           or (c.ref_is_tuno is null and settlement.is_in(ol.mnrc_drot_dsnc) <> settlement.is_in(c.mnrc_drot_dsnc)
+               and (ol.trdd, ol.txtm, ol.tuno) <= (c.trdd, c.txtm, c.tuno)))
+      and not exists (select 1 from settlement.line_matches m where m.cancels_line_id = ol.id)
+    order by (ol.ref_is_tuno is not distinct from c.ref_is_tuno) desc, ol.trdd desc, ol.txtm desc, ol.tuno desc
+    limit 1;
+    if o is not null and exists (select 1 from settlement.line_matches m where m.line_id = o) then
+      insert into settlement.line_matches (line_id, rule, transfer_id, is_tuno, cancels_line_id)
+      select c.id, 'cancellation', m.transfer_id, m.is_tuno, o from settlement.line_matches m where m.line_id = o;
+      v_n := v_n + 1;
+    elsif exists (select 1 from settlement.accounts a where a.account_no = c.acno and a.bank_code = c.bncd and a.role = 'settlement') then
+      insert into settlement.line_matches (line_id, rule, cancels_line_id) values (c.id, 'cancellation', o);
+      v_n := v_n + 1;
+    end if;
+  end loop;
+  return v_n;
+end $$;
+
+------------------------------------------------------------------------------
+-- Only the statement proves non-booking, counting only a read made
+-- after the transfer's last claim or answer.
+create or replace function settlement.decide_unresolved()
+returns table (transfer_id bigint, is_tuno text, decision text)
+language plpgsql as $$
+#variable_conflict use_column
+declare
+  t settlement.transfers;
+  l settlement.statement_lines;
+  n record;
+  v_again boolean := false;
+begin
+  for t in
+    select x.* from settlement.transfers x
+    where x.state = 'sending' and x.unresolved_since is not null and x.tsymd is not null
+      and (x.claimed_until is null or x.claimed_until < now())
+    order by x.id
+    for update skip locked
+  loop
+    select * into n from settlement.unresolved_read_need(t);
+    if n.bncd is null or n.bncd not in ('011', '012') or now() < settlement.statement_final_at(t.tsymd) then
+      continue;
+    end if;
+    -- The last read predates its last claim or answer: the next run
+    -- (shortly, below) reads again and decides.
+    if not settlement.read_after(n.bncd, n.acno, n.ymd, n.read_after) then
+      v_again := true;
+      continue;
+    end if;
+    select * into l from settlement.statement_lines sl
+    where sl.ref_is_tuno = t.is_tuno and sl.ccyn = '0' and sl.bncd = n.bncd and sl.acno = n.acno
+    order by sl.trdd, sl.txtm, sl.tuno limit 1;
+    if found then
+      perform settlement.finish_transfers(array[t.id], array[t.is_tuno], array['succeeded'], array[l.trdd || l.txtm], array[null::text], array[null::text], '{}');
+      transfer_id := t.id; is_tuno := t.is_tuno; decision := 'succeeded';
+      return next;
+      continue;
+    end if;
+    -- An unreferenced line that could be this transfer: leave it to a person.
+    if exists (select 1 from settlement.statement_lines sl
+               where sl.bncd = n.bncd and sl.acno = n.acno and sl.ref_is_tuno is null and sl.ccyn = '0' and sl.tram = t.amount
+                 and sl.trdd in (t.tsymd, settlement.ymd_add(t.tsymd, 1))
+                 and settlement.is_in(sl.mnrc_drot_dsnc) = (t.purpose = 'payout')
+                 and not exists (select 1 from settlement.line_matches m where m.line_id = sl.id and m.rule = 'fallback')) then
+      continue;
+    end if;
+    insert into settlement.transfer_attempts (transfer_id, is_tuno, tsymd, amount, outcome, code, message)
+    values (t.id, t.is_tuno, t.tsymd, t.amount, 'failed', 'not_in_statement',
+            format('no line with DS%s on the final statement of %s %s', t.is_tuno, n.acno, t.tsymd));
+    update settlement.transfers x
+    set state = 'pending', attempt = x.attempt + 1, is_tuno = settlement.next_is_tuno(), tsymd = null,
+        claimed_by = null, claimed_until = null, unresolved_since = null, unresolved_reason = null, updated_at = now()
+    where x.id = t.id;
+    perform settlement.add_transfer_jobs(array[t.id]);
+    transfer_id := t.id; is_tuno := t.is_tuno; decision := 'not_booked';
+    return next;
+  end loop;
+  -- Also when one is claimed right now (a result check in progress): once
+  -- it is answered, it is decided here, not at the next crontab tick.
+  if v_again or exists (select 1 from settlement.transfers x
+                        where x.state = 'sending' and x.unresolved_since is not null and x.tsymd is not null
+                          and x.claimed_until >= now() and now() >= settlement.statement_final_at(x.tsymd)) then
+    perform settlement.add_reconcile_job(now() + interval '3 seconds');
+  end if;
+end $$;
+comment on function settlement.decide_unresolved is 'Reconcile task: decides unresolved transfers by the final statement of their date, read after their last claim or answer (line with the reference: succeeded; none: re-planned under a new IsTuno with its job).';
+
+------------------------------------------------------------------------------
+-- Breaks: a transfer's side checked only against a read made after it
+-- settled (the stage waits for one; this is the same rule, kept here too).
+create or replace function settlement.detect_breaks(p_date date, p_kind settlement.kind) returns void
+language plpgsql as $$
+declare
+  r record;
+  v_id bigint;
+begin
+  -- Orphans: lines of ours that name no succeeded transfer's current number.
+  -- Only the lines of (D, K)'s statements (its scope's accounts on its dates
+  -- and the day after, as match_lines) can belong to (D, K): the candidates
+  -- are taken from those first, and line_owner (which says which day and kind
+  -- a line belongs to) runs for them alone, not for every line ever matched.
+  for r in
+    with candidates as materialized (
+      select distinct l.id
+      from settlement.reconcile_scope s
+      join settlement.statement_lines l on l.bncd = s.bncd and l.acno = s.acno and l.trdd in (s.ymd, settlement.ymd_add(s.ymd, 1))
+      where s.business_date = p_date and s.kind = p_kind)
+    select l.*, m.rule, m.is_tuno as m_is_tuno, t.id as t_id, t.is_tuno as t_is_tuno, t.state as t_state, o.business_date as d, o.kind as k, a.account_no
+    from candidates c
+    join settlement.line_matches m on m.line_id = c.id
+    join settlement.statement_lines l on l.id = m.line_id
+    left join settlement.transfers t on t.id = m.transfer_id
+    join settlement.accounts a on a.account_no = l.acno and a.bank_code = l.bncd
+    cross join lateral settlement.line_owner(l.id) o
+    where m.rule in ('reference', 'duplicate', 'unknown')
+      and (m.rule <> 'reference' or t.id is null or m.is_tuno <> t.is_tuno or t.state in ('pending', 'failed'))
+      and o.business_date = p_date and o.kind = p_kind
+      and not exists (select 1 from settlement.breaks b where b.line_id = l.id and b.problem = 'orphan')
+      -- a booking recorded as an orphan at once (finish_transfers) already has its entry
+      and not exists (select 1 from settlement.breaks b where b.problem = 'orphan' and b.line_id is null and b.is_tuno = m.is_tuno and m.rule = 'reference')
+  loop
+    insert into settlement.breaks (business_date, kind, problem, transfer_id, is_tuno, line_id, account_no, amount, detail)
+    values (r.d, r.k, 'orphan', r.t_id, r.m_is_tuno, r.id, r.account_no, r.tram,
+            format('%s %s KRW on %s %s %s (Tuno %s, %s) %s: money in suspense',
+                   case when settlement.is_in(r.mnrc_drot_dsnc) then 'in' else 'out' end, r.tram, r.account_no, r.trdd, r.txtm, r.tuno,
+                   coalesce('BnprCntn ' || r.bnpr_cntn, 'no reference'),
+                   case when r.rule = 'duplicate' then format('is a second line for IsTuno %s', r.m_is_tuno)
+                        when r.rule = 'unknown' then 'matches no transfer'
+                        when r.t_id is null then format('names IsTuno %s, which is none of ours', r.m_is_tuno)
+                        when r.m_is_tuno <> r.t_is_tuno then format('names IsTuno %s, replaced by %s on transfer %s', r.m_is_tuno, r.t_is_tuno, r.t_id)
+                        else format('names transfer %s, recorded %s', r.t_id, r.t_state) end))
+    on conflict do nothing
+    returning id into v_id;
+    if v_id is not null then
+      perform settlement.journal_orphan(v_id, r.d, r.k,
+        case when settlement.is_in(r.mnrc_drot_dsnc) then r.account_no end,
+        case when settlement.is_in(r.mnrc_drot_dsnc) then null else r.account_no end, r.tram,
+        format('orphan statement line %s', r.id));
+    end if;
+  end loop;
+
+  -- Cancellations: a break of the original's day.
+  insert into settlement.breaks (business_date, kind, problem, transfer_id, is_tuno, line_id, account_no, amount, detail)
+  select o.business_date, o.kind, 'cancelled', m.transfer_id, m.is_tuno, l.id, l.acno, l.tram,
+         format('cancelled (Ccyn 1) %s KRW on %s %s %s (Tuno %s)%s', l.tram, l.acno, l.trdd, l.txtm, l.tuno,
+                coalesce(format(' of line %s (Tuno %s)', ol.id, ol.tuno), ' with no original line found'))
+  from settlement.line_matches m
+  join settlement.statement_lines l on l.id = m.line_id
+  left join settlement.statement_lines ol on ol.id = m.cancels_line_id
+  cross join lateral settlement.line_owner(coalesce(ol.id, l.id)) o
+  where m.rule = 'cancellation' and o.business_date = p_date and o.kind = p_kind
+  on conflict do nothing;
+
+  -- Each succeeded transfer of (D, K): one line with the right direction and
+  -- amount on each side whose statement was read after the transfer settled.
+  insert into settlement.breaks (business_date, kind, problem, transfer_id, is_tuno, account_no, amount, detail)
+  select t.business_date, t.kind, case when x.lines = 0 then 'missing_line' else 'mismatch' end, t.id, t.is_tuno, v.acno, t.amount,
+         case when x.lines = 0 then format('%s %s of %s KRW (IsTuno %s, sent %s) has no line on the statement of %s', t.purpose, t.id, t.amount, t.is_tuno, t.tsymd, v.acno)
+              else format('%s %s of %s KRW (IsTuno %s): the statement of %s shows %s', t.purpose, t.id, t.amount, t.is_tuno, v.acno, x.shown) end
+  from settlement.transfers t
+  cross join lateral (values (t.to_account, true), (t.from_account, false)) v(acno, inward)
+  join settlement.accounts a on a.account_no = v.acno
+  cross join lateral (
+    select count(*) as lines,
+           count(*) filter (where l.tram = t.amount and settlement.is_in(l.mnrc_drot_dsnc) = v.inward) as good,
+           string_agg(format('%s %s KRW', case when settlement.is_in(l.mnrc_drot_dsnc) then 'in' else 'out' end, l.tram), ', ') as shown
+    from settlement.line_matches m join settlement.statement_lines l on l.id = m.line_id
+    where m.transfer_id = t.id and m.is_tuno = t.is_tuno and m.rule in ('reference', 'fallback') and l.acno = v.acno and l.bncd = a.bank_code) x
+  where t.business_date = p_date and t.kind = p_kind and t.state = 'succeeded' and x.good <> 1
+    and settlement.read_after(a.bank_code, a.account_no, t.tsymd, least(t.settled_at, settlement.bookings_end(t.tsymd)))
+  on conflict do nothing;
+end $$;
+
+------------------------------------------------------------------------------
+-- The stage: matches only when every statement of the day's scope was
+-- read after the transfers it proves settled; else asks for the reads.
+create or replace function settlement.stage_reconcile(p_date date, p_kind settlement.kind) returns settlement.stage_result
+language plpgsql as $$
+declare
+  v_wait record;
+  v_unread bigint;
+  v_transfers bigint;
+  v_lines bigint;
+  v_open bigint;
+  v_what text;
+  v_resolved bigint;
+  v_detail text;
+begin
+  if settlement.stage_state_of(p_date, p_kind, 'withdraw') is distinct from 'done' then
+    return settlement.outcome('not_ready'::text, 'withdraw is not done');
+  end if;
+  -- The matcher lock (see run_stage): held already on every path that gets
+  -- here (re-entrant); never waited for here.
+  if not pg_try_advisory_xact_lock(settlement.matcher_lock_key()) then
+    perform settlement.add_stage_job('reconcile', p_date, p_kind);
+    return settlement.outcome('busy'::text, 'another reconcile is matching; this one runs again after it');
+  end if;
+  if settlement.lock_stage(p_date, p_kind, 'reconcile') = 'done' then
+    return settlement.outcome('already_done'::text, 'reconciled earlier');
+  end if;
+  select s.ymd, settlement.statement_final_at(s.ymd) as final_at into v_wait
+  from settlement.reconcile_scope s
+  where s.business_date = p_date and s.kind = p_kind and now() < settlement.statement_final_at(s.ymd)
+  order by s.ymd desc limit 1;
+  if found then
+    perform settlement.add_stage_job('reconcile', p_date, p_kind, v_wait.final_at);
+    return settlement.outcome('not_ready'::text, format('the statement of %s is final at %s (config.reconcile_after)', v_wait.ymd, v_wait.final_at));
+  end if;
+  select count(*) into v_unread from settlement.reconcile_reads_needed(p_date, p_kind) s
+  where not settlement.read_after(s.bncd, s.acno, s.ymd, s.read_after);
+  if v_unread > 0 then
+    perform settlement.add_reconcile_job();
+    return settlement.outcome('not_ready'::text, format('%s statement(s) to read (again if read before the transfers settled; the reconcile task reads them)', v_unread));
+  end if;
+
+  perform settlement.match_lines(p_date, p_kind);
+  perform settlement.detect_breaks(p_date, p_kind);
+
+  select count(*) filter (where b.resolved_at is null), count(*) filter (where b.resolved_at is not null),
+         string_agg(distinct b.problem, ', ') filter (where b.resolved_at is null)
+  into v_open, v_resolved, v_what
+  from settlement.breaks b where b.business_date = p_date and b.kind = p_kind;
+  select count(distinct t.id), count(distinct m.line_id) into v_transfers, v_lines
+  from settlement.transfers t left join settlement.line_matches m on m.transfer_id = t.id and m.is_tuno = t.is_tuno and m.rule in ('reference', 'fallback')
+  where t.business_date = p_date and t.kind = p_kind and t.state = 'succeeded';
+  if v_open > 0 then
+    v_detail := format('%s open break(s) (%s): see settlement.reconciliation_breaks; explain each with settlement.resolve_break(id, note)', v_open, v_what);
+    perform settlement.set_stage(p_date, p_kind, 'reconcile', 'blocked', v_detail);
+    return settlement.outcome('blocked'::text, v_detail);
+  end if;
+  v_detail := format('%s transfers matched to %s statement lines%s', v_transfers, v_lines,
+                     case when v_resolved > 0 then format(', %s break(s) resolved', v_resolved) else '' end);
+  perform settlement.set_stage(p_date, p_kind, 'reconcile', 'done', v_detail);
+  return settlement.outcome('done'::text, v_detail);
+end $$;
+
+-- Only the resolution may be written, once (and journal_id right after the insert).
+-- The breaks table is history (breaks_guard); journal_id is written once right
+-- after the break's insert, in the same function: allow exactly that.
+create or replace function settlement.breaks_guard() returns trigger
+language plpgsql as $$
+begin
+  if tg_op = 'UPDATE' and old.resolved_at is null and old.journal_id is null and new.journal_id is not null
+     and (to_jsonb(new) - 'journal_id') = (to_jsonb(old) - 'journal_id') then
+    return new;
+  end if;
+  if tg_op = 'DELETE' or old.resolved_at is not null
+     or (to_jsonb(new) - 'resolved_at' - 'resolved_by' - 'resolution') is distinct from (to_jsonb(old) - 'resolved_at' - 'resolved_by' - 'resolution') then
+    raise exception 'break %: a break is history; only its resolution is recorded, once', old.id using errcode = 'ST007';
+  end if;
+  return new;
+end $$;
+
+create or replace trigger breaks_history before update or delete on settlement.breaks
+  for each row execute function settlement.breaks_guard();
+
+------------------------------------------------------------------------------
+-- Operators
+create or replace function settlement.resolve_break(id bigint, note text) returns void
+language plpgsql as $$
+declare
+  b settlement.breaks;
+begin
+  if resolve_break.note is null or btrim(resolve_break.note) = '' then
+    perform settlement.raise_error('ST020', 'resolve_break: a note is required (say what explains the break)');
+  end if;
+  update settlement.breaks x set resolved_at = now(), resolved_by = session_user, resolution = left(btrim(resolve_break.note), 2000)
+  where x.id = resolve_break.id and x.resolved_at is null
+  returning * into b;
+  if not found then
+    perform settlement.raise_error('ST021', format('resolve_break: break %s does not exist or is already resolved', resolve_break.id));
+  end if;
+  if to_regproc('settlement.audit') is not null then
+    perform settlement.audit('resolve_break', jsonb_build_object('id', b.id, 'business_date', b.business_date, 'kind', b.kind, 'problem', b.problem),
+                             jsonb_build_object('note', b.resolution), b.resolution);
+  end if;
+  perform settlement.add_stage_job('reconcile', b.business_date, b.kind);
+end $$;
+comment on function settlement.resolve_break is 'Operator: records the explanation of a reconciliation break (who, when, note; kept, never deleted) and runs the day''s reconcile stage again. ST020 no note, ST021 unknown or already resolved.';
+
+create or replace function settlement.configure_reconcile(p_after interval) returns void
+language plpgsql as $$
+begin
+  if p_after is null then
+    perform settlement.raise_error('ST022', 'configure_reconcile: reconcile_after is required (an interval, e.g. ''2 hours'')');
+  end if;
+  update settlement.config set reconcile_after = p_after, updated_at = now() where id;
+  if to_regproc('settlement.audit') is not null then
+    perform settlement.audit('configure_reconcile', jsonb_build_object('reconcile_after', p_after::text));
+  end if;
+end $$;
+comment on function settlement.configure_reconcile is 'Operator: sets reconcile_after, the grace after the end of a date (KST) before its statement counts as final. Audited.';
+
+create or replace function settlement.add_reconcile_job(p_run_at timestamptz default null) returns void
+language plpgsql as $$
+declare
+  v_id bigint;
+begin
+  select j.id into v_id
+  from graphile_worker.add_job('reconcile', '{}'::json, queue_name => 'settlement:reconcile', run_at => p_run_at,
+                               max_attempts => 25, job_key => 'reconcile', job_key_mode => 'preserve_run_at') j;
+  if v_id is null then
+    perform graphile_worker.add_job('reconcile', '{}'::json, queue_name => 'settlement:reconcile', run_at => p_run_at, max_attempts => 25);
+  end if;
+end $$;
+
+create or replace view settlement.reconciliation_breaks as
+select b.id, b.business_date, b.kind, b.problem, b.transfer_id, b.is_tuno, b.account_no, b.amount,
+       l.trdd, l.txtm, l.mnrc_drot_dsnc, l.ccyn, l.tuno as bank_tuno, l.bnpr_cntn, b.detail, b.journal_id, b.detected_at
+from settlement.breaks b
+left join settlement.statement_lines l on l.id = b.line_id
+where b.resolved_at is null;
+comment on view settlement.reconciliation_breaks is 'Open reconciliation breaks per (business_date, kind): missing_line, orphan (in suspense), mismatch, cancelled. settlement.resolve_break(id, note) explains one; resolved breaks stay in settlement.breaks.';
+
+-- Per NH account: what our journal says moved (bank:<account>) against what
+-- the statements show for lines of ours (matched to a succeeded transfer's
+-- current number, or journaled as an orphan).
+create or replace view settlement.bank_vs_statement as
+with ledger as (
+  select substr(l.ledger_account, 6) as account_no, sum(l.amount)::bigint as journal
+  from settlement.journal_lines l where l.ledger_account like 'bank:%' group by 1),
+statement as (
+  select l.acno as account_no,
+         sum(case when settlement.is_in(l.mnrc_drot_dsnc) then l.tram else -l.tram end)::bigint as statement
+  from settlement.statement_lines l
+  join settlement.line_matches m on m.line_id = l.id
+  left join settlement.transfers t on t.id = m.transfer_id
+  where l.ccyn = '0' and ((m.rule in ('reference', 'fallback') and t.is_tuno = m.is_tuno and t.state = 'succeeded')
+         or exists (select 1 from settlement.breaks b where b.problem = 'orphan' and (b.line_id = l.id or (b.line_id is null and b.is_tuno = m.is_tuno))))
+  group by 1)
+select coalesce(s.account_no, g.account_no) as account_no, coalesce(g.journal, 0) as journal, coalesce(s.statement, 0) as statement
+from statement s full join ledger g on g.account_no = s.account_no;
+comment on view settlement.bank_vs_statement is 'Per account: the bank:<account> journal total against the statement lines of ours read so far.';

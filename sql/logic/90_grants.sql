@@ -1,0 +1,109 @@
+-- Who may call what: the one table of role -> functions, applied after every
+-- other logic file (create or replace resets a function's security definer
+-- and search_path, so they are set here, every time).
+--
+-- Every function listed runs as SECURITY DEFINER (as the owner, the migrating
+-- role) with a fixed search_path (pg_catalog first, never public), except the
+-- pure helpers in v_invoker; the '(owner only)' row lists definer functions no
+-- role calls directly (trigger functions, the audited functions' originals).
+-- Execute is taken from PUBLIC and from every role first: a function not in
+-- this table is the owner's alone, and a line removed here is a grant revoked.
+do $$
+declare
+  v_invoker constant text[] := array['is_in(text)'];
+  v_roles constant text[] := array['settlement_ingest', 'settlement_viewer', 'settlement_operator', 'settlement_worker'];
+  r record;
+  f text;
+begin
+  execute format('revoke all on all functions in schema settlement from public, %s', array_to_string(v_roles, ', '));
+  for r in
+    select * from (values
+    ('settlement_ingest', array[
+      'accrue(text, text, settlement.kind, bigint, timestamptz)']),
+    ('settlement_viewer', array[
+      'bank_slots_in_use()',
+      'break_counts()',
+      'console_actions(date, integer)',
+      'console_bank()',
+      'console_breaks(date)',
+      'console_dates(integer)',
+      'console_progress(date)',
+      'console_stages(date)',
+      'console_workers()',
+      'is_in(text)',
+      'krw(bigint)',
+      'local_time(timestamptz)',
+      'open_days()',
+      'problems()',
+      'retry_preview(date, settlement.kind)',
+      'today()',
+      'worker_status()']),
+    ('settlement_operator', array[
+      'configure(text, bigint, integer)',
+      'configure_reconcile(interval)',
+      'enqueue_stage(settlement.stage, date, settlement.kind)',
+      'is_in(text)',
+      'pause(settlement.kind, text)',
+      'post_journal(date, settlement.kind, text, text, jsonb, text)',
+      'resolve_break(bigint, text)',
+      'resume(settlement.kind)',
+      'retry_day(date, settlement.kind)',
+      'retry_failed(date, settlement.kind)',
+      'run_stage(settlement.stage, date, settlement.kind)']),
+    ('settlement_worker', array[
+      'adopt_settings(text, bigint, integer)',
+      'alert_sent(bigint, text)',
+      'alert_to_send(bigint)',
+      'bank_slots_in_use()',
+      'break_counts()',
+      'claim_transfers(bigint[], text[], integer, integer, integer[], integer)',
+      'day_metrics(integer)',
+      'decide_unresolved()',
+      'detect_alerts(text[])',
+      'fin_registration(text)',
+      'finish_transfers(bigint[], text[], text[], text[], text[], text[], integer[])',
+      'give_bank_slots(integer[])',
+      'krw(bigint)',
+      'local_time(timestamptz)',
+      'open_days()',
+      'problems()',
+      'record_fin_account(text, text, text)',
+      'record_fin_rgno(text, text)',
+      'record_stage_error(settlement.stage, date, settlement.kind, text)',
+      'record_statement(text, text, text, text, jsonb, timestamptz)',
+      'recover_dead_workers(integer)',
+      'reject_job(bigint, text, jsonb, text, text)',
+      'release_pool(text)',
+      'requeue_unsettled()',
+      'run_stage(settlement.stage, date, settlement.kind)',
+      'statements_to_read()',
+      'take_bank_slots(integer, integer[])',
+      'worker_beat(text, text, integer)',
+      'worker_gone(text)',
+      'worker_heartbeats()',
+      'worker_status()']),
+    (null, array[
+      'accounts_enqueue_registration()',
+      'configure_unaudited(text, bigint, integer)',
+      'ops_settings_audit()',
+      'post_journal_unaudited(date, settlement.kind, text, text, jsonb, text)'])
+    ) as api(role, functions)
+  loop
+    foreach f in array r.functions loop
+      if not f = any (v_invoker) then
+        execute format('alter function settlement.%s security definer set search_path = pg_catalog, settlement, graphile_worker', f);
+      end if;
+      if r.role is not null then
+        execute format('grant execute on function settlement.%s to %I', f, r.role);
+      end if;
+    end loop;
+  end loop;
+end $$;
+
+-- The views (re-created by the files before this one).
+grant select on settlement.bank_vs_statement, settlement.daily_status, settlement.day_facts, settlement.day_verdicts,
+  settlement.ledger_balances, settlement.payout_failures, settlement.reconcile_scope, settlement.reconciliation_breaks,
+  settlement.verdict to settlement_viewer;
+grant select on settlement.bank_vs_statement, settlement.daily_status, settlement.ledger_balances,
+  settlement.payout_failures, settlement.reconcile_scope, settlement.reconciliation_breaks to settlement_operator;
+grant select on settlement.day_facts, settlement.day_verdicts, settlement.reconciliation_breaks, settlement.verdict to settlement_worker;

@@ -1,0 +1,57 @@
+import type { Job, Task } from 'graphile-worker';
+import { z } from 'zod';
+import type { TransferResult } from '../bank/port.js';
+import type { Claim } from '../domain.js';
+import type { Attempt } from '../desk/index.js';
+import { RetryLaterError } from '../domain.js';
+import { parsePayload, type TaskContext } from './context.js';
+import { orderOf, outcomeOf } from '../jobs/order.js';
+
+const payloadSchema = z.object({ transfer_id: z.number().int().positive().max(Number.MAX_SAFE_INTEGER) }).strict();
+
+/**
+ * Moves one transfer (a payout chunk or a withdrawal) at the bank: claim it,
+ * call the bank under its fixed IsTuno (asking first when an earlier attempt
+ * may have reached the bank), record the answer with its journal entry. A
+ * settled transfer is a no-op; an unresolved one is asked about again later.
+ */
+export function createTransferTask(ctx: TaskContext): Task {
+  return async (raw, helpers) => {
+    const { transfer_id: id } = parsePayload(payloadSchema, 'transfer', raw);
+    // The process's bank desk batches the claim with others waiting (and
+    // takes the slot the first bank call will need), hands the slot on when
+    // the bank has answered, and batches the outcome.
+    await ctx.desk.withAttempt(id, async (a) => {
+      const claim = await a.claim();
+      await attemptTransfer(ctx, a, helpers.job, id, claim);
+    });
+  };
+}
+
+async function attemptTransfer(ctx: TaskContext, a: Attempt, job: Job, id: number, claim: Claim): Promise<void> {
+  const keys = () => ({ job_id: job.id, task: 'transfer', transfer_id: id, purpose: claim.purpose, is_tuno: claim.is_tuno,
+    business_date: claim.business_date, kind: claim.kind, amount: claim.amount.toString(), attempt: job.attempts });
+  if (claim.action === 'settled') {
+    if (ctx.logger.isLevelEnabled('debug')) ctx.logger.debug({ ...keys(), event: 'transfer:noop' }, 'transfer already settled');
+    return;
+  }
+  if (claim.action === 'busy') throw new RetryLaterError(`transfer ${id} is being sent by another attempt`);
+  // settlement.pause: no new bank call for this kind until resume (which runs the job again at once).
+  if (claim.action === 'paused') throw new RetryLaterError(`transfer ${id}: bank calls for ${claim.kind} are paused`);
+
+  let result: TransferResult;
+  try {
+    result = await ctx.bank.transfer(orderOf(claim), a.gate);
+  } catch (e) {
+    await a.finish(claim.is_tuno, { outcome: 'unresolved', reason: (e as Error).message }).catch(() => undefined);
+    throw e;
+  }
+  const recorded = await a.finish(claim.is_tuno, outcomeOf(result));
+  const ok = result.status === 'succeeded' && recorded === 'succeeded';
+  // One info line per paid transfer; anything else is a warning.
+  if (ok && !ctx.logger.isLevelEnabled('info')) return;
+  const detail = result.status === 'failed' ? { code: result.code, bank_message: result.message }
+    : result.status === 'unresolved' ? { reason: result.reason } : { by: result.by };
+  ctx.logger[ok ? 'info' : 'warn']({ ...keys(), event: 'transfer:result', status: result.status, recorded, ...detail }, `transfer ${id}: ${result.status}`);
+  if (result.status === 'unresolved') throw new RetryLaterError(`transfer ${id}: outcome unresolved (${result.reason}); will ask the bank again`);
+}
