@@ -317,8 +317,10 @@ export async function metricsSnapshot(db: CommonQueryMethods): Promise<{ days: r
   const row = await wrap(db.one(sql.type(z.object({ days: z.unknown(), workers: z.unknown() }))`
     select (select coalesce(json_agg(json_build_object(
               'business_date', f.business_date, 'kind', f.kind, 'states', f.states,
+              -- settlement.day_verdicts' rule, on the rows day_metrics() already read (the view would compute day_facts for every day again)
               'verdict', case when f.blocked_stage is not null then 'BLOCKED' when f.all_done then 'DONE' when f.paused_reason is not null then 'PAUSED'
-                              when f.waiting then 'WAITING' else 'IN PROGRESS' end,
+                              when f.waiting or (f.withdrawn and settlement.statement_final_by(f.business_date, f.kind) > now()) then 'WAITING'
+                              else 'IN PROGRESS' end,
               'chunks_total', f.chunks_total::text, 'chunks_succeeded', f.chunks_succeeded::text, 'chunks_failed', f.chunks_failed::text,
               'chunks_unresolved', f.chunks_unresolved::text, 'chunks_in_flight', f.chunks_in_flight::text,
               'amount_recorded', f.amount_recorded::text, 'amount_paid', f.amount_paid::text, 'amount_unpaid', f.amount_unpaid::text,
