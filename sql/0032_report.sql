@@ -197,7 +197,8 @@ comment on function settlement.journal_export_page is
   'settle export journal: the next page (at most 10,000 lines) of journal_export for business dates p_from..p_to after (p_after_entry, p_after_line), in (entry_id, line_no) order.';
 
 ------------------------------------------------------------------------------
--- History of the last p_days business dates (newest included): per date and
+-- History of the last p_days business dates (today - p_days .. today, in the
+-- settlement time zone): per date and
 -- kind, KRW paid, chunks failed, breaks, and the hours from the day's start
 -- (the end of the business date in the settlement time zone, when it can be
 -- settled) to the finish of its last stage, once every stage is done.
@@ -207,7 +208,7 @@ returns table (business_date date, kind settlement.kind, paid_krw bigint, chunks
 language sql stable as $$
   with dates as (
     select distinct d.business_date from settlement.days d
-    where d.business_date > (now() at time zone (select c.time_zone from settlement.config c where c.id))::date - least(greatest(coalesce(p_days, 30), 1), 366))
+    where d.business_date >= (now() at time zone (select c.time_zone from settlement.config c where c.id))::date - least(greatest(coalesce(p_days, 30), 1), 366))
   select d.business_date, d.kind,
          coalesce((select sum(t.amount) from settlement.transfers t
                    where t.business_date = d.business_date and t.kind = d.kind and t.purpose = 'payout' and t.state = 'succeeded'), 0)::bigint,
