@@ -213,9 +213,9 @@ language sql stable as $$
          coalesce((select sum(t.amount) from settlement.transfers t
                    where t.business_date = d.business_date and t.kind = d.kind and t.purpose = 'payout' and t.state = 'succeeded'), 0)::bigint,
          (select count(*) from settlement.transfers t where t.business_date = d.business_date and t.kind = d.kind and t.purpose = 'payout'),
+         -- every settled attempt is kept (finish_transfer): a chunk failed now is one of them
          (select count(*) from settlement.transfer_attempts a join settlement.transfers t on t.id = a.transfer_id
-          where t.business_date = d.business_date and t.kind = d.kind and a.outcome = 'failed')
-           + (select count(*) from settlement.transfers t where t.business_date = d.business_date and t.kind = d.kind and t.state = 'failed'),
+          where t.business_date = d.business_date and t.kind = d.kind and a.outcome = 'failed'),
          (select count(*) from settlement.breaks b where b.business_date = d.business_date and b.kind = d.kind),
          v.verdict,
          case when v.verdict = 'DONE' then
@@ -229,7 +229,7 @@ language sql stable as $$
   order by d.business_date, d.kind
 $$;
 comment on function settlement.history is
-  'Console history: per business date of the last p_days (1..366) and kind: KRW paid, chunks, failures (failed attempts and chunks failed now), breaks (open or resolved), verdict, and hours from the end of the business date to its last stage done.';
+  'Console history: per business date of the last p_days (1..366) and kind: KRW paid, chunks, failures (attempts the bank failed, retried or not), breaks (open or resolved), verdict, and hours from the end of the business date to its last stage done.';
 
 ------------------------------------------------------------------------------
 -- Grants (the pattern of 0020_roles.sql / 0021).

@@ -16,8 +16,8 @@
 import { sql } from 'slonik';
 import t from 'tap';
 import { z } from 'zod';
-import { configureReconcile, dailyStatus, enqueueStage, verdicts, type Kind } from '../src/db/queries.js';
-import { exportJournal, type JournalLine } from '../src/db/report.js';
+import { claimTransfer, configureReconcile, dailyStatus, enqueueStage, finishTransfer, verdicts, type Kind } from '../src/db/queries.js';
+import { dayReport, exportJournal, history, type JournalLine } from '../src/db/report.js';
 import { JOURNAL_COLUMNS, REPORT_COLUMNS } from '../src/report/format.js';
 import { ensureLoginRole } from '../src/runtime.js';
 import { seed } from '../src/seed.js';
@@ -248,4 +248,51 @@ t.test('bad dates and ranges are usage errors (exit 2) and read nothing; a day t
   const r = await runCli(['report', '--date', '2001-01-01'], { DATABASE_URL: viewerUrl });
   t.equal(r.code, 1);
   t.match(r.stderr, /no settlement day 2001-01-01/);
+});
+
+t.test('a day with chunks failed for good and one unresolved: the report, the history and the verdict agree with the database', async (t) => {
+  const { db } = await freshDb(t);
+  const D = pastDate(2);
+  await seed(db, { date: D, accounts: 3, kinds: ['tax'] });
+  await db.query(sql.unsafe`update settlement.accounts set fin_acno = '0082' || account_no where role = 'loan'`);
+  await db.query(sql.unsafe`select settlement.run_stage('record', ${D}::date, 'tax')`);
+  await db.query(sql.unsafe`select settlement.run_stage('pay', ${D}::date, 'tax')`);
+  // As the transfer task would record the bank's answers: account 2 has no money, one chunk is left unresolved.
+  const xs = await db.any(sql.type(z.object({ id: z.bigint(), from_account: z.string() }))`
+    select id, from_account from settlement.transfers where business_date = ${D}::date order by id`);
+  const unresolvedId = xs.find((x) => x.from_account !== '1000000002')!.id;
+  for (const x of xs) {
+    const c = await claimTransfer(db, Number(x.id), 'test-pool', 60_000);
+    const o = x.id === unresolvedId ? { outcome: 'unresolved' as const, reason: 'timeout' }
+      : x.from_account === '1000000002' ? { outcome: 'failed' as const, code: 'S0211', message: 'insufficient funds' }
+      : { outcome: 'succeeded' as const, processedAt: '20260101120000' };
+    await finishTransfer(db, Number(x.id), c.is_tuno, o);
+  }
+  const facts = await db.one(sql.type(z.object({ failed: z.bigint(), failed_krw: z.bigint(), paid: z.bigint(), unresolved_krw: z.bigint() }))`
+    select count(*) filter (where state = 'failed') as failed, coalesce(sum(amount) filter (where state = 'failed'), 0)::bigint as failed_krw,
+           coalesce(sum(amount) filter (where state = 'succeeded'), 0)::bigint as paid,
+           coalesce(sum(amount) filter (where unresolved_since is not null), 0)::bigint as unresolved_krw
+    from settlement.transfers where business_date = ${D}::date`);
+  t.ok(facts.failed > 0n, `${facts.failed} chunk(s) failed for good`);
+  const [tax, total] = await dayReport(db, D);
+  t.equal(tax?.kind, 'tax');
+  t.equal(total?.is_total, true);
+  for (const r of [tax!, total!]) {
+    t.equal(r.chunks_failed, facts.failed);
+    t.equal(r.failed_krw, facts.failed_krw);
+    t.equal(r.paid_krw, facts.paid);
+    t.equal(r.chunks_unresolved, 1n);
+    t.equal(r.unresolved_krw, facts.unresolved_krw);
+    t.equal(r.chunks_succeeded + r.chunks_failed + r.chunks_unresolved + r.chunks_pending, r.chunks, 'every chunk in one column');
+    t.equal(r.paid_krw + r.failed_krw + r.unresolved_krw + r.pending_krw, r.chunks_krw, 'and its KRW');
+    t.equal(r.withdrawn_krw, 0n);
+    t.equal(r.withdrawal_state, null, 'no withdrawal yet');
+  }
+  t.equal(total!.confirm_done_at, null, 'confirm is not done');
+  t.not(total!.record_done_at, null, 'record is');
+  const [h] = await history(db, 30);
+  t.equal(h?.chunks_failed, facts.failed, 'history: each failed attempt once');
+  t.equal(h?.paid_krw, facts.paid);
+  t.equal(h?.done_hours, null, 'not DONE: no hours');
+  t.equal(h?.verdict, 'IN PROGRESS', 'one chunk is still unresolved');
 });
