@@ -154,7 +154,8 @@ comment on view settlement.day_report is
 -- Read in (entry_id, line_no) order, by keyset (settle export journal).
 create view settlement.journal_export as
 select
-  e.id as entry_id,
+  -- the lines' own key, so a keyset on (entry_id, line_no) is a range of journal_lines_pkey
+  l.journal_id as entry_id,
   l.line_no,
   e.posted_at,
   e.business_date,
@@ -188,8 +189,8 @@ returns setof settlement.journal_export
 language sql stable as $$
   select x.* from settlement.journal_export x
   where x.business_date between p_from and p_to
-    and x.entry_id >= coalesce(p_after_entry, 0)
-    and (x.entry_id > coalesce(p_after_entry, 0) or x.line_no > coalesce(p_after_line, 0))
+    and (x.entry_id, x.line_no) > (coalesce(p_after_entry, 0), coalesce(p_after_line, 0))
+    and x.entry_id >= (select min(e.id) from settlement.journal_entries e where e.business_date between p_from and p_to)
   order by x.entry_id, x.line_no
   limit least(greatest(coalesce(p_limit, 1000), 1), 10000)
 $$;

@@ -12,11 +12,19 @@ export class NoSuchDayError extends Error {
   readonly code = 'unknown_day';
 }
 
+/** stdout's error (a reader that went away: EPIPE), once it happened: the next write stops the export. */
+let stdoutError: Error | undefined;
+
 /** Writes to stdout, waiting while the pipe is full (a long export never piles up in memory). */
 function write(s: string): Promise<void> {
+  if (!stdoutError && process.stdout.listenerCount('error') === 0) process.stdout.on('error', (e) => (stdoutError = e));
+  if (stdoutError) return Promise.reject(new Error(`stdout closed: ${stdoutError.message}`));
   return new Promise((resolve, reject) => {
-    if (process.stdout.write(s, (e) => (e ? reject(e) : undefined))) resolve();
-    else process.stdout.once('drain', resolve);
+    const onError = (e: Error) => reject(new Error(`stdout closed: ${e.message}`));
+    process.stdout.once('error', onError);
+    const done = () => (process.stdout.off('error', onError), resolve());
+    if (process.stdout.write(s)) done();
+    else process.stdout.once('drain', done);
   });
 }
 
