@@ -184,16 +184,25 @@ comment on view settlement.journal_export is
   'Every journal line with its entry (id, posted_at, business_date, kind, event), account, debit_krw / credit_krw (integers), and what it refers to (accruals, transfer + IsTuno, statement line, correction). settle export journal reads it by (entry_id, line_no).';
 
 -- One page of the export of business dates p_from..p_to, after (entry, line).
+-- Bad input is refused by name: no range (ST001), p_from after p_to (ST050).
 create function settlement.journal_export_page(p_from date, p_to date, p_after_entry bigint, p_after_line integer, p_limit integer)
 returns setof settlement.journal_export
-language sql stable as $$
-  select x.* from settlement.journal_export x
-  where x.business_date between p_from and p_to
-    and (x.entry_id, x.line_no) > (coalesce(p_after_entry, 0), coalesce(p_after_line, 0))
-    and x.entry_id >= (select min(e.id) from settlement.journal_entries e where e.business_date between p_from and p_to)
-  order by x.entry_id, x.line_no
-  limit least(greatest(coalesce(p_limit, 1000), 1), 10000)
-$$;
+language plpgsql stable as $$
+begin
+  if p_from is null or p_to is null then
+    perform settlement.raise_error('ST001', 'journal_export_page: p_from and p_to (business dates) are required');
+  end if;
+  if p_from > p_to then
+    perform settlement.raise_error('ST050', format('journal_export_page: %s is after %s', p_from, p_to));
+  end if;
+  return query
+    select x.* from settlement.journal_export x
+    where x.business_date between p_from and p_to
+      and (x.entry_id, x.line_no) > (coalesce(p_after_entry, 0), coalesce(p_after_line, 0))
+      and x.entry_id >= (select min(e.id) from settlement.journal_entries e where e.business_date between p_from and p_to)
+    order by x.entry_id, x.line_no
+    limit least(greatest(coalesce(p_limit, 1000), 1), 10000);
+end $$;
 comment on function settlement.journal_export_page is
   'settle export journal: the next page (at most 10,000 lines) of journal_export for business dates p_from..p_to after (p_after_entry, p_after_line), in (entry_id, line_no) order.';
 

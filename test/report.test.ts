@@ -22,7 +22,7 @@ import { JOURNAL_COLUMNS, REPORT_COLUMNS } from '../src/report/format.js';
 import { ensureLoginRole } from '../src/runtime.js';
 import { seed } from '../src/seed.js';
 import { prepareSim, startSim, waitAllWithdrawn, workerEnv } from './helpers/day.js';
-import { freshDb } from './helpers/db.js';
+import { freshDb, pgClient } from './helpers/db.js';
 import { pastDate } from './helpers/fixtures.js';
 import { runCli, spawnWorker, waitFor } from './helpers/procs.js';
 import { parsePrometheus, sampleValue } from './helpers/prom.js';
@@ -248,6 +248,14 @@ t.test('bad dates and ranges are usage errors (exit 2) and read nothing; a day t
   const r = await runCli(['report', '--date', '2001-01-01'], { DATABASE_URL: viewerUrl });
   t.equal(r.code, 1);
   t.match(r.stderr, /no settlement day 2001-01-01/);
+  // The same refusals in SQL, by name, for a viewer.
+  const c = await pgClient(t, viewerUrl);
+  const code = (q: string) => c.query(q).then(() => 'ok', (e: { code?: string }) => e.code);
+  t.equal(await code(`select * from settlement.journal_export_page(null, '2026-01-01', 0, 0, 10)`), 'ST001', 'no range: ST001');
+  t.equal(await code(`select * from settlement.journal_export_page('2026-01-02', '2026-01-01', 0, 0, 10)`), 'ST050', 'from after to: ST050');
+  t.equal(await code(`select * from settlement.journal_export_page('2026-01-01', '2026-01-02', 0, 0, 10)`), 'ok', 'a range: read');
+  t.equal(await code(`select * from settlement.day_report where business_date = '2026-01-01'`), 'ok', 'the viewer reads the report');
+  t.equal(await code(`select * from settlement.history(90)`), 'ok', 'and the history');
 });
 
 t.test('a day with chunks failed for good and one unresolved: the report, the history and the verdict agree with the database', async (t) => {
