@@ -52,3 +52,22 @@ language sql stable as $$
   select to_char(p at time zone c.time_zone, 'YYYY-MM-DD HH24:MI') || ' ' || case c.time_zone when 'Asia/Seoul' then 'KST' else c.time_zone end
   from settlement.config c where c.id
 $$;
+
+-- The bank's processing time (YYYYMMDDHHMMSS in KST, as NH prints it) as a timestamptz.
+create or replace function settlement.bank_time(p text) returns timestamptz
+language sql immutable as $$
+  select case when p ~ '^[0-9]{14}$' then to_timestamp(p, 'YYYYMMDDHH24MISS')::timestamp at time zone 'Asia/Seoul' end
+$$;
+comment on function settlement.bank_time is 'A bank processing time (YYYYMMDDHHMMSS, KST) as timestamptz; null if it is not one.';
+
+-- A time for files (CSV, JSON): ISO 8601 in the settlement time zone with its
+-- offset, to the second (2026-11-27T09:30:00+09:00).
+create or replace function settlement.iso_time(p timestamptz) returns text
+language sql stable as $$
+  select to_char(p at time zone c.time_zone, 'YYYY-MM-DD"T"HH24:MI:SS')
+         || case when o.s < 0 then '-' else '+' end || lpad((abs(o.s) / 3600)::text, 2, '0') || ':' || lpad((abs(o.s) % 3600 / 60)::text, 2, '0')
+  from settlement.config c
+  cross join lateral (select extract(epoch from (p at time zone c.time_zone) - (p at time zone 'UTC'))::integer as s) o
+  where c.id and p is not null
+$$;
+comment on function settlement.iso_time is 'A time as ISO 8601 in the settlement time zone with its offset (2026-11-27T09:30:00+09:00); null for null.';

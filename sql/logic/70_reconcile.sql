@@ -684,3 +684,17 @@ statement as (
 select coalesce(s.account_no, g.account_no) as account_no, coalesce(g.journal, 0) as journal, coalesce(s.statement, 0) as statement
 from statement s full join ledger g on g.account_no = s.account_no;
 comment on view settlement.bank_vs_statement is 'Per account: the bank:<account> journal total against the statement lines of ours read so far.';
+
+------------------------------------------------------------------------------
+-- When the last bank statement a (business_date, kind) is reconciled against
+-- becomes final, by the database's clock: the latest statement_final_at of
+-- the dates its transfers were sent on (reconcile_scope). Null when the day
+-- moved no money at NH (nothing to wait for). The reconcile stage waits for
+-- exactly this (stage_reconcile: not_ready until now() >= it).
+create or replace function settlement.statement_final_by(p_date date, p_kind settlement.kind) returns timestamptz
+language sql stable as $$
+  select max(settlement.statement_final_at(s.ymd)) from settlement.reconcile_scope s
+  where s.business_date = p_date and s.kind = p_kind
+$$;
+comment on function settlement.statement_final_by is
+  'When the last bank statement of (business_date, kind) is final (its date''s end in KST + config.reconcile_after), by the database''s clock; null if the day moved no money at NH.';

@@ -330,6 +330,8 @@ create or replace view settlement.day_verdicts as
 select f.business_date, f.kind, v.verdict, v.rank, v.detail, f.amount_unpaid, f.amount_withdrawn, v.next_command
 from settlement.day_facts f
 cross join lateral (
+  select case when f.withdrawn and not f.all_done then settlement.statement_final_by(f.business_date, f.kind) end as final_by) w
+cross join lateral (
   select * from (values
     (f.blocked_stage is not null, 'BLOCKED', 1,
        format('%s blocked: %s; %s KRW unpaid', f.blocked_stage, f.blocked_detail, settlement.krw(f.amount_unpaid)),
@@ -339,16 +341,19 @@ cross join lateral (
     (not f.all_done and f.paused_reason is not null, 'PAUSED', 2,
        format('bank calls paused since %s: %s; %s KRW unpaid', settlement.local_time(f.paused_at), f.paused_reason, settlement.krw(f.amount_unpaid)),
        format('settle resume%s --reason ...', case when exists (select 1 from settlement.pauses p where p.resumed_at is null and p.kind = f.kind) then ' --kind ' || f.kind else '' end)),
-    (not f.all_done and not f.waiting, 'IN PROGRESS', 3,
+    (not f.all_done and not f.waiting and not coalesce(w.final_by > now(), false), 'IN PROGRESS', 3,
        format('%s of %s chunks paid, %s in flight%s; %s KRW unpaid', f.chunks_succeeded, f.chunks_total, f.chunks_in_flight,
               case when f.chunks_unresolved > 0 then format(', %s unresolved', f.chunks_unresolved) else '' end, settlement.krw(f.amount_unpaid)),
        null),
     (not f.all_done and f.waiting, 'WAITING', 4,
        format('until %s (the day is not over)', settlement.local_time(f.settle_from)), null),
+    (not f.all_done and not f.waiting and coalesce(w.final_by > now(), false), 'WAITING', 4,
+       format('until %s (withdrawn %s KRW; the bank''s statement becomes final, then reconcile)', settlement.local_time(w.final_by), settlement.krw(f.amount_withdrawn)),
+       null),
     (f.all_done, 'DONE', 5, format('%s KRW withdrawn', settlement.krw(f.amount_withdrawn)), null)
   ) x(applies, verdict, rank, detail, next_command)
   where x.applies order by x.rank limit 1) v;
-comment on view settlement.day_verdicts is 'The verdict for each (business_date, kind): BLOCKED (what, KRW unpaid, next command), PAUSED, IN PROGRESS, WAITING (until when), DONE.';
+comment on view settlement.day_verdicts is 'The verdict for each (business_date, kind): BLOCKED (what, KRW unpaid, next command), PAUSED, IN PROGRESS, WAITING (until when: the day''s end, or its withdrawn money''s bank statement becoming final), DONE.';
 
 -- One line per day: the worst verdict of its kinds.
 create or replace view settlement.verdict as

@@ -10,7 +10,7 @@
 -- this table is the owner's alone, and a line removed here is a grant revoked.
 do $$
 declare
-  v_invoker constant text[] := array['is_in(text)'];
+  v_invoker constant text[] := array['is_in(text)', 'bank_time(text)'];
   v_roles constant text[] := array['settlement_ingest', 'settlement_viewer', 'settlement_operator', 'settlement_worker'];
   r record;
   f text;
@@ -22,6 +22,7 @@ begin
       'accrue(text, text, settlement.kind, bigint, timestamptz)']),
     ('settlement_viewer', array[
       'bank_slots_in_use()',
+      'bank_time(text)',
       'break_counts()',
       'console_actions(date, integer)',
       'console_bank()',
@@ -30,12 +31,16 @@ begin
       'console_progress(date)',
       'console_stages(date)',
       'console_workers()',
+      'history(integer)',
       'is_in(text)',
+      'iso_time(timestamptz)',
+      'journal_export_page(date, date, bigint, integer, integer)',
       'krw(bigint)',
       'local_time(timestamptz)',
       'open_days()',
       'problems()',
       'retry_preview(date, settlement.kind)',
+      'statement_final_by(date, settlement.kind)',
       'today()',
       'worker_status()']),
     ('settlement_operator', array[
@@ -76,6 +81,7 @@ begin
       'release_pool(text)',
       'requeue_unsettled()',
       'run_stage(settlement.stage, date, settlement.kind)',
+      'statement_final_by(date, settlement.kind)',
       'statements_to_read()',
       'take_bank_slots(integer, integer[])',
       'worker_beat(text, text, integer)',
@@ -102,7 +108,7 @@ end $$;
 
 -- The views (re-created by the files before this one).
 grant select on settlement.bank_vs_statement, settlement.daily_status, settlement.day_facts, settlement.day_verdicts,
-  settlement.ledger_balances, settlement.payout_failures, settlement.reconcile_scope, settlement.reconciliation_breaks,
+  settlement.day_report, settlement.day_report_kinds, settlement.journal_export, settlement.ledger_balances, settlement.payout_failures, settlement.reconcile_scope, settlement.reconciliation_breaks,
   settlement.verdict to settlement_viewer;
 grant select on settlement.bank_vs_statement, settlement.daily_status, settlement.ledger_balances,
   settlement.payout_failures, settlement.reconcile_scope, settlement.reconciliation_breaks to settlement_operator;

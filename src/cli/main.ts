@@ -12,6 +12,8 @@ import { shouldWatchParent, watchParent } from '../ops/parent-watch.js';
 import { cmdConsole } from './console.js';
 import { cmdDemo } from './demo.js';
 import { cmdReconcile } from './reconcile.js';
+import { cmdExport, cmdReport, NoSuchDayError } from './report.js';
+import { JournalUnbalancedError } from '../db/report.js';
 import { cmdWorker } from './worker.js';
 
 /** Each command's usage and what it does: `settle <command> --help` prints its entry, `settle --help` all of them. */
@@ -33,6 +35,9 @@ person and exits 1 if anything does (0 if all is well, 2 on usage errors)`],
   ['reconcile', 'reconcile [--date YYYY-MM-DD] [--kind K] [--wait-s N] [--reason R]', `enqueue the reconcile stage (no date: every day not reconciled yet), wait up
 to N s (default 60) for it, print the statement lines matched and every open
 break; exits 1 while a break is open or a selected day is BLOCKED`],
+  ['report', 'report --date YYYY-MM-DD [--format table|csv|json]', `the day's report (settlement.day_report): per kind and in total, accruals,
+recorded, chunks paid / failed / unresolved, withdrawn, suspense, breaks, times`],
+  ['export', 'export journal --from YYYY-MM-DD --to YYYY-MM-DD [--format csv|json]', 'every journal line of those business dates (streamed; each entry balanced)'],
   ['failures', 'failures [--date YYYY-MM-DD] [--json]', 'transfers that failed for good or are unresolved (payout_failures)'],
   ['retry', 'retry --date YYYY-MM-DD [--kind K] [--dry-run] [--force] [--reason R]', `re-enqueue the transfers that failed for good, every kind of the day (or one),
 after fixing the cause; --dry-run shows them with each account's shortfall; with a
@@ -76,6 +81,8 @@ const COMMANDS: Record<string, (argv: string[], ...rest: [ReturnType<typeof load
   pause: cmdPause,
   resume: cmdResume,
   reconcile: cmdReconcile,
+  report: cmdReport,
+  export: cmdExport,
   demo: cmdDemo,
   console: cmdConsole,
 };
@@ -118,7 +125,8 @@ main(process.argv.slice(2)).then(
   // otherwise turn a non-zero exitCode into 0.
   (code) => process.exit(code),
   (e: unknown) => {
-    const known = e instanceof UsageError || e instanceof ConfigError || e instanceof SettlementError || e instanceof MigrationChecksumError || e instanceof MigrationPendingError || e instanceof MigrationUnknownError || e instanceof LogicMismatchError || e instanceof SeedError;
+    const known = e instanceof UsageError || e instanceof ConfigError || e instanceof SettlementError || e instanceof MigrationChecksumError || e instanceof MigrationPendingError || e instanceof MigrationUnknownError || e instanceof LogicMismatchError || e instanceof SeedError
+      || e instanceof NoSuchDayError || e instanceof JournalUnbalancedError;
     const msg = e instanceof Error ? e.message : String(e);
     console.error(`settle: ${known ? '' : 'error: '}${msg.split('\n')[0]}`);
     if (!known && process.env.LOG_LEVEL === 'debug') console.error(e);

@@ -46,6 +46,19 @@ svg.chart { background:#fff; border:1px solid var(--line); }
 svg.chart .line { fill:none; stroke:var(--run); stroke-width:2; }
 svg.chart .axis { stroke:#999; stroke-width:1; } svg.chart text { font-size:10px; fill:#555; }
 .live-at { font-size:11px; color:#777; }
+nav.tabs { display:flex; gap:4px; margin:0 0 10px; border-bottom:1px solid var(--line); }
+nav.tabs a { padding:4px 12px; border:1px solid var(--line); border-bottom:none; border-radius:4px 4px 0 0; background:#eef0f3; color:#1f2328; text-decoration:none; }
+nav.tabs a.on { background:#fff; font-weight:700; }
+table.report td.total { font-weight:700; background:#f7f8fa; }
+figure.history { margin:8px 0 16px; }
+svg.history-chart text { font-family:'Noto Sans KR', system-ui, sans-serif; }
+svg.history-chart .title { font-size:13px; font-weight:700; fill:#1f2328; }
+svg.history-chart .legend { font-size:11px; fill:#333; }
+svg.history-chart .grid { stroke:#eceef1; stroke-width:1; }
+svg.history-chart .k-tax { fill:#4e79a7; } svg.history-chart .k-platform_fee { fill:#f28e2b; } svg.history-chart .k-early_repayment_fee { fill:#59a14f; }
+svg.history-chart .k-deferred_fee { fill:#b07aa1; } svg.history-chart .k-upfront_fee { fill:#76b7b2; } svg.history-chart .k-withdrawal_fee { fill:#edc948; }
+svg.history-chart .done { fill:var(--ok); } svg.history-chart .not-done { fill:var(--wait); font-size:16px; }
+svg.history-chart .failures { fill:var(--bad); } svg.history-chart .breaks { fill:var(--warn); }
 code { font-size:12px; }
 `;
 

@@ -13,6 +13,10 @@ import {
 import { html, krw, type Html } from './html.js';
 import { live, page, type Viewer } from './layout.js';
 import { dayActions, dayBody } from './page-day.js';
+import { historyBody } from './page-history.js';
+import { dayTabs, reportBody } from './page-report.js';
+import { dayReport, history } from '../db/report.js';
+import { reportCsv } from '../report/format.js';
 import { daysBody, inFlight } from './page-days.js';
 import { retryBody, workersActions, workersBody, type PreviewLine, type WorkersData } from './page-workers.js';
 import { loginPage } from './page-login.js';
@@ -103,10 +107,33 @@ export function createConsole(o: ConsoleOptions): Console {
       const unpaid = cells.reduce((a, c) => a + c.amount_unpaid, 0n);
       return {
         active: inFlight(cells),
-        before: html`<h1>${date} <span class="note">${cells.length} kind(s)${unpaid > 0n ? ` · ${krw(unpaid)} KRW unpaid` : ''}</span></h1>`,
+        before: html`<h1>${date} <span class="note">${cells.length} kind(s)${unpaid > 0n ? ` · ${krw(unpaid)} KRW unpaid` : ''}</span></h1>${dayTabs(date, 'day')}`,
         body: dayBody(d),
         after: dayActions(d, viewer),
       };
+    });
+
+  const report = (req: http.IncomingMessage, res: http.ServerResponse, date: string) =>
+    render(req, res, `Report ${date}`, async () => {
+      const rows = await dayReport(db, date);
+      return { active: false, before: html`<h1>${date} <span class="note">report · 정산 보고서</span></h1>${dayTabs(date, 'report')}`, body: reportBody(date, rows) };
+    });
+
+  /** The report as CSV: the same rows and columns as `settle report --format csv`. */
+  const reportFile = async (res: http.ServerResponse, date: string) => {
+    const rows = await dayReport(db, date);
+    if (rows.length === 0) return send(res, 404, page('Not found', { actionsOn: Boolean(o.token), here: '/' }, html`<p>No settlement day ${date}: nothing to report.</p>`));
+    res.writeHead(200, {
+      'content-type': 'text/csv; charset=utf-8', 'content-disposition': `attachment; filename="settlement-report-${date}.csv"`, 'cache-control': 'no-store', ...SECURITY_HEADERS,
+    });
+    res.end(reportCsv(rows));
+  };
+
+  const historyPage = (req: http.IncomingMessage, res: http.ServerResponse, url: URL) =>
+    render(req, res, 'History', async () => {
+      const n = url.searchParams.get('days') === '90' ? 90 : 30;
+      const rows = await history(db, n);
+      return { active: false, before: html`<h1>History <span class="note">최근 ${n}일 정산 추이</span></h1>`, body: historyBody(rows, n) };
     });
 
   const retry = (req: http.IncomingMessage, res: http.ServerResponse, date: string, url: URL) =>
@@ -165,12 +192,15 @@ export function createConsole(o: ConsoleOptions): Console {
     }
     if (path === '/' || path === '/days') return await days(req, res, url), true;
     if (path === '/workers') return await workers(req, res), true;
+    if (path === '/history') return await historyPage(req, res, url), true;
     if (path === '/login') return send(res, 200, loginPage(viewerOf(req, sessions.get(req)), url.searchParams.get('next') ?? '/', undefined)), true;
-    const m = /^\/day\/([^/]+)(\/retry)?$/.exec(path);
+    const m = /^\/day\/([^/]+?)(\/retry|\/report|\/report\.csv)?$/.exec(path);
     if (m) {
       const date = dateSchema.safeParse(m[1]);
       if (!date.success) return send(res, 404, page('Not found', viewerOf(req, undefined), html`<p>Not a business date: ${m[1]}</p>`)), true;
-      if (m[2]) await retry(req, res, date.data, url);
+      if (m[2] === '/retry') await retry(req, res, date.data, url);
+      else if (m[2] === '/report') await report(req, res, date.data);
+      else if (m[2] === '/report.csv') await reportFile(res, date.data);
       else await day(req, res, date.data);
       return true;
     }
@@ -191,7 +221,7 @@ export function createConsole(o: ConsoleOptions): Console {
         return true;
       }
       // Answer synchronously whether the path is ours: known prefixes only.
-      const ours = /^\/(|days|workers|login|logout|favicon\.ico|day\/.*|actions\/.*|static\/.*)$/.test(url.pathname);
+      const ours = /^\/(|days|workers|history|login|logout|favicon\.ico|day\/.*|actions\/.*|static\/.*)$/.test(url.pathname);
       if (!ours) return false;
       routes(req, res, url).then(
         (handled) => {

@@ -24,6 +24,7 @@ export const SQLSTATE = {
   ST032: 'invalid_source_ref',
   ST040: 'reason_required',
   ST041: 'alert_not_found',
+  ST050: 'invalid_range',
 } as const;
 
 export type SettlementErrorCode = (typeof SQLSTATE)[keyof typeof SQLSTATE];

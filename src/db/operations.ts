@@ -173,7 +173,7 @@ export const dayMetricsRow = z.object({
   business_date: z.string(), kind: kindSchema, states: z.record(z.string()), verdict: z.string(),
   chunks_total: z.bigint(), chunks_succeeded: z.bigint(), chunks_failed: z.bigint(), chunks_unresolved: z.bigint(), chunks_in_flight: z.bigint(),
   amount_recorded: z.bigint(), amount_paid: z.bigint(), amount_unpaid: z.bigint(), amount_withdrawn: z.bigint(), accruals_unrecorded: z.bigint(),
-  reconciliation_breaks: z.bigint(), paused: z.boolean(),
+  reconciliation_breaks: z.bigint(), paused: z.boolean(), withdraw_overdue: z.boolean(),
 });
 
 export type DayMetricsRow = z.infer<typeof dayMetricsRow>;
@@ -181,20 +181,25 @@ export type DayMetricsRow = z.infer<typeof dayMetricsRow>;
 const heartbeatRow = z.object({ pool_id: z.string(), host: z.string(), pid: z.number(), age_seconds: z.number() });
 
 /** What /metrics shows from the database, in one round trip. */
-export async function metricsSnapshot(db: CommonQueryMethods): Promise<{ days: readonly DayMetricsRow[]; workers: readonly z.infer<typeof heartbeatRow>[] }> {
-  const row = await wrap(db.one(sql.type(z.object({ days: z.unknown(), workers: z.unknown() }))`
+export async function metricsSnapshot(db: CommonQueryMethods): Promise<{ days: readonly DayMetricsRow[]; workers: readonly z.infer<typeof heartbeatRow>[]; bank: { in_use: number; max_in_flight: number } }> {
+  const row = await wrap(db.one(sql.type(z.object({ days: z.unknown(), workers: z.unknown(), slots_in_use: z.bigint(), max_in_flight: z.number() }))`
     select (select coalesce(json_agg(json_build_object(
               'business_date', f.business_date, 'kind', f.kind, 'states', f.states,
+              -- settlement.day_verdicts' rule, on the rows day_metrics() already read (the view would compute day_facts for every day again)
               'verdict', case when f.blocked_stage is not null then 'BLOCKED' when f.all_done then 'DONE' when f.paused_reason is not null then 'PAUSED'
-                              when f.waiting then 'WAITING' else 'IN PROGRESS' end,
+                              when f.waiting or (f.withdrawn and settlement.statement_final_by(f.business_date, f.kind) > now()) then 'WAITING'
+                              else 'IN PROGRESS' end,
               'chunks_total', f.chunks_total::text, 'chunks_succeeded', f.chunks_succeeded::text, 'chunks_failed', f.chunks_failed::text,
               'chunks_unresolved', f.chunks_unresolved::text, 'chunks_in_flight', f.chunks_in_flight::text,
               'amount_recorded', f.amount_recorded::text, 'amount_paid', f.amount_paid::text, 'amount_unpaid', f.amount_unpaid::text,
               'amount_withdrawn', f.amount_withdrawn::text, 'accruals_unrecorded', f.accruals_unrecorded::text,
-              'reconciliation_breaks', f.reconciliation_breaks::text, 'paused', f.paused_reason is not null)), '[]')
+              'reconciliation_breaks', f.reconciliation_breaks::text, 'paused', f.paused_reason is not null,
+              'withdraw_overdue', not f.withdrawn and f.withdraw_by < now())), '[]')
             from settlement.day_metrics() f) as days,
            (select coalesce(json_agg(json_build_object('pool_id', h.pool_id, 'host', h.host, 'pid', h.pid, 'age_seconds', h.age_seconds)), '[]')
-            from settlement.worker_heartbeats() h) as workers`));
+            from settlement.worker_heartbeats() h) as workers,
+           settlement.bank_slots_in_use() as slots_in_use,
+           (select c.max_in_flight from settlement.config c where c.id) as max_in_flight`));
   const big = (v: unknown) => BigInt(v as string);
   const days = z.array(dayMetricsRow.extend({
     chunks_total: z.string().transform(big), chunks_succeeded: z.string().transform(big), chunks_failed: z.string().transform(big),
@@ -202,5 +207,5 @@ export async function metricsSnapshot(db: CommonQueryMethods): Promise<{ days: r
     amount_paid: z.string().transform(big), amount_unpaid: z.string().transform(big), amount_withdrawn: z.string().transform(big),
     accruals_unrecorded: z.string().transform(big), reconciliation_breaks: z.string().transform(big),
   })).parse(row.days);
-  return { days, workers: z.array(heartbeatRow).parse(row.workers) };
+  return { days, workers: z.array(heartbeatRow).parse(row.workers), bank: { in_use: Number(row.slots_in_use), max_in_flight: row.max_in_flight } };
 }

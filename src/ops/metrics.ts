@@ -10,7 +10,8 @@ import type { Logger } from '../log.js';
  * - From the database, computed on scrape by one query (settlement.day_metrics
  *   and the heartbeats): per (business_date, kind) stage state, verdict,
  *   chunks failed / unresolved / in flight, KRW recorded / paid / unpaid /
- *   withdrawn, reconciliation breaks; heartbeat age per worker pool.
+ *   withdrawn, reconciliation breaks; heartbeat age per worker pool; bank
+ *   calls in flight (slots held, database-wide) and the cap.
  * - From this process: bank calls by API and outcome with their latency,
  *   transfer outcomes (a bank failure is not a job success), job outcomes,
  *   and prom-client's default process and Node metrics.
@@ -40,6 +41,7 @@ export function createWorkerMetrics(db: CommonQueryMethods, logger: Logger): Wor
   const verdict = gauge('settle_day_verdict', 'Verdict of a settlement day (DONE, BLOCKED, PAUSED, IN PROGRESS, WAITING): 1 for the current one', [...DAY, 'verdict']);
   const blocked = gauge('settle_day_blocked', '1 while a stage of the day is blocked (needs a person)', DAY);
   const paused = gauge('settle_day_paused', '1 while bank calls for the kind are paused (settle pause)', DAY);
+  const overdue = gauge('settle_day_withdraw_overdue', '1 while the day is not withdrawn and its deadline (start of the business date + ops_settings.withdraw_deadline) has passed', DAY);
   const chunksTotal = gauge('settle_day_chunks', 'Payout chunks of the day', DAY);
   const chunksFailed = gauge('settle_day_chunks_failed', 'Payout chunks that failed for good (settle failures; settle retry after the fix)', DAY);
   const chunksUnresolved = gauge('settle_day_chunks_unresolved', 'Transfers whose outcome the bank has not told yet', DAY);
@@ -51,7 +53,9 @@ export function createWorkerMetrics(db: CommonQueryMethods, logger: Logger): Wor
   const unrecorded = gauge('settle_day_accruals_unrecorded', 'Accruals of the day not yet recorded', DAY);
   const breaks = gauge('settle_day_reconciliation_breaks', 'Reconciliation breaks of the day (settlement.reconciliation_breaks)', DAY);
   const beatAge = gauge('settle_worker_heartbeat_age_seconds', 'Seconds since each registered worker pool last beat', ['pool_id', 'host', 'pid']);
-  const dbGauges = [stage, verdict, blocked, paused, chunksTotal, chunksFailed, chunksUnresolved, chunksInFlight, recorded, paid, unpaid, withdrawn, unrecorded, breaks, beatAge];
+  const slotsInUse = gauge('settle_bank_slots_in_use', 'Bank calls in flight right now, across every worker process (bank-call slots held)', []);
+  const maxInFlight = gauge('settle_bank_max_in_flight', 'The cap on bank calls in flight across every worker process (BANK_MAX_IN_FLIGHT, settlement.config)', []);
+  const dbGauges = [stage, verdict, blocked, paused, overdue, chunksTotal, chunksFailed, chunksUnresolved, chunksInFlight, recorded, paid, unpaid, withdrawn, unrecorded, breaks, beatAge, slotsInUse, maxInFlight];
 
   const bankCalls = new Counter({ name: 'settle_bank_calls_total', help: 'Bank calls by API and outcome (succeeded/failed/unresolved for transfers, ok/error for the others)', labelNames: ['api', 'outcome'], registers: [registry] });
   const bankLatency = new Histogram({
@@ -77,6 +81,7 @@ export function createWorkerMetrics(db: CommonQueryMethods, logger: Logger): Wor
       verdict.set({ ...l, verdict: d.verdict }, 1);
       blocked.set(l, d.verdict === 'BLOCKED' ? 1 : 0);
       paused.set(l, d.paused ? 1 : 0);
+      overdue.set(l, d.withdraw_overdue ? 1 : 0);
       chunksTotal.set(l, Number(d.chunks_total));
       chunksFailed.set(l, Number(d.chunks_failed));
       chunksUnresolved.set(l, Number(d.chunks_unresolved));
@@ -88,6 +93,8 @@ export function createWorkerMetrics(db: CommonQueryMethods, logger: Logger): Wor
       unrecorded.set(l, Number(d.accruals_unrecorded));
       breaks.set(l, Number(d.reconciliation_breaks));
     }
+    slotsInUse.set(snap.bank.in_use);
+    maxInFlight.set(snap.bank.max_in_flight);
     for (const w of snap.workers) beatAge.set({ pool_id: w.pool_id, host: w.host, pid: String(w.pid) }, w.age_seconds);
   };
 

@@ -162,6 +162,9 @@ t.test('alerts: one per condition, job enqueued with it, cleared when the condit
   const { db } = await freshDb(t);
   const D = pastDate(1);
   await db.query(sql.unsafe`select settlement.worker_beat('pool-a', 'host', 1)`);
+  // Yesterday's deadline (its start + 1 day 12 hours) passes at noon KST today:
+  // keep it out of the way so the test does not depend on the hour it runs at.
+  await db.query(sql.unsafe`update settlement.ops_settings set withdraw_deadline = '30 days'`);
   await dayWithFailures(db, D, ['tax']);
   t.same(await detectAlerts(db), { opened: 1, cleared: 0 });
   t.same(await detectAlerts(db), { opened: 0, cleared: 0 }, 'deduplicated');
