@@ -28,11 +28,13 @@ const resultParser: Interceptor = {
  * The project's own pool. int8 is parsed to bigint (money never becomes a JS
  * number); dates and timestamps stay as the strings Postgres sends.
  */
-export async function createDbPool(url: string, opts: { maximumPoolSize?: number; applicationName?: string } = {}): Promise<DatabasePool> {
+export async function createDbPool(url: string, opts: { maximumPoolSize?: number; applicationName?: string; statementTimeoutMs?: number } = {}): Promise<DatabasePool> {
   const u = new URL(url);
   if (opts.applicationName) u.searchParams.set('application_name', opts.applicationName);
   return createPool(u.toString(), {
     maximumPoolSize: opts.maximumPoolSize ?? 10,
+    // Sent at connection start (slonik's default is 60 s).
+    ...(opts.statementTimeoutMs ? { statementTimeout: opts.statementTimeoutMs } : {}),
     typeParsers: [
       createBigintTypeParser(),
       { name: 'date', parse: (v: string) => v },
