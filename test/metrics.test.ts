@@ -99,7 +99,11 @@ t.test('a day blocked by insufficient funds: metrics, status --check, one alert;
   t.match(retry.stdout, /re-enqueued \d+ failed transfer\(s\) for .* tax/);
   await waitAllWithdrawn(db, [D], 1);
 
-  const m2 = await scrape(port);
+  // /metrics serves a snapshot at most METRICS_SNAPSHOT_MS old: wait for one made after the payout.
+  const m2 = await waitFor('a metrics snapshot after the payout', async () => {
+    const m = await scrape(port);
+    return sampleValue(m.families, 'settle_day_chunks_failed', day) === 0 ? m : undefined;
+  }, 30_000, 500);
   t.equal(sampleValue(m2.families, 'settle_day_chunks_failed', day), 0, 'failed chunks clear');
   t.equal(sampleValue(m2.families, 'settle_day_unpaid_krw', day), 0, 'unpaid KRW clears');
   t.equal(sampleValue(m2.families, 'settle_day_blocked', day), 0);
