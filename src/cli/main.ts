@@ -24,7 +24,7 @@ Commands:
   configure [--reason R]           write the shared settings from this environment (workers with others refuse to start)
   worker [--concurrency N]         run a worker process (tasks + crontab); SIGTERM/SIGINT stop it gracefully;
                                    serves /healthz, /readyz, /metrics and the web console on HTTP_HOST:HTTP_PORT
-  console                          serve the web console alone on HTTP_HOST:HTTP_PORT (actions need CONSOLE_TOKEN)
+  console                          serve the web console alone on HTTP_HOST:HTTP_PORT (needs CONSOLE_TOKEN, CONSOLE_VIEWER_TOKEN or CONSOLE_USERS)
   bank-sim [flags]                 run the NH Developers bank simulator
       --port N  --latency-ms N  --jitter-ms N  --max-in-flight N  --per-call-limit KRW
       --access-token T  --seed N  --fail-before-rate R  --timeout-after-rate R
