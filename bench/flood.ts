@@ -45,7 +45,16 @@ async function signIn(base: string): Promise<string> {
 /** Starts the flood against the worker listening on `port`; stop() ends it and returns what was sent. */
 export async function startFlood(port: number, date: string): Promise<{ stop(): Promise<FloodCounts> }> {
   const base = `http://127.0.0.1:${port}`;
-  const cookie = await signIn(base);
+  // The worker's HTTP server starts just after it registers: wait for it (up to 30 s).
+  let cookie: string | undefined;
+  for (let i = 0; !cookie; i++) {
+    try {
+      cookie = await signIn(base);
+    } catch (e) {
+      if (i >= 300 || !/ECONNREFUSED/.test(String((e as { cause?: unknown }).cause ?? e))) throw e;
+      await sleep(100);
+    }
+  }
   const counts: FloodCounts = { scrapes: 0, scrapeErrors: 0, pages: 0, pagesLimited: 0, pageErrors: 0 };
   let running = true;
   const scraper = async () => {

@@ -205,12 +205,13 @@ export function createConsole(o: ConsoleOptions): Console {
       return true;
     }
     const viewer = viewerOf(req, session);
-    const wait = pageLimit.take(client);
-    if (wait > 0) return tooMany(res, wait, 'Too many page requests from this address.'), true;
+    // Busy first: a page not rendered does not use up the address's allowance.
     if (pagesInFlight >= MAX_PAGES_AT_ONCE) {
       send(res, 503, page('Busy', viewer, html`<p class="flash error" role="alert">The console is answering ${MAX_PAGES_AT_ONCE} pages already; try again in a second.</p>`), { 'retry-after': '1' });
       return true;
     }
+    const wait = pageLimit.take(client);
+    if (wait > 0) return tooMany(res, wait, 'Too many page requests from this address.'), true;
     pagesInFlight++;
     try {
       if (path === '/' || path === '/days') return await days(req, res, viewer, url), true;
