@@ -299,6 +299,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     problems.push(`WORKER_DEAD_AFTER_MS (${e.WORKER_DEAD_AFTER_MS}) must be at least three heartbeats (3 × WORKER_HEARTBEAT_MS = ${3 * e.WORKER_HEARTBEAT_MS}): a live worker would be declared dead`);
   }
   if (e.BANK_SIMULATOR && e.BANK_URL) problems.push('BANK_SIMULATOR=in-process and BANK_URL are both set: choose one bank');
+  if (e.METRICS_SNAPSHOT_MS < 1000) problems.push(`METRICS_SNAPSHOT_MS must be at least 1000 (a database read for /metrics at most once a second), got ${e.METRICS_SNAPSHOT_MS}`);
   const users: ConsoleUser[] = [
     ...(e.CONSOLE_TOKEN ? [{ name: 'operator', role: 'operator' as const, token: e.CONSOLE_TOKEN }] : []),
     ...(e.CONSOLE_VIEWER_TOKEN ? [{ name: 'viewer', role: 'viewer' as const, token: e.CONSOLE_VIEWER_TOKEN }] : []),

@@ -88,9 +88,10 @@ export function createConsole(o: ConsoleOptions): Console {
   const stamp = () => new Date().toISOString().replace('T', ' ').slice(0, 19) + ' UTC';
 
   /** Renders a page whose #live part refreshes; a live request gets that part only. */
-  async function render(req: http.IncomingMessage, res: http.ServerResponse, viewer: Viewer, title: string, build: (v: Viewer) => Promise<{ active: boolean; body: Html; after?: Html; before?: Html }>, status = 200) {
+  async function render(req: http.IncomingMessage, res: http.ServerResponse, viewer: Viewer, title: string, build: (v: Viewer) => Promise<{ active: boolean; body: Html; after?: Html; before?: Html; still?: boolean }>, status = 200) {
     const p = await build(viewer);
-    const region = live(p.active, p.body, stamp());
+    // A page that answers a form (the bank's balances) is not refreshed: a GET would not show them again.
+    const region = p.still ? html`<div id="answer">${p.body}<p class="live-at">as of ${stamp()}</p></div>` : live(p.active, p.body, stamp());
     if (req.headers['x-console-live'] === '1') return send(res, status, region);
     send(res, status, page(title, viewer, html`${p.before ?? ''}${region}${p.after ?? ''}`));
   }
@@ -145,6 +146,7 @@ export function createConsole(o: ConsoleOptions): Console {
         active: false,
         before: html`<h1>Retry ${date}${kind ? ` ${kind}` : ''}: dry run</h1>`,
         body: retryBody(date, kind, lines, viewer, { bank: Boolean(o.balance), asked: askBank }),
+        still: askBank,
       };
     });
 
