@@ -91,6 +91,7 @@ async function run(o: BenchOptions, say: (l: string) => void): Promise<Results> 
   if (results.P1) {
     pass.P1 = targets.p1(results.P1) && results.P1.simMaxInFlight <= results.P1.maxInFlight;
     pass['P1 loaded'] = targets.p1Loaded(results.P1) && results.P1.loaded.simMaxInFlight <= results.P1.maxInFlight;
+    if (results.P1.flood) pass['P1 flood'] = targets.p1Flood(results.P1) && results.P1.flood.simMaxInFlight <= results.P1.maxInFlight;
   }
   if (results.P2) pass.P2 = targets.p2(results.P2);
   if (results.P3) pass.P3 = targets.p3(results.P3);

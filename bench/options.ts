@@ -32,6 +32,7 @@ const schema = z
     large: z.boolean().default(false),
     json: z.boolean().default(false),
     profile: z.boolean().default(false),
+    flood: z.boolean().default(false),
   })
   .strict();
 
@@ -48,7 +49,7 @@ export type BenchOptions = Omit<z.output<typeof schema>, 'only'> & {
 };
 
 export const USAGE = `usage: npm run bench -- [--chunks N] [--latency-ms N] [--max-in-flight N] [--workers N] [--concurrency N]
-                        [--only P1,P2,P3,P4] [--large] [--json] [--profile]
+                        [--only P1,P2,P3,P4] [--large] [--json] [--profile] [--flood]
   --chunks N         chunks paid in P1 and P3, jobs in P3's no-op run (default 2000)
   --latency-ms N     bank latency L for P1/P2 (default 250; jitter 0)
   --max-in-flight N  in-flight cap M, on the simulator and BANK_MAX_IN_FLIGHT (default 50)
@@ -57,7 +58,8 @@ export const USAGE = `usage: npm run bench -- [--chunks N] [--latency-ms N] [--m
   --only LIST        figures to run (P2 needs P1's wall, so it brings P1 along)
   --large            P4 also at 10,000,000 accruals (minutes of seeding)
   --json             results as one JSON object on stdout; the prose goes to stderr
-  --profile          pg_stat_statements in the benchmark's own embedded Postgres: per-chunk statements and round trips`;
+  --profile          pg_stat_statements in the benchmark's own embedded Postgres: per-chunk statements and round trips
+  --flood            P1 also pays the day while 64 scrapers read one worker's /metrics and 64 signed-in readers load its console's page of the day (issue 23: target ≤ 1.10 of the quiet wall)`;
 
 /** Strict `--kebab-case` flags validated with zod; any problem is one BenchUsageError line. */
 export function parseOptions(argv: string[]): BenchOptions {
@@ -78,6 +80,7 @@ export function parseOptions(argv: string[]): BenchOptions {
         large: { type: 'boolean' },
         json: { type: 'boolean' },
         profile: { type: 'boolean' },
+        flood: { type: 'boolean' },
       },
     }).values;
   } catch (e) {

@@ -3,6 +3,7 @@ import { registered, stopSettleWorkers, TOKEN, WARMUP_CHUNKS, workerEnv, type Be
 import type { CpuSplit } from './cpu.js';
 import { fundSimulator } from './fixtures.js';
 import { runDay, type PayoutTiming } from './payday.js';
+import { FLOOD_CONSOLE_TOKEN, freePort, startFlood, type FloodCounts } from './flood.js';
 import { startCpuBurner, startSettleWorkers } from './procs.js';
 import { timedDay, type PayoutProfile } from './timed.js';
 
@@ -20,6 +21,16 @@ export interface P1Result extends PayoutTiming {
   /** Warnings/errors the workers logged during the timed run (job errors are retried with backoff). */
   problems: { count: number; top: string[] };
   profile?: PayoutProfile;
+  /** --flood: the same day again while 64 scrapers and 64 page readers hit worker 0's HTTP port (issue 23). */
+  flood?: {
+    confirmMs: number;
+    /** Its wall over the quiet run's (target ≤ 1.10). */
+    vsQuiet: number;
+    simMaxInFlight: number;
+    counts: FloodCounts;
+    cpu: CpuSplit;
+    problems: { count: number; top: string[] };
+  };
   /** The same day again with one CPU-bound process beside it (an operator's host is never idle). */
   loaded: {
     confirmMs: number;
@@ -44,12 +55,34 @@ export async function runP1(ctx: BenchContext): Promise<{ result: P1Result; sim:
     ctx.say(`P1: starting ${W} settle worker(s), concurrency ${concurrency} each, BANK_MAX_IN_FLIGHT=${M}, bank latency ${L} ms`);
     // Every worker shares one set of settings: this figure's cap, set on purpose (settle configure).
     await ctx.ctl.query(`select settlement.configure('Asia/Seoul', 100000, $1)`, [M]);
-    const workers = await startSettleWorkers(W, workerEnv(ctx, sim.url, M), registered(ctx));
+    // --flood: worker 0 serves /metrics and the console (signed in with the benchmark's token) on a port of its own.
+    const floodPort = ctx.o.flood ? await freePort() : undefined;
+    const env = (i: number) => ({
+      ...workerEnv(ctx, sim.url, M),
+      ...(floodPort !== undefined && i === 0 ? { HTTP_PORT: String(floodPort), CONSOLE_TOKEN: FLOOD_CONSOLE_TOKEN, CONSOLE_DATABASE_URL: ctx.payUrl } : {}),
+    });
+    const workers = await startSettleWorkers(W, env, registered(ctx));
     try {
       const warm = await runDay(ctx.ctl, ctx.nextDate(), WARMUP_CHUNKS, 120_000);
       ctx.say(`P1: warm-up day of ${WARMUP_CHUNKS} chunks paid in ${(warm.confirmMs / 1000).toFixed(2)} s`);
       const idealMs = Math.ceil(n / M) * L;
       const { timing, cpu, stats, profile, problems } = await timedDay(ctx, workers.map((w) => w.pid), sim, n, Math.max(120_000, idealMs * 20));
+      let flood: P1Result['flood'];
+      if (floodPort !== undefined) {
+        // The flood starts once the day is made (the readers load its page) and before it is paid.
+        let f: Awaited<ReturnType<typeof startFlood>> | undefined;
+        let day: Awaited<ReturnType<typeof timedDay>>;
+        let counts: FloodCounts = { scrapes: 0, scrapeErrors: 0, pages: 0, pagesLimited: 0, pageErrors: 0 };
+        try {
+          day = await timedDay(ctx, workers.map((w) => w.pid), sim, n, Math.max(120_000, idealMs * 20), async (date) => {
+            f = await startFlood(floodPort, date);
+          });
+        } finally {
+          if (f) counts = await f.stop();
+        }
+        ctx.say(`P1 flood: ${counts.scrapes} scrapes, ${counts.pages} pages (${counts.pagesLimited} told to wait) during the day`);
+        flood = { confirmMs: day.timing.confirmMs, vsQuiet: day.timing.confirmMs / timing.confirmMs, simMaxInFlight: day.stats.maxInFlight, counts, cpu: day.cpu, problems: day.problems };
+      }
       // The same day again beside one CPU-bound process, started and stopped here (its process group).
       const burner = startCpuBurner();
       let loadedDay: Awaited<ReturnType<typeof timedDay>>;
@@ -72,6 +105,7 @@ export async function runP1(ctx: BenchContext): Promise<{ result: P1Result; sim:
         cpu,
         problems,
         ...(profile ? { profile } : {}),
+        ...(flood ? { flood } : {}),
         loaded: {
           confirmMs: loadedDay.timing.confirmMs,
           ratio: loadedDay.timing.confirmMs / idealMs,

@@ -84,8 +84,8 @@ async function until(child: Child, what: string, ready: () => Promise<boolean> |
  * line is not printed, so readiness is its heartbeat row in settlement.workers
  * (written just before that line).
  */
-export async function startSettleWorkers(n: number, env: Record<string, string>, registered: (pid: number) => Promise<boolean>): Promise<Child[]> {
-  const children = Array.from({ length: n }, () => start([CLI, 'worker'], env));
+export async function startSettleWorkers(n: number, env: Record<string, string> | ((i: number) => Record<string, string>), registered: (pid: number) => Promise<boolean>): Promise<Child[]> {
+  const children = Array.from({ length: n }, (_, i) => start([CLI, 'worker'], typeof env === 'function' ? env(i) : env));
   await Promise.all(children.map((c) => until(c, 'settle worker', () => registered(c.pid))));
   return children;
 }

@@ -16,6 +16,7 @@ const head = (label: string, figure: string, target: string, ok: boolean) => `${
 export const targets = {
   p1: (r: P1Result) => r.ratio <= 1.05,
   p1Loaded: (r: P1Result) => r.loaded.ratio <= 1.1,
+  p1Flood: (r: P1Result) => r.flood === undefined || r.flood.vsQuiet <= 1.1,
   p2: (r: P2Result) => r.speedup >= r.target,
   p3: (r: P3Result) => r.ratio >= 0.5,
   p4Time: (r: RecordRun) => r.recordSec <= 2,
@@ -46,6 +47,17 @@ export function p1Lines(r: P1Result): string[] {
     ...problemLines(r.problems),
   ];
   if (r.profile) lines.push(...profileLines(r.profile));
+  if (r.flood) {
+    const f = r.flood;
+    lines.push(
+      head('P1 under a read flood / quiet P1', f.vsQuiet.toFixed(3), '≤ 1.10', targets.p1Flood(r)),
+      `   the same ${r.chunks} chunks while 64 scrapers read worker 0's /metrics and 64 signed-in readers load its console page of the day: ` +
+        `wall ${s(f.confirmMs)} vs quiet ${s(r.confirmMs)}; bank in flight at most ${f.simMaxInFlight} (cap ${r.maxInFlight}); ` +
+        `${int(f.counts.scrapes)} scrapes (${f.counts.scrapeErrors} failed), ${int(f.counts.pages)} pages (${int(f.counts.pagesLimited)} told to wait, ${f.counts.pageErrors} failed)`,
+      cpuLine(f.cpu, f.confirmMs, r.chunks, 'chunk') + ' — "bench" includes the 128 flooding clients',
+      ...problemLines(f.problems),
+    );
+  }
   const l = r.loaded;
   const loadedCapOk = l.simMaxInFlight <= r.maxInFlight;
   lines.push(

@@ -19,10 +19,11 @@ export interface PayoutProfile {
 }
 
 /** Runs one timed day through already-running workers, with CPU and (optionally) statement accounting. */
-export async function timedDay(ctx: BenchContext, workerPids: number[], sim: BankSimulator, n: number, timeoutMs: number) {
+export async function timedDay(ctx: BenchContext, workerPids: number[], sim: BankSimulator, n: number, timeoutMs: number, beforePay?: (date: string) => Promise<void>) {
   await waitIdle(ctx.ctl);
   const date = ctx.nextDate();
   await prepareDay(ctx.ctl, date, n);
+  if (beforePay) await beforePay(date);
   await fetch(`${sim.url}/_sim/reset-stats`, { method: 'POST', body: '{}' });
   if (ctx.db.statements) await resetStatements(ctx.ctl);
   takeProblems(); // the warm-up's are not this run's

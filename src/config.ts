@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { APIS, apiSvcEnvName, DEFAULT_API_SVC_CD, type ApiNm, type ApiSvcCodes } from './nh/contract.js';
 
@@ -149,11 +150,65 @@ export const envSchema = z.object({
     .transform((v, ctx) => {
       if (v === undefined || v === '') return undefined;
       if (!/^[\x21-\x7e]{16,200}$/.test(v)) {
-        ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'CONSOLE_TOKEN must be 16-200 printable characters without spaces (it enables the console\'s actions)' });
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'CONSOLE_TOKEN must be 16-200 printable characters without spaces (the operator\'s sign-in to the console)' });
         return z.NEVER;
       }
       return v;
     }),
+  CONSOLE_VIEWER_TOKEN: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return undefined;
+      if (!/^[\x21-\x7e]{16,200}$/.test(v)) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'CONSOLE_VIEWER_TOKEN must be 16-200 printable characters without spaces (it lets a person read the console)' });
+        return z.NEVER;
+      }
+      return v;
+    }),
+  CONSOLE_USERS: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === '') return [];
+      const users: ConsoleUser[] = [];
+      for (const entry of v.split(',').map((x) => x.trim()).filter((x) => x !== '')) {
+        const m = /^([a-z][a-z0-9_.-]{0,39}):(viewer|operator):([\x21-\x2b\x2d-\x7e]{16,200})$/.exec(entry);
+        if (!m) {
+          // Never echo the entry: it holds a secret.
+          ctx.addIssue({ code: z.ZodIssueCode.custom, message: `CONSOLE_USERS entry ${users.length + 1} must be name:role:token (name: a-z, 0-9, _ . -, up to 40; role: viewer or operator; token: 16-200 printable characters, no space or comma)` });
+          return z.NEVER;
+        }
+        users.push({ name: m[1]!, role: m[2] as ConsoleRole, token: m[3]! });
+      }
+      return users;
+    }),
+  CONSOLE_HOST: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const h = v === undefined || v.trim() === '' ? '127.0.0.1' : v.trim().replace(/^\[(.*)\]$/, '$1');
+      if (h !== 'localhost' && isIP(h) === 0) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `CONSOLE_HOST must be an IP address the console answers on (127.0.0.1, 0.0.0.0, ::, 10.1.2.3, ...) or localhost, got "${v}"` });
+        return z.NEVER;
+      }
+      return h === 'localhost' ? '127.0.0.1' : h;
+    }),
+  CONSOLE_HOSTNAMES: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === '') return [];
+      const names = v.split(',').map((x) => x.trim().toLowerCase()).filter((x) => x !== '');
+      for (const n of names) {
+        if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(n) || n.length > 253) {
+          ctx.addIssue({ code: z.ZodIssueCode.custom, message: `CONSOLE_HOSTNAMES must be host names separated by commas (exact names, no wildcard, no port), got "${n}"` });
+          return z.NEVER;
+        }
+      }
+      return names;
+    }),
+  METRICS_SNAPSHOT_MS: positiveIntFromEnv('METRICS_SNAPSHOT_MS', 5_000, 600_000),
   CONSOLE_DATABASE_URL: optionalUrl('CONSOLE_DATABASE_URL', ['postgres:', 'postgresql:']),
   ALERT_TIMEOUT_MS: positiveIntFromEnv('ALERT_TIMEOUT_MS', 10_000, 600_000),
   HTTP_PORT: z
@@ -198,11 +253,30 @@ export interface Config {
   /** ALERT_WEBHOOK_URL (Slack-compatible: POST {"text": ...}); unset = alerts are recorded, not sent. */
   alerts: { webhookUrl: string | undefined; timeoutMs: number };
   /**
-   * The web console (src/console). token: CONSOLE_TOKEN (secret); unset = the
-   * console is read-only. databaseUrl: CONSOLE_DATABASE_URL, the login it reads
-   * (and acts) with; unset = DATABASE_URL (embedded: a settlement_operator login).
+   * The web console (src/console): every page needs a sign-in. databaseUrl:
+   * CONSOLE_DATABASE_URL, the login it reads (and acts) with; unset =
+   * DATABASE_URL (embedded: a settlement_operator login).
    */
-  console: { token: string | undefined; databaseUrl: string | undefined };
+  console: {
+    /** Who may sign in: CONSOLE_TOKEN (operator "operator"), CONSOLE_VIEWER_TOKEN (viewer "viewer"), CONSOLE_USERS. Empty: the console is off. */
+    users: ConsoleUser[];
+    databaseUrl: string | undefined;
+    /** CONSOLE_HOST: the local address the console answers on (default 127.0.0.1: loopback connections only; 0.0.0.0 or :: = any, on purpose). */
+    host: string;
+    /** CONSOLE_HOSTNAMES: names a request's Host may carry besides localhost and the address it reached. */
+    hostnames: string[];
+  };
+  /** METRICS_SNAPSHOT_MS: /metrics reads the database at most once per this period, however many scrape. */
+  metricsSnapshotMs: number;
+}
+
+export type ConsoleRole = 'viewer' | 'operator';
+/** A person who may sign in to the console; `name` goes into the audit of their actions. */
+export interface ConsoleUser {
+  name: string;
+  role: ConsoleRole;
+  /** Secret: never logged or shown. */
+  token: string;
 }
 
 export class ConfigError extends Error {
@@ -225,6 +299,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     problems.push(`WORKER_DEAD_AFTER_MS (${e.WORKER_DEAD_AFTER_MS}) must be at least three heartbeats (3 × WORKER_HEARTBEAT_MS = ${3 * e.WORKER_HEARTBEAT_MS}): a live worker would be declared dead`);
   }
   if (e.BANK_SIMULATOR && e.BANK_URL) problems.push('BANK_SIMULATOR=in-process and BANK_URL are both set: choose one bank');
+  if (e.METRICS_SNAPSHOT_MS < 1000) problems.push(`METRICS_SNAPSHOT_MS must be at least 1000 (a database read for /metrics at most once a second), got ${e.METRICS_SNAPSHOT_MS}`);
+  const users: ConsoleUser[] = [
+    ...(e.CONSOLE_TOKEN ? [{ name: 'operator', role: 'operator' as const, token: e.CONSOLE_TOKEN }] : []),
+    ...(e.CONSOLE_VIEWER_TOKEN ? [{ name: 'viewer', role: 'viewer' as const, token: e.CONSOLE_VIEWER_TOKEN }] : []),
+    ...e.CONSOLE_USERS,
+  ];
+  if (new Set(users.map((u) => u.name)).size !== users.length) problems.push('console users must have distinct names (CONSOLE_TOKEN is "operator", CONSOLE_VIEWER_TOKEN is "viewer")');
+  if (new Set(users.map((u) => u.token)).size !== users.length) problems.push('console users must have distinct tokens (a token names one person)');
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     databaseUrl: e.DATABASE_URL,
@@ -247,6 +329,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     httpPort: e.HTTP_PORT,
     httpHost: e.HTTP_HOST,
     alerts: { webhookUrl: e.ALERT_WEBHOOK_URL, timeoutMs: e.ALERT_TIMEOUT_MS },
-    console: { token: e.CONSOLE_TOKEN, databaseUrl: e.CONSOLE_DATABASE_URL },
+    console: { users, databaseUrl: e.CONSOLE_DATABASE_URL, host: e.CONSOLE_HOST, hostnames: e.CONSOLE_HOSTNAMES },
+    metricsSnapshotMs: e.METRICS_SNAPSHOT_MS,
   };
 }

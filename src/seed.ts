@@ -173,7 +173,9 @@ export async function registerAtSimulator(db: DatabasePool, bankUrl: string): Pr
   for (let i = 0; i < loans.length; i += 5000) {
     const got = await admin.registerFinAccounts(loans.slice(i, i + 5000).map((l) => ({ bncd: l.bank_code, acno: l.account_no })));
     const today = new Date().toISOString().slice(0, 10).replaceAll('-', '');
-    for (const g of got) await recordFinAccount(db, g.acno, g.finAcno, today);
+    for (const g of got) {
+      if ((await recordFinAccount(db, g.acno, g.finAcno, today)) === undefined) throw new SeedError(`loan account ${g.acno.slice(-4).padStart(g.acno.length, '*')} is held by another session (an open transaction): its FinAcno was not stored`);
+    }
   }
   return loans.length;
 }

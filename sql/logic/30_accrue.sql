@@ -5,6 +5,66 @@
 -- read back, ST003 amount <= 0, ST030 over settlement.limits' maximum, ST031
 -- a date outside the accepted window, ST002 an unknown loan account, ST004 a
 -- source_ref used before with other values.
+-- Bounds an ingest session's transaction (limits.ingest_idle_timeout, ingest_lock_timeout).
+create or replace function settlement.bound_ingest_transaction() returns void
+language plpgsql as $$
+declare
+  v_idle interval;
+  v_lock interval;
+  v_cur interval;
+begin
+  select ingest_idle_timeout, ingest_lock_timeout into v_idle, v_lock from settlement.limits where id;
+  v_cur := current_setting('idle_in_transaction_session_timeout')::interval;
+  if v_cur = '0' or v_cur > v_idle then
+    perform set_config('idle_in_transaction_session_timeout', (extract(epoch from v_idle) * 1000)::bigint::text, true);
+  end if;
+  v_cur := current_setting('lock_timeout')::interval;
+  if v_cur = '0' or v_cur > v_lock then
+    perform set_config('lock_timeout', (extract(epoch from v_lock) * 1000)::bigint::text, true);
+  end if;
+end $$;
+comment on function settlement.bound_ingest_transaction is 'accrue: bounds the caller''s transaction (settlement.limits.ingest_idle_timeout, ingest_lock_timeout), transaction-local.';
+
+-- The chunks one more accrual adds to its (day, kind), and the day's total
+-- with it; raises ST033 (nothing recorded) if that is over the limit. Called
+-- by accrue after its insert (p_new_id: the row just inserted, not counted
+-- in the account's sum). Accruals of one (day, kind, loan account) are
+-- counted one transaction at a time (an advisory lock until commit).
+create or replace function settlement.count_accrual_chunks(p_new_id bigint, p_settle date, p_kind settlement.kind, p_account text, p_amount bigint)
+returns void
+language plpgsql as $$
+declare
+  v_per_call bigint;
+  v_max integer;
+  v_sum bigint;
+  v_delta bigint;
+  v_chunks bigint;
+begin
+  perform pg_advisory_xact_lock(21334, hashtext(format('%s|%s|%s', p_settle, p_kind, p_account)));
+  select per_call_limit into v_per_call from settlement.config where id;
+  select max_chunks_per_day into v_max from settlement.limits where id;
+  select coalesce(sum(a.amount), 0) into v_sum from settlement.accruals a
+  where a.settle_date = p_settle and a.kind = p_kind and a.account_no = p_account and a.id <> p_new_id;
+  v_delta := ceil((v_sum::numeric + p_amount) / v_per_call)::bigint - ceil(v_sum::numeric / v_per_call)::bigint;
+  if v_delta = 0 then
+    return;
+  end if;
+  insert into settlement.day_chunk_counts (settle_date, kind, chunks)
+  select p_settle, p_kind, coalesce(sum(ceil(x.s::numeric / v_per_call)), 0)::bigint
+  from (select sum(a.amount) as s from settlement.accruals a
+        where a.settle_date = p_settle and a.kind = p_kind and a.id <> p_new_id group by a.account_no) x
+  on conflict do nothing;
+  update settlement.day_chunk_counts c set chunks = c.chunks + v_delta
+  where c.settle_date = p_settle and c.kind = p_kind
+  returning c.chunks into v_chunks;
+  if v_chunks > v_max then
+    perform settlement.raise_error('ST033', format(
+      'accrue: %s KRW on loan account ****%s would take %s %s to %s payout chunks (at %s KRW per call), over settlement.limits.max_chunks_per_day %s: refused, nothing recorded (every other accrual of the day is paid)',
+      p_amount, right(p_account, 4), p_settle, p_kind, v_chunks, v_per_call, v_max));
+  end if;
+end $$;
+comment on function settlement.count_accrual_chunks is 'accrue: keeps settlement.day_chunk_counts; ST033 when an accrual would take its (day, kind) over limits.max_chunks_per_day.';
+
 create or replace function settlement.accrue(
   source_ref text, account_no text, kind settlement.kind, amount bigint, occurred_at timestamptz
 ) returns bigint
@@ -17,6 +77,7 @@ declare
   v_settle date;
   v_state settlement.stage_state;
 begin
+  perform settlement.bound_ingest_transaction();
   if source_ref is null or account_no is null or kind is null or amount is null or occurred_at is null then
     perform settlement.raise_error('ST001', 'accrue: source_ref, account_no, kind, amount and occurred_at are all required');
   end if;
@@ -74,10 +135,12 @@ begin
     -- A concurrent call with the same source_ref won the race: compare with it.
     return settlement.accrue(source_ref, account_no, kind, amount, occurred_at);
   end if;
+  perform settlement.count_accrual_chunks(v_id, v_settle, accrue.kind, accrue.account_no, accrue.amount);
   return v_id;
 end $$;
-comment on function settlement.accrue is 'Ingests one accrual. Idempotent on source_ref. Errors: ST001 missing field, ST002 unknown loan account, ST003 amount <= 0, ST004 source_ref reused with other values, '
-  'ST030 amount over settlement.limits.max_accrual_amount, ST031 date outside the accepted window, ST032 unreadable source_ref.';
+comment on function settlement.accrue is
+  'Ingests one accrual. Idempotent on source_ref. Bounds its transaction (limits.ingest_idle_timeout, ingest_lock_timeout). Errors: ST001 missing field, ST002 unknown loan account, ST003 amount <= 0, ST004 source_ref reused with other values, '
+  'ST030 amount over settlement.limits.max_accrual_amount, ST031 date outside the accepted window, ST032 unreadable source_ref, ST033 the (day, kind) would need more than limits.max_chunks_per_day payout chunks.';
 
 ------------------------------------------------------------------------------
 -- History that cannot be rewritten: accruals, entries and attempts refuse

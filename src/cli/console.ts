@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { createNhBankClient } from '../bank/client.js';
-import type { Config } from '../config.js';
-import { serveConsole } from '../console/mount.js';
+import { ConfigError, type Config } from '../config.js';
+import { consoleOff, serveConsole } from '../console/mount.js';
 import type { Logger } from '../log.js';
 import { onShutdown, openDatabase } from '../runtime.js';
 import { parseCommand } from './args.js';
@@ -14,6 +14,8 @@ import { parseCommand } from './args.js';
  */
 export async function cmdConsole(argv: string[], config: Config, logger: Logger) {
   parseCommand(argv, {}, z.object({}).strict());
+  const off = consoleOff(config);
+  if (off) throw new ConfigError([`settle console: ${off}; set CONSOLE_TOKEN (an operator), CONSOLE_VIEWER_TOKEN (a viewer) or CONSOLE_USERS (name:role:token, ...)`]);
   const database = await openDatabase(config, logger);
   const bank = config.bank.url
     ? createNhBankClient({ baseUrl: config.bank.url, iscd: config.bank.iscd, fintechApsno: config.bank.fintechApsno, accessToken: config.bank.accessToken, perCallLimit: config.bank.perCallLimit, timeoutMs: config.bank.timeoutMs, retries: 1, maxRetryTimeMs: config.bank.timeoutMs })

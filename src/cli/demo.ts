@@ -86,13 +86,14 @@ export async function cmdDemo(argv: string[], config: Config, logger: Logger) {
     worker = await startWorker({ config: workerConfig, databaseUrl: workerUrl, bankUrl: sim.url, logger, crontab: '' });
     // The web console on the demo's database (an operator login), so a newcomer can watch and act.
     const consoleUrl = await ensureLoginRole(demoUrl, EMBEDDED_CONSOLE_LOGIN).catch(() => demoUrl);
-    const token = config.console.token ?? randomBytes(12).toString('hex');
-    const consoleConfig: Config = { ...config, console: { token, databaseUrl: consoleUrl } };
+    // No console user configured: a one-time operator token for this demo, printed below.
+    const token = config.console.users.length > 0 ? undefined : randomBytes(12).toString('hex');
+    const consoleConfig: Config = { ...config, console: { ...config.console, users: token ? [{ name: 'demo', role: 'operator', token }] : config.console.users, databaseUrl: consoleUrl } };
     const consoleBank = worker.bank;
     web = await serveConsole({ config: consoleConfig, logger, host: config.httpHost, port: config.httpPort, bank: consoleBank }).catch(() =>
       // The port is taken (a worker runs on this host): any free port.
       serveConsole({ config: consoleConfig, logger, host: config.httpHost, port: 0, bank: consoleBank }));
-    console.log(`console: ${web.url}${config.console.token ? ' (sign in with CONSOLE_TOKEN to act)' : ` (sign in with token ${token} to act)`}${keep ? '' : '; --keep leaves it running after the demo'}`);
+    console.log(`console: ${web.url}${token ? ` (sign in with the token ${token}, made for this demo)` : ' (sign in with your console token)'}${keep ? '' : '; --keep leaves it running after the demo'}`);
     await enqueueStage(db, 'record', date, null);
 
     const deadline = Date.now() + timeoutS * 1000;

@@ -23,7 +23,7 @@ run also writes the shared settings (SETTLEMENT_TIMEZONE, BANK_PER_CALL_LIMIT, B
   ['configure', 'configure [--reason R]', 'write the shared settings from this environment (workers with others refuse to start)'],
   ['worker', 'worker [--concurrency N]', `run a worker process (tasks + crontab); SIGTERM/SIGINT stop it gracefully;
 serves /healthz, /readyz, /metrics and the web console on HTTP_HOST:HTTP_PORT`],
-  ['console', 'console', 'serve the web console alone on HTTP_HOST:HTTP_PORT (actions need CONSOLE_TOKEN)'],
+  ['console', 'console', 'serve the web console alone on HTTP_HOST:HTTP_PORT (needs CONSOLE_TOKEN, CONSOLE_VIEWER_TOKEN or CONSOLE_USERS)'],
   ['bank-sim', `bank-sim [--port N] [--host H] [--admin-token T] [--record-requests] [--latency-ms N] [--jitter-ms N] [--max-in-flight N] [--per-call-limit KRW]
          [--access-token T] [--seed N] [--fail-before-rate R] [--timeout-after-rate R]
          [--drop-rate R] [--slow-rate R] [--malformed-rate R]`, 'run the NH Developers bank simulator (rates 0..1)'],

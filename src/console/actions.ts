@@ -1,15 +1,17 @@
 import type http from 'node:http';
-import { sql } from 'slonik';
+import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { toSettlementError } from '../db/errors.js';
 import { asOperator, pause, resume, retryDay } from '../db/operations.js';
 import { dateSchema, kindSchema } from '../domain.js';
-import { clearCookie, sameOrigin, sameSecret, sessionCookie, type Sessions } from './auth.js';
+import { clearCookie, sameOrigin, sameSecret, sessionCookie, userOfToken, type createThrottle, type Session, type Sessions } from './auth.js';
 import { stageNames } from './data.js';
-import { html, type Html } from './html.js';
+import { html, maskDigits, type Html } from './html.js';
 import { page } from './layout.js';
 import { loginPage, safeNext } from './page-login.js';
 import type { ConsoleOptions } from './options.js';
+
+type Throttle = ReturnType<typeof createThrottle>;
 
 const MAX_FORM_BYTES = 16 * 1024;
 const reason = z.string().trim().min(1, 'a reason is required (it is recorded in the audit)').max(1000, 'the reason is at most 1000 characters');
@@ -42,37 +44,40 @@ async function readForm(req: http.IncomingMessage): Promise<URLSearchParams> {
  */
 export function actionRoutes(o: ConsoleOptions & {
   sessions: Sessions;
+  throttle: Throttle;
   send: (res: http.ServerResponse, status: number, body: Html | string, headers?: Record<string, string>) => void;
   explain: (e: unknown) => string;
 }) {
-  const { db, sessions, send, logger } = o;
+  const { db, sessions, throttle, send, logger } = o;
   const refusedPage = (status: number, text: string) =>
-    page('Refused', { actionsOn: Boolean(o.token), here: '/' }, html`<h1>Refused</h1><p class="flash error" role="alert" id="refused">${text}</p><p><a href="/">Back to the days</a></p>`);
+    page('Refused', { here: '/' }, html`<h1>Refused</h1><p class="flash error" role="alert" id="refused">${text}</p><p><a href="/">Back to the days</a></p>`);
+  /** The operator function runs in one transaction whose audit names the person: application_name settle-console:<name>. */
+  const audited = <T>(s: Session, reason: string, fn: (q: CommonQueryMethods) => Promise<T>) => asOperator(db, reason, fn, { applicationName: `settle-console:${s.user.name}` });
 
-  const ops: Record<string, (f: URLSearchParams) => Promise<{ back: string; text: string }>> = {
-    async retry(f) {
+  const ops: Record<string, (f: URLSearchParams, s: Session) => Promise<{ back: string; text: string }>> = {
+    async retry(f, s) {
       const p = z.object({ date: dateSchema, kind: optionalKind, reason }).parse(Object.fromEntries(f));
-      const r = await asOperator(db, p.reason, (q) => retryDay(q, p.date, p.kind ?? null));
+      const r = await audited(s, p.reason, (q) => retryDay(q, p.date, p.kind ?? null));
       const n = r.reduce((a, x) => a + x.retried, 0);
       return {
         back: `/day/${p.date}`,
         text: r.length === 0 ? `Nothing failed for good on ${p.date}${p.kind ? ` ${p.kind}` : ''}: nothing was retried.` : `Re-enqueued ${n} failed transfer(s) for ${p.date}: ${r.map((x) => `${x.kind} ${x.retried}`).join(', ')}.`,
       };
     },
-    async pause(f) {
+    async pause(f, s) {
       const p = z.object({ kind: optionalKind, reason }).parse(Object.fromEntries(f));
-      const fresh = await asOperator(db, p.reason, (q) => pause(q, p.kind ?? null, p.reason));
+      const fresh = await audited(s, p.reason, (q) => pause(q, p.kind ?? null, p.reason));
       return { back: '/workers', text: `${fresh ? 'Paused' : 'Already paused'}: bank calls for ${p.kind ?? 'every kind'} (calls in flight finish).` };
     },
-    async resume(f) {
+    async resume(f, s) {
       const p = z.object({ kind: optionalKind, reason }).parse(Object.fromEntries(f));
-      const n = await asOperator(db, p.reason, (q) => resume(q, p.kind ?? null));
+      const n = await audited(s, p.reason, (q) => resume(q, p.kind ?? null));
       return { back: '/workers', text: `Resumed ${n} pause(s) of ${p.kind ?? 'every kind'}.` };
     },
-    async enqueue(f) {
+    async enqueue(f, s) {
       const stages = await stageNames(db);
-      const p = z.object({ date: dateSchema, kind: optionalKind, stage: z.string().refine((s) => stages.includes(s), 'unknown stage'), reason }).parse(Object.fromEntries(f));
-      const n = await asOperator(db, p.reason, (q) =>
+      const p = z.object({ date: dateSchema, kind: optionalKind, stage: z.string().refine((x) => stages.includes(x), 'unknown stage'), reason }).parse(Object.fromEntries(f));
+      const n = await audited(s, p.reason, (q) =>
         q.oneFirst(sql.type(z.object({ n: z.number() }))`select settlement.enqueue_stage(${p.stage}::settlement.stage, ${p.date}::date, ${p.kind ?? null}::settlement.kind) as n`),
       );
       return { back: `/day/${p.date}`, text: `Enqueued ${n} ${p.stage} job(s) for ${p.date} ${p.kind ?? 'every kind'}.` };
@@ -80,51 +85,87 @@ export function actionRoutes(o: ConsoleOptions & {
   };
 
   async function login(req: http.IncomingMessage, res: http.ServerResponse) {
+    const client = req.socket.remoteAddress ?? '?';
+    const viewer = { here: '/login' };
+    const wait = throttle.wait(client);
+    if (wait > 0) {
+      // Refused without looking at the token: guessing costs time.
+      const s = Math.ceil(wait / 1000);
+      logger.warn({ event: 'console:login_throttled', remote: client, wait_s: s }, 'console sign-in refused: too many wrong tokens from this address');
+      req.resume();
+      return send(res, 429, loginPage(viewer, '/', `Too many wrong tokens from this address: try again in ${s} s.`), { 'retry-after': String(s) });
+    }
     const f = await readForm(req);
-    const viewer = { actionsOn: Boolean(o.token), here: '/login' };
-    if (!o.token) return send(res, 403, loginPage(viewer, '/', undefined));
-    if (!sameSecret(f.get('token') ?? '', o.token)) {
-      logger.warn({ event: 'console:login_refused', remote: req.socket.remoteAddress }, 'console sign-in with a wrong token');
+    const user = userOfToken(o.users, f.get('token') ?? '');
+    if (!user) {
+      throttle.failed(client);
+      logger.warn({ event: 'console:login_refused', remote: client }, 'console sign-in with a wrong token');
       return send(res, 401, loginPage(viewer, f.get('next') ?? '/', 'Wrong token.'));
     }
-    const s = sessions.create();
-    logger.info({ event: 'console:login', remote: req.socket.remoteAddress }, 'console sign-in');
+    throttle.succeeded(client);
+    const s = sessions.create(user);
+    logger.info({ event: 'console:login', remote: client, user: user.name, role: user.role }, `console sign-in: ${user.name} (${user.role})`);
     res.writeHead(303, { location: safeNext(f.get('next')), 'set-cookie': sessionCookie(s), 'cache-control': 'no-store' }).end();
   }
 
-  return async (req: http.IncomingMessage, res: http.ServerResponse, path: string): Promise<void> => {
+  /**
+   * A form post that needs an operator: from this console's pages, with a
+   * session, the operator role and the session's CSRF token. Answers the
+   * refusal itself and returns undefined, or returns the session and form.
+   */
+  async function operatorPost(req: http.IncomingMessage, res: http.ServerResponse, path: string): Promise<{ session: Session; form: URLSearchParams } | undefined> {
     try {
-      if (!o.token) throw new Refused(403, 'Actions are off: this console has no CONSOLE_TOKEN, so it is read-only. Set CONSOLE_TOKEN to enable retry, pause, resume and enqueue.');
       if (!sameOrigin(req)) throw new Refused(403, 'Refused: the request did not come from this console\'s own pages (origin check).');
-      if (path === '/login') return await login(req, res);
       const session = sessions.get(req);
-      if (!session) throw new Refused(401, 'Refused: sign in with the console token first (actions need it).');
-      const f = await readForm(req);
-      if (!sameSecret(f.get('csrf') ?? '', session.csrf)) throw new Refused(403, 'Refused: the form\'s CSRF token does not match this session (reload the page and try again).');
-      if (path === '/logout') {
-        sessions.drop(session);
-        return void res.writeHead(303, { location: '/', 'set-cookie': clearCookie() }).end();
-      }
-      const op = ops[path.slice('/actions/'.length)];
-      if (!op) throw new Refused(404, 'No such action.');
-      try {
-        const r = await op(f);
-        session.flash = { kind: 'ok', text: r.text };
-        logger.info({ event: 'console:action', action: path, outcome: 'done' }, r.text);
-        res.writeHead(303, { location: r.back, 'cache-control': 'no-store' }).end();
-      } catch (e) {
-        const text = e instanceof z.ZodError ? e.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') : o.explain(toSettlementError(e));
-        session.flash = { kind: 'error', text: `Not done: ${text}` };
-        logger.warn({ event: 'console:action', action: path, outcome: 'refused', err: text }, 'console action not done');
-        const back = safeNext(refererPath(req));
-        res.writeHead(303, { location: back, 'cache-control': 'no-store' }).end();
-      }
+      if (!session) throw new Refused(401, 'Refused: sign in first (every page and action needs it).');
+      const form = await readForm(req);
+      if (!sameSecret(form.get('csrf') ?? '', session.csrf)) throw new Refused(403, 'Refused: the form\'s CSRF token does not match this session (reload the page and try again).');
+      if (session.user.role !== 'operator' && path !== '/logout') throw new Refused(403, `Refused: ${session.user.name} is a viewer; this needs an operator.`);
+      return { session, form };
     } catch (e) {
       if (!(e instanceof Refused)) throw e;
       logger.warn({ event: 'console:refused', path, status: e.status, remote: req.socket.remoteAddress }, e.message);
       send(res, e.status, refusedPage(e.status, e.message));
+      return undefined;
+    }
+  }
+
+  const handler = async (req: http.IncomingMessage, res: http.ServerResponse, path: string): Promise<void> => {
+    if (path === '/login') {
+      if (!sameOrigin(req)) {
+        logger.warn({ event: 'console:refused', path, status: 403, remote: req.socket.remoteAddress }, 'cross-site sign-in');
+        return send(res, 403, refusedPage(403, 'Refused: the request did not come from this console\'s own pages (origin check).'));
+      }
+      try {
+        return await login(req, res);
+      } catch (e) {
+        if (!(e instanceof Refused)) throw e;
+        return send(res, e.status, refusedPage(e.status, e.message));
+      }
+    }
+    const post = await operatorPost(req, res, path);
+    if (!post) return;
+    const { session, form: f } = post;
+    if (path === '/logout') {
+      sessions.drop(session);
+      return void res.writeHead(303, { location: '/login', 'set-cookie': clearCookie() }).end();
+    }
+    const op = ops[path.slice('/actions/'.length)];
+    if (!op) return send(res, 404, refusedPage(404, 'No such action.'));
+    try {
+      const r = await op(f, session);
+      session.flash = { kind: 'ok', text: r.text };
+      logger.info({ event: 'console:action', action: path, outcome: 'done', user: session.user.name }, r.text);
+      res.writeHead(303, { location: r.back, 'cache-control': 'no-store' }).end();
+    } catch (e) {
+      const text = e instanceof z.ZodError ? e.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') : maskDigits(o.explain(toSettlementError(e)));
+      session.flash = { kind: 'error', text: `Not done: ${text}` };
+      logger.warn({ event: 'console:action', action: path, outcome: 'refused', user: session.user.name, err: text }, 'console action not done');
+      const back = safeNext(refererPath(req));
+      res.writeHead(303, { location: back, 'cache-control': 'no-store' }).end();
     }
   };
+  return Object.assign(handler, { operatorPost });
 }
 
 function refererPath(req: http.IncomingMessage): string | undefined {

@@ -81,7 +81,10 @@ export const CONSOLE_JS = `(function () {
   function refresh() {
     if (document.hidden) return schedule();
     fetch(location.pathname + location.search, { headers: { 'X-Console-Live': '1' }, credentials: 'same-origin', cache: 'no-store' })
-      .then(function (res) { return res.ok ? res.text() : Promise.reject(new Error('HTTP ' + res.status)); })
+      .then(function (res) {
+        if (res.status === 401) { location.href = '/login?next=' + encodeURIComponent(location.pathname + location.search); return Promise.reject(new Error('signed out')); }
+        return res.ok ? res.text() : Promise.reject(new Error('HTTP ' + res.status));
+      })
       .then(function (text) {
         var live = document.getElementById('live');
         var doc = new DOMParser().parseFromString(text, 'text/html');

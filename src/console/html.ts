@@ -36,6 +36,9 @@ export function maskAccount(s: string | null | undefined): string {
   return s.length <= 4 ? '****' : `****${s.slice(-4)}`;
 }
 
+/** Every run of 10 or more digits (an account number, a FinAcno) shown by its last four only: for text we did not build (an error's message). */
+export const maskDigits = (s: string): string => s.replace(/\d{10,}/g, (d) => maskAccount(d));
+
 /** Keys of a JSON row (audit args, reconciliation lines) that hold account numbers. */
 const ACCOUNT_KEY = /(account|acno|fin_acno|from|to)$/i;
 

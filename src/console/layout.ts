@@ -2,21 +2,21 @@ import { html, type Html } from './html.js';
 
 /** What every page needs to know about who is looking. */
 export interface Viewer {
-  /** CONSOLE_TOKEN is set: actions exist. */
-  actionsOn: boolean;
-  /** Signed in with the token; csrf is the session's token for action forms. */
+  /** Signed in (every page but the sign-in page needs it): the person's name and role. */
+  user?: { name: string; role: 'viewer' | 'operator' };
+  /** The session's token for action forms. */
   csrf?: string;
   /** The path (and query) of this page, for sign-in redirects. */
   here: string;
   flash?: { kind: 'ok' | 'error'; text: string };
 }
 
+export const canAct = (v: Viewer): boolean => v.user?.role === 'operator' && Boolean(v.csrf);
+
 export function page(title: string, viewer: Viewer, body: Html): Html {
-  const mode = !viewer.actionsOn
-    ? html`<span class="mode">read-only (no CONSOLE_TOKEN)</span>`
-    : viewer.csrf
-      ? html`<span class="mode">signed in: actions on · <form class="inline" method="post" action="/logout"><input type="hidden" name="csrf" value="${viewer.csrf}"><button type="submit">sign out</button></form></span>`
-      : html`<span class="mode">read-only · <a href="/login?next=${encodeURIComponent(viewer.here)}">sign in to act</a></span>`;
+  const mode = viewer.user
+    ? html`<span class="mode">${viewer.user.name} (${viewer.user.role === 'operator' ? 'operator: reads and acts' : 'viewer: reads only'})${viewer.csrf ? html` · <form class="inline" method="post" action="/logout"><input type="hidden" name="csrf" value="${viewer.csrf}"><button type="submit">sign out</button></form>` : ''}</span>`
+    : html`<span class="mode">not signed in</span>`;
   return html`<!doctype html>
 <html lang="ko">
 <head>
@@ -51,8 +51,8 @@ ${body}
 
 /** An action form, or why there is none. */
 export function actionForm(viewer: Viewer, action: string, label: string, fields: Html, opts: { id?: string } = {}): Html {
-  if (!viewer.actionsOn) return html`<p class="readonly">Actions are off: this console has no CONSOLE_TOKEN (read-only).</p>`;
-  if (!viewer.csrf) return html`<p class="readonly"><a href="/login?next=${encodeURIComponent(viewer.here)}">Sign in with the console token</a> to ${label.toLowerCase()}.</p>`;
+  if (!viewer.user) return html`<p class="readonly"><a href="/login?next=${encodeURIComponent(viewer.here)}">Sign in</a> to ${label.toLowerCase()}.</p>`;
+  if (!canAct(viewer)) return html`<p class="readonly">${label} needs an operator: ${viewer.user.name} is a viewer (reads only).</p>`;
   return html`<form class="action" method="post" action="${action}"${opts.id ? html` id="${opts.id}"` : ''}>
 <input type="hidden" name="csrf" value="${viewer.csrf}">
 ${fields}

@@ -27,18 +27,31 @@ export async function consoleDatabaseUrl(config: Config, logger: Logger, ownerUr
   return ensureLoginRole(url, EMBEDDED_CONSOLE_LOGIN);
 }
 
-export async function mountConsole(o: { config: Config; logger: Logger; listenHost: string; bank?: Pick<BankClient, 'balance'>; ownerUrl?: string }): Promise<MountedConsole> {
+/** The console's reads and actions: a statement longer than this is cancelled (a page must never hold the database). */
+export const CONSOLE_STATEMENT_TIMEOUT_MS = 5_000;
+/** The console's pool: separate from the worker's, small. */
+export const CONSOLE_POOL_SIZE = 3;
+
+export async function mountConsole(o: { config: Config; logger: Logger; bank?: Pick<BankClient, 'balance'>; ownerUrl?: string }): Promise<MountedConsole> {
   const url = await consoleDatabaseUrl(o.config, o.logger, o.ownerUrl);
-  const db = await createDbPool(url, { maximumPoolSize: 4, applicationName: 'settle-console' });
+  const db = await createDbPool(url, { maximumPoolSize: CONSOLE_POOL_SIZE, applicationName: 'settle-console', statementTimeoutMs: CONSOLE_STATEMENT_TIMEOUT_MS });
   const bank = o.bank;
   const console = createConsole({
     db,
-    token: o.config.console.token,
-    listenHost: o.listenHost,
+    users: o.config.console.users,
+    consoleHost: o.config.console.host,
+    hostnames: o.config.console.hostnames,
     logger: o.logger.child({ component: 'console' }),
     balance: bank ? async (finAcno) => (await bank.balance(finAcno)).available : undefined,
   });
   return { console, close: () => db.end() };
+}
+
+/** Why a console is not started, or undefined when it may be: every page needs a sign-in, so a console needs users. */
+export function consoleOff(config: Config): string | undefined {
+  return config.console.users.length === 0
+    ? 'no CONSOLE_TOKEN, CONSOLE_VIEWER_TOKEN or CONSOLE_USERS: the web console is off (every page needs a sign-in)'
+    : undefined;
 }
 
 /**
@@ -46,7 +59,7 @@ export async function mountConsole(o: { config: Config; logger: Logger; listenHo
  * /healthz and the console's pages; `port` 0 = any free port.
  */
 export async function serveConsole(o: { config: Config; logger: Logger; host: string; port: number; bank?: Pick<BankClient, 'balance'>; ownerUrl?: string }): Promise<{ url: string; port: number; close(): Promise<void> }> {
-  const web = await mountConsole({ config: o.config, logger: o.logger, listenHost: o.host, bank: o.bank, ownerUrl: o.ownerUrl });
+  const web = await mountConsole({ config: o.config, logger: o.logger, bank: o.bank, ownerUrl: o.ownerUrl });
   const server = http.createServer((req, res) => {
     if ((req.url ?? '').split('?')[0] === '/healthz') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
     if (!web.console.handle(req, res)) res.writeHead(404).end();
@@ -63,8 +76,9 @@ export async function serveConsole(o: { config: Config; logger: Logger; host: st
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : o.port;
   const url = `http://${shownHost(o.host)}:${port}/`;
-  o.logger.info({ event: 'console:listen', host: o.host, port, url, actions: Boolean(o.config.console.token) },
-    `console on ${url} (${o.config.console.token ? 'actions need CONSOLE_TOKEN' : 'read-only: no CONSOLE_TOKEN'})`);
+  const users = o.config.console.users;
+  o.logger.info({ event: 'console:listen', host: o.host, port, url, console_host: o.config.console.host, users: users.length, operators: users.filter((u) => u.role === 'operator').length },
+    `console on ${url} (every page needs a sign-in; answers connections to ${o.config.console.host})`);
   return {
     url,
     port,

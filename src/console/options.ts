@@ -1,3 +1,4 @@
+import type { ConsoleUser } from '../config.js';
 import type { DatabasePool } from '../db/pool.js';
 import type { Logger } from '../log.js';
 
@@ -5,11 +6,15 @@ import type { Logger } from '../log.js';
 export interface ConsoleOptions {
   /** The console's own pool (CONSOLE_DATABASE_URL): a viewer login reads, an operator login may also act. */
   db: DatabasePool;
-  /** CONSOLE_TOKEN; undefined = read-only. */
-  token: string | undefined;
-  /** The address the server listens on (a loopback console answers only to localhost names). */
-  listenHost: string;
+  /** Who may sign in (at least one: a console without users is not started). */
+  users: readonly ConsoleUser[];
+  /** CONSOLE_HOST: the local address whose connections the console answers (127.0.0.1: loopback only). */
+  consoleHost: string;
+  /** CONSOLE_HOSTNAMES: Host names accepted besides localhost and the address reached. */
+  hostnames: readonly string[];
   logger: Logger;
   /** The available balance of a fin-account at the bank, for the retry dry run (when a bank is reachable). */
   balance?: (finAcno: string) => Promise<bigint>;
+  /** Clock for sessions, throttles and rate limits (tests); default Date.now. */
+  now?: () => number;
 }

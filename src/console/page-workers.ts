@@ -2,7 +2,7 @@ import type { Problem, RetryPreviewRow } from '../db/operations.js';
 import { KINDS } from '../domain.js';
 import type { ActionRow, ConsoleWorker } from './data.js';
 import { age, html, krw, maskAccount, type Html } from './html.js';
-import { actionForm, type Viewer } from './layout.js';
+import { actionForm, canAct, type Viewer } from './layout.js';
 import { auditTable } from './page-day.js';
 
 export interface WorkersData {
@@ -47,13 +47,20 @@ export interface PreviewLine extends RetryPreviewRow {
 }
 
 /** The dry run of a retry (settlement.retry_preview) and the form that does it. */
-export function retryBody(date: string, kind: string | undefined, lines: readonly PreviewLine[], viewer: Viewer): Html {
+export function retryBody(date: string, kind: string | undefined, lines: readonly PreviewLine[], viewer: Viewer, bank: { bank: boolean; asked: boolean }): Html {
   if (lines.length === 0) return html`<p id="retry-preview">Nothing failed for good on ${date}${kind ? ` ${kind}` : ''}: nothing to retry. <a href="/day/${date}">Back to the day</a>.</p>`;
   const total = lines.reduce((a, l) => a + l.amount, 0n);
   const n = lines.reduce((a, l) => a + l.transfers, 0n);
+  const ask = bank.bank && canAct(viewer)
+    ? html`<form class="action" method="post" action="/day/${date}/retry" id="balance-form">
+<input type="hidden" name="csrf" value="${viewer.csrf}"><input type="hidden" name="kind" value="${kind ?? ''}">
+<button type="submit">${bank.asked ? 'Ask the bank again' : 'Ask the bank for the paying accounts\' balances'}</button> <span class="note">(InquireBalance per paying account; at most once a minute per day and kind)</span>
+</form>`
+    : '';
   return html`<p>Dry run: nothing has changed yet. Retrying sends these transfers again under new IsTunos (settlement.retry_day).</p>
 <table id="retry-preview"><thead><tr><th>kind</th><th>what</th><th>paying account</th><th class="num">transfers</th><th class="num">KRW</th><th>bank codes</th><th>balance at the bank</th></tr></thead>
 <tbody>${lines.map((l) => html`<tr data-kind="${l.kind}"><td>${l.kind}</td><td>${l.purpose}</td><td>${maskAccount(l.from_account)}</td><td class="num">${l.transfers}</td><td class="num">${krw(l.amount)}</td><td><code>${l.bank_codes ?? ''}</code></td><td class="balance">${l.balance}</td></tr>`)}</tbody></table>
+${ask}
 ${actionForm(viewer, '/actions/retry', `Retry ${n} transfer(s), ${krw(total)} KRW`, html`<input type="hidden" name="date" value="${date}"><input type="hidden" name="kind" value="${kind ?? ''}">`, { id: 'retry-form' })}
 <p><a href="/day/${date}">Back to the day</a></p>`;
 }

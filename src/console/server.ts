@@ -6,11 +6,11 @@ import { dateSchema, kindSchema } from '../domain.js';
 import { actionRoutes } from './actions.js';
 import type { ConsoleOptions } from './options.js';
 import { CONSOLE_CSS, CONSOLE_JS, fontAsset } from './assets.js';
-import { createSessions, hostAllowed, type Session } from './auth.js';
+import { createRateLimit, createSessions, createThrottle, hostAllowed, inConsoleScope, type Session } from './auth.js';
 import {
   bankSlots, canReadBankCodes, consoleWorkers, dayBreaks, dayCells, dayProblems, dayProgress, dayStages, hasReconciliation, operatorActions, pausesNow, stageNames,
 } from './data.js';
-import { html, krw, type Html } from './html.js';
+import { html, krw, maskDigits, type Html } from './html.js';
 import { live, page, type Viewer } from './layout.js';
 import { dayActions, dayBody } from './page-day.js';
 import { historyBody } from './page-history.js';
@@ -26,7 +26,7 @@ export interface Console {
   handle(req: http.IncomingMessage, res: http.ServerResponse): boolean;
 }
 
-const SECURITY_HEADERS = {
+export const SECURITY_HEADERS: Record<string, string> = {
   'content-security-policy': "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'same-origin',
@@ -70,35 +70,46 @@ export function send(res: http.ServerResponse, status: number, body: Html | stri
 
 export type { ConsoleOptions };
 
+/** Pages rendered at once (they read through the console's small pool); more are told to come back. */
+const MAX_PAGES_AT_ONCE = 8;
+/** The bank dry run of a (date, kind): at most once per this long. */
+export const BALANCE_DRY_RUN_EVERY_MS = 60_000;
+
 export function createConsole(o: ConsoleOptions): Console {
-  const sessions = createSessions();
+  const now = o.now ?? Date.now;
+  const sessions = createSessions({ now });
+  const throttle = createThrottle({ now });
+  // Per client address: 40 at once, 10 a second after that (a page and its live refresh every 2 s are far below).
+  const pageLimit = createRateLimit({ burst: 40, perSecond: 10, now });
+  const dryRunLimit = createRateLimit({ burst: 1, perSecond: 1000 / BALANCE_DRY_RUN_EVERY_MS, now });
+  let pagesInFlight = 0;
   const { db, logger } = o;
   const viewerOf = (req: http.IncomingMessage, session: Session | undefined): Viewer => {
     // A live refresh does not show (or use up) the message of the last action.
     const flash = req.headers['x-console-live'] === '1' ? undefined : session?.flash;
     if (session && flash) session.flash = undefined;
-    return { actionsOn: Boolean(o.token), csrf: o.token ? session?.csrf : undefined, here: req.url ?? '/', flash };
+    return { user: session?.user, csrf: session?.csrf, here: req.url ?? '/', flash };
   };
-  const now = () => new Date().toISOString().replace('T', ' ').slice(0, 19) + ' UTC';
+  const stamp = () => new Date().toISOString().replace('T', ' ').slice(0, 19) + ' UTC';
 
   /** Renders a page whose #live part refreshes; a live request gets that part only. */
-  async function render(req: http.IncomingMessage, res: http.ServerResponse, title: string, build: (v: Viewer) => Promise<{ active: boolean; body: Html; after?: Html; before?: Html }>) {
-    const viewer = viewerOf(req, sessions.get(req));
+  async function render(req: http.IncomingMessage, res: http.ServerResponse, viewer: Viewer, title: string, build: (v: Viewer) => Promise<{ active: boolean; body: Html; after?: Html; before?: Html; still?: boolean }>, status = 200) {
     const p = await build(viewer);
-    const region = live(p.active, p.body, now());
-    if (req.headers['x-console-live'] === '1') return send(res, 200, region);
-    send(res, 200, page(title, viewer, html`${p.before ?? ''}${region}${p.after ?? ''}`));
+    // A page that answers a form (the bank's balances) is not refreshed: a GET would not show them again.
+    const region = p.still ? html`<div id="answer">${p.body}<p class="live-at">as of ${stamp()}</p></div>` : live(p.active, p.body, stamp());
+    if (req.headers['x-console-live'] === '1') return send(res, status, region);
+    send(res, status, page(title, viewer, html`${p.before ?? ''}${region}${p.after ?? ''}`));
   }
 
-  const days = (req: http.IncomingMessage, res: http.ServerResponse, url: URL) =>
-    render(req, res, 'Days', async () => {
+  const days = (req: http.IncomingMessage, res: http.ServerResponse, viewer: Viewer, url: URL) =>
+    render(req, res, viewer, 'Days', async () => {
       const n = z.coerce.number().int().min(1).max(366).catch(14).parse(url.searchParams.get('days') ?? 14);
       const [cells, stages] = await Promise.all([dayCells(db, { days: n }), stageNames(db)]);
       return { active: inFlight(cells), before: html`<h1>Days <span class="note">정산 현황 — newest first</span></h1>`, body: daysBody(cells, stages) };
     });
 
-  const day = (req: http.IncomingMessage, res: http.ServerResponse, date: string) =>
-    render(req, res, date, async (viewer) => {
+  const day = (req: http.IncomingMessage, res: http.ServerResponse, viewer: Viewer, date: string) =>
+    render(req, res, viewer, date, async () => {
       const [cells, stages, stageRows, progress, notes, recon, actions] = await Promise.all([
         dayCells(db, { date }), stageNames(db), dayStages(db, date), dayProgress(db, date), canReadBankCodes(db), hasReconciliation(db), operatorActions(db, date),
       ]);
@@ -113,53 +124,62 @@ export function createConsole(o: ConsoleOptions): Console {
       };
     });
 
-  const report = (req: http.IncomingMessage, res: http.ServerResponse, date: string) =>
-    render(req, res, `Report ${date}`, async () => {
+  const report = (req: http.IncomingMessage, res: http.ServerResponse, viewer: Viewer, date: string) =>
+    render(req, res, viewer, `Report ${date}`, async () => {
       const rows = await dayReport(db, date);
       return { active: false, before: html`<h1>${date} <span class="note">report · 정산 보고서</span></h1>${dayTabs(date, 'report')}`, body: reportBody(date, rows) };
     });
 
   /** The report as CSV: the same rows and columns as `settle report --format csv`. */
-  const reportFile = async (res: http.ServerResponse, date: string) => {
+  const reportFile = async (res: http.ServerResponse, viewer: Viewer, date: string) => {
     const rows = await dayReport(db, date);
-    if (rows.length === 0) return send(res, 404, page('Not found', { actionsOn: Boolean(o.token), here: '/' }, html`<p>No settlement day ${date}: nothing to report.</p>`));
+    if (rows.length === 0) return send(res, 404, page('Not found', viewer, html`<p>No settlement day ${date}: nothing to report.</p>`));
     res.writeHead(200, {
       'content-type': 'text/csv; charset=utf-8', 'content-disposition': `attachment; filename="settlement-report-${date}.csv"`, 'cache-control': 'no-store', ...SECURITY_HEADERS,
     });
     res.end(reportCsv(rows));
   };
 
-  const historyPage = (req: http.IncomingMessage, res: http.ServerResponse, url: URL) =>
-    render(req, res, 'History', async () => {
+  const historyPage = (req: http.IncomingMessage, res: http.ServerResponse, viewer: Viewer, url: URL) =>
+    render(req, res, viewer, 'History', async () => {
       const n = url.searchParams.get('days') === '90' ? 90 : 30;
       const rows = await history(db, n);
       return { active: false, before: html`<h1>History <span class="note">최근 ${n}일 정산 추이</span></h1>`, body: historyBody(rows, n) };
     });
 
-  const retry = (req: http.IncomingMessage, res: http.ServerResponse, date: string, url: URL) =>
-    render(req, res, `Retry ${date}`, async (viewer) => {
-      const kind = kindSchema.optional().catch(undefined).parse(url.searchParams.get('kind') || undefined);
-      const rows = await retryPreview(db, date, kind ?? null);
+  /**
+   * The retry dry run. A GET reads the database only; the bank is asked for
+   * balances only by an operator's POST (askBank), at most once a minute per
+   * (date, kind).
+   */
+  const retry = (req: http.IncomingMessage, res: http.ServerResponse, viewer: Viewer, date: string, kind: string | undefined, askBank: boolean) =>
+    render(req, res, viewer, `Retry ${date}`, async () => {
+      const rows = await retryPreview(db, date, (kind ?? null) as Parameters<typeof retryPreview>[2]);
       const lines: PreviewLine[] = [];
       for (const r of rows) {
-        let balance = o.balance ? 'not asked' : 'not asked (no bank reachable from this console)';
+        let balance = !o.balance ? 'not asked (no bank reachable from this console)' : askBank ? 'not asked' : 'not asked yet (an operator can ask the bank below)';
         if (r.purpose === 'withdrawal') balance = 'not asked (the contracted account has no fin-account)';
-        else if (o.balance && r.fin_acno) {
+        else if (askBank && o.balance && r.fin_acno) {
           try {
             const available = await o.balance(r.fin_acno);
             const short = r.amount - available;
             balance = `available ${krw(available)} KRW, ${short > 0n ? `SHORT ${krw(short)} KRW` : 'enough'}`;
           } catch (e) {
-            balance = `could not ask the bank (${firstLine(e)})`;
+            balance = `could not ask the bank (${maskDigits(firstLine(e))})`;
           }
         }
         lines.push({ ...r, balance });
       }
-      return { active: false, before: html`<h1>Retry ${date}${kind ? ` ${kind}` : ''}: dry run</h1>`, body: retryBody(date, kind, lines, viewer) };
+      return {
+        active: false,
+        before: html`<h1>Retry ${date}${kind ? ` ${kind}` : ''}: dry run</h1>`,
+        body: retryBody(date, kind, lines, viewer, { bank: Boolean(o.balance), asked: askBank }),
+        still: askBank,
+      };
     });
 
-  const workers = (req: http.IncomingMessage, res: http.ServerResponse) =>
-    render(req, res, 'Workers and the bank', async (viewer) => {
+  const workers = (req: http.IncomingMessage, res: http.ServerResponse, viewer: Viewer) =>
+    render(req, res, viewer, 'Workers and the bank', async () => {
       const [ws, bank, pauses, ps, actions] = await Promise.all([consoleWorkers(db), bankSlots(db), pausesNow(db), problems(db), operatorActions(db, null, 20)]);
       const d: WorkersData = { workers: ws, bank, pauses, problems: ps, actions };
       return {
@@ -170,41 +190,91 @@ export function createConsole(o: ConsoleOptions): Console {
       };
     });
 
-  const actions = actionRoutes({ ...o, sessions, send, explain });
+  const actions = actionRoutes({ ...o, sessions, throttle, send, explain });
+
+  const tooMany = (res: http.ServerResponse, waitMs: number, text: string) => {
+    const s = Math.max(1, Math.ceil(waitMs / 1000));
+    send(res, 429, page('Too many requests', { here: '/' }, html`<h1>Too many requests</h1><p class="flash error" role="alert" id="refused">${text} Try again in ${s} s.</p>`), { 'retry-after': String(s) });
+  };
 
   const routes = async (req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<boolean> => {
     const path = url.pathname;
-    if (req.method === 'POST') {
-      if (path === '/login' || path === '/logout' || path.startsWith('/actions/')) {
-        await actions(req, res, path);
+    const client = req.socket.remoteAddress ?? '?';
+    if (req.method === 'POST' && (path === '/login' || path === '/logout' || path.startsWith('/actions/'))) {
+      await actions(req, res, path);
+      return true;
+    }
+    const retryPath = /^\/day\/([^/]+)\/retry$/.exec(path);
+    if (req.method === 'POST' && retryPath) {
+      // The bank dry run: an operator's form post, at most once a minute per (date, kind).
+      const post = await actions.operatorPost(req, res, path);
+      if (!post) return true;
+      const date = dateSchema.safeParse(retryPath[1]);
+      const kind = kindSchema.optional().safeParse(post.form.get('kind') || undefined);
+      if (!date.success || !kind.success) return send(res, 400, page('Bad request', viewerOf(req, post.session), html`<p class="flash error">Not a business date or kind.</p>`)), true;
+      const key = `${date.data}/${kind.data ?? '*'}`;
+      const wait = dryRunLimit.take(key);
+      if (wait > 0) {
+        logger.warn({ event: 'console:refused', path, status: 429, user: post.session.user.name }, 'bank dry run asked again too soon');
+        return tooMany(res, wait, `The bank was asked for the balances of ${date.data} ${kind.data ?? 'every kind'} less than ${BALANCE_DRY_RUN_EVERY_MS / 1000} s ago (each dry run calls the bank).`), true;
+      }
+      logger.info({ event: 'console:bank_dry_run', business_date: date.data, kind: kind.data, user: post.session.user.name }, 'retry dry run asks the bank for balances');
+      await retry(req, res, viewerOf(req, post.session), date.data, kind.data, true);
+      return true;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+    if (path === '/login') {
+      const wait = pageLimit.take(client);
+      if (wait > 0) return tooMany(res, wait, 'Too many requests from this address.'), true;
+      return send(res, 200, loginPage(viewerOf(req, sessions.get(req)), url.searchParams.get('next') ?? '/', undefined)), true;
+    }
+    const session = sessions.get(req);
+    if (!session) {
+      if (req.headers['x-console-live'] === '1') return send(res, 401, 'sign in again'), true;
+      res.writeHead(303, { location: `/login?next=${encodeURIComponent(path + url.search)}`, 'cache-control': 'no-store', ...SECURITY_HEADERS }).end();
+      return true;
+    }
+    const viewer = viewerOf(req, session);
+    // Busy first: a page not rendered does not use up the address's allowance.
+    if (pagesInFlight >= MAX_PAGES_AT_ONCE) {
+      send(res, 503, page('Busy', viewer, html`<p class="flash error" role="alert">The console is answering ${MAX_PAGES_AT_ONCE} pages already; try again in a second.</p>`), { 'retry-after': '1' });
+      return true;
+    }
+    const wait = pageLimit.take(client);
+    if (wait > 0) return tooMany(res, wait, 'Too many page requests from this address.'), true;
+    pagesInFlight++;
+    try {
+      if (path === '/' || path === '/days') return await days(req, res, viewer, url), true;
+      if (path === '/workers') return await workers(req, res, viewer), true;
+      if (path === '/history') return await historyPage(req, res, viewer, url), true;
+      const m = /^\/day\/([^/]+?)(\/retry|\/report|\/report\.csv)?$/.exec(path);
+      if (m) {
+        const date = dateSchema.safeParse(m[1]);
+        if (!date.success) return send(res, 404, page('Not found', viewer, html`<p>Not a business date: ${m[1]}</p>`)), true;
+        if (m[2] === '/retry') await retry(req, res, viewer, date.data, kindSchema.optional().catch(undefined).parse(url.searchParams.get('kind') || undefined), false);
+        else if (m[2] === '/report') await report(req, res, viewer, date.data);
+        else if (m[2] === '/report.csv') await reportFile(res, viewer, date.data);
+        else await day(req, res, viewer, date.data);
         return true;
       }
-      return false;
+    } finally {
+      pagesInFlight--;
     }
+    return false;
+  };
+
+  const statics = (req: http.IncomingMessage, res: http.ServerResponse, path: string): boolean => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return false;
     if (path === '/static/console.css') return void res.writeHead(200, { 'content-type': 'text/css; charset=utf-8', 'cache-control': 'max-age=300' }).end(CONSOLE_CSS), true;
     if (path === '/static/console.js') return void res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'max-age=300' }).end(CONSOLE_JS), true;
-    if (path.startsWith('/static/fonts/noto-sans-kr/')) {
-      const a = await fontAsset(path.slice('/static/fonts/noto-sans-kr/'.length));
-      if (!a) return void res.writeHead(404).end(), true;
-      res.writeHead(200, { 'content-type': a.type, 'cache-control': 'max-age=86400' }).end(a.body);
-      return true;
-    }
-    if (path === '/' || path === '/days') return await days(req, res, url), true;
-    if (path === '/workers') return await workers(req, res), true;
-    if (path === '/history') return await historyPage(req, res, url), true;
-    if (path === '/login') return send(res, 200, loginPage(viewerOf(req, sessions.get(req)), url.searchParams.get('next') ?? '/', undefined)), true;
-    const m = /^\/day\/([^/]+?)(\/retry|\/report|\/report\.csv)?$/.exec(path);
-    if (m) {
-      const date = dateSchema.safeParse(m[1]);
-      if (!date.success) return send(res, 404, page('Not found', viewerOf(req, undefined), html`<p>Not a business date: ${m[1]}</p>`)), true;
-      if (m[2] === '/retry') await retry(req, res, date.data, url);
-      else if (m[2] === '/report') await report(req, res, date.data);
-      else if (m[2] === '/report.csv') await reportFile(res, date.data);
-      else await day(req, res, date.data);
-      return true;
-    }
     if (path === '/favicon.ico') return void res.writeHead(204).end(), true;
+    if (path.startsWith('/static/fonts/noto-sans-kr/')) {
+      fontAsset(path.slice('/static/fonts/noto-sans-kr/'.length)).then(
+        (a) => (a ? res.writeHead(200, { 'content-type': a.type, 'cache-control': 'max-age=86400' }).end(a.body) : res.writeHead(404).end()),
+        () => res.writeHead(500).end(),
+      );
+      return true;
+    }
     return false;
   };
 
@@ -216,20 +286,24 @@ export function createConsole(o: ConsoleOptions): Console {
       } catch {
         return false;
       }
-      if (!hostAllowed(req, o.listenHost)) {
-        send(res, 421, 'This console answers only to localhost (it is bound to a loopback address).');
-        return true;
-      }
       // Answer synchronously whether the path is ours: known prefixes only.
       const ours = /^\/(|days|workers|history|login|logout|favicon\.ico|day\/.*|actions\/.*|static\/.*)$/.test(url.pathname);
       if (!ours) return false;
+      // Outside CONSOLE_HOST (default: loopback connections only) there is no console.
+      if (!inConsoleScope(o.consoleHost, req.socket.localAddress)) return false;
+      if (!hostAllowed(req, { consoleHost: o.consoleHost, hostnames: o.hostnames })) {
+        logger.warn({ event: 'console:refused', path: url.pathname, status: 421, remote: req.socket.remoteAddress }, 'a request for another Host name');
+        send(res, 421, 'This console answers only to localhost, its own address and the names in CONSOLE_HOSTNAMES.');
+        return true;
+      }
+      if (statics(req, res, url.pathname)) return true;
       routes(req, res, url).then(
         (handled) => {
           if (!handled && !res.headersSent) send(res, req.method === 'GET' ? 404 : 405, 'not found');
         },
         (e: unknown) => {
-          logger.error({ event: 'console:error', path: url.pathname, err: firstLine(e) }, 'console page failed');
-          if (!res.headersSent) send(res, 500, page('Error', { actionsOn: Boolean(o.token), here: '/' }, html`<p class="flash error">The console could not read the database: ${explain(e)}</p>`));
+          logger.error({ event: 'console:error', path: url.pathname, err: maskDigits(firstLine(e)) }, 'console page failed');
+          if (!res.headersSent) send(res, 500, page('Error', { here: '/' }, html`<p class="flash error">The console could not read the database: ${maskDigits(explain(e))}</p>`));
           else res.end();
         },
       );
@@ -237,4 +311,3 @@ export function createConsole(o: ConsoleOptions): Console {
     },
   };
 }
-

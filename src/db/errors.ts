@@ -22,6 +22,7 @@ export const SQLSTATE = {
   ST030: 'amount_over_limit',
   ST031: 'date_out_of_window',
   ST032: 'invalid_source_ref',
+  ST033: 'day_chunks_over_limit',
   ST040: 'reason_required',
   ST041: 'alert_not_found',
   ST050: 'invalid_range',
@@ -36,7 +37,7 @@ export class SettlementError extends Error {
   }
 }
 
-function sqlstateOf(e: unknown): string | undefined {
+export function sqlstateOf(e: unknown): string | undefined {
   let cur: unknown = e;
   for (let i = 0; i < 4 && cur && typeof cur === 'object'; i++) {
     const code = (cur as { code?: unknown }).code;

@@ -58,9 +58,11 @@ export function dailyStatus(db: DatabasePool, date?: string): Promise<readonly S
  * Runs `fn` in one transaction whose operator actions record `reason`
  * (the session setting settlement.reason, local to the transaction).
  */
-export function asOperator<T>(db: DatabasePool, reason: string | undefined, fn: (q: CommonQueryMethods) => Promise<T>): Promise<T> {
+export function asOperator<T>(db: DatabasePool, reason: string | undefined, fn: (q: CommonQueryMethods) => Promise<T>, opts: { applicationName?: string } = {}): Promise<T> {
   return wrap(db.transaction(async (tx) => {
     if (reason) await tx.query(sql.type(voidRow)`select set_config('settlement.reason', ${reason}, true)`);
+    // The audit's "from where" (settlement.operator_actions.application_name) for this transaction only.
+    if (opts.applicationName) await tx.query(sql.type(voidRow)`select set_config('application_name', ${opts.applicationName}, true)`);
     return fn(tx);
   }));
 }

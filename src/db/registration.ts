@@ -2,6 +2,7 @@
 import { sql } from 'slonik';
 import { z } from 'zod';
 import { voidRow, wrap } from './call.js';
+import { sqlstateOf, toSettlementError } from './errors.js';
 import type { DatabasePool } from './pool.js';
 
 const registration = z.object({ account_no: z.string(), bank_code: z.string(), fin_rgno: z.string().nullable(), fin_acno: z.string().nullable() });
@@ -16,6 +17,18 @@ export async function recordFinRgno(db: DatabasePool, accountNo: string, rgno: s
   await wrap(db.query(sql.type(voidRow)`select settlement.record_fin_rgno(${accountNo}, ${rgno})`));
 }
 
-export async function recordFinAccount(db: DatabasePool, accountNo: string, finAcno: string, registeredOn: string): Promise<string> {
-  return wrap(db.oneFirst(sql.type(z.object({ r: z.string() }))`select settlement.record_fin_account(${accountNo}, ${finAcno}, ${registeredOn}) as r`));
+/** record_fin_account waits at most this long for the account's row (an accrual in an open transaction holds it: the FinAcno is a key). */
+export const FIN_ACCOUNT_LOCK_TIMEOUT_MS = 2_000;
+
+/** Stores the FinAcno; undefined when another session holds the account's row (lock_not_available): the caller tries again later. */
+export async function recordFinAccount(db: DatabasePool, accountNo: string, finAcno: string, registeredOn: string): Promise<string | undefined> {
+  try {
+    return await db.transaction(async (tx) => {
+      await tx.query(sql.type(voidRow)`select set_config('lock_timeout', ${String(FIN_ACCOUNT_LOCK_TIMEOUT_MS)}, true)`);
+      return tx.oneFirst(sql.type(z.object({ r: z.string() }))`select settlement.record_fin_account(${accountNo}, ${finAcno}, ${registeredOn}) as r`);
+    });
+  } catch (e) {
+    if (sqlstateOf(e) === '55P03') return undefined;
+    throw toSettlementError(e);
+  }
 }

@@ -25,13 +25,20 @@ export interface WorkerMetrics {
   observeBank(api: string, outcome: string, ms: number): void;
   /** Counts graphile-worker job outcomes by task. */
   watchJobs(events: WorkerEvents): void;
-  /** The text exposition, database gauges refreshed first. */
+  /** The text exposition: the last snapshot if younger than snapshotMs (or still being made), else a new one. */
   render(): Promise<{ contentType: string; body: string }>;
 }
 
 const DAY = ['business_date', 'kind'] as const;
 
-export function createWorkerMetrics(db: CommonQueryMethods, logger: Logger): WorkerMetrics {
+/**
+ * `db` is a pool of its own (not the worker's job or desk connections), with
+ * a short statement timeout. The database gauges are read at most once per
+ * `snapshotMs` however many scrapers come: a scrape within that time, or
+ * while a read is under way, gets the same text.
+ */
+export function createWorkerMetrics(db: CommonQueryMethods, logger: Logger, opts: { snapshotMs?: number } = {}): WorkerMetrics {
+  const snapshotMs = opts.snapshotMs ?? 5_000;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[]) => new Gauge<L>({ name, help, labelNames, registers: [registry] });
@@ -64,9 +71,12 @@ export function createWorkerMetrics(db: CommonQueryMethods, logger: Logger): Wor
   });
   const jobs = new Counter({ name: 'settle_jobs_total', help: 'Jobs by task and result: success, retry_later (expected: busy, paused, unresolved), error (will retry), failed (attempts exhausted)', labelNames: ['task', 'result'], registers: [registry] });
 
+  const snapshots = new Counter({ name: 'settle_metrics_snapshots_total', help: 'Database reads for /metrics (at most one per METRICS_SNAPSHOT_MS, however many scrape)', registers: [registry] });
+
   const refresh = async () => {
     let snap;
     try {
+      snapshots.inc();
       snap = await metricsSnapshot(db);
     } catch (e) {
       dbUp.set(0);
@@ -98,6 +108,9 @@ export function createWorkerMetrics(db: CommonQueryMethods, logger: Logger): Wor
     for (const w of snap.workers) beatAge.set({ pool_id: w.pool_id, host: w.host, pid: String(w.pid) }, w.age_seconds);
   };
 
+  interface Snapshot { at: number; settled: boolean; text: Promise<{ contentType: string; body: string }> }
+  let cached: Snapshot | undefined;
+
   return {
     registry,
     observeBank(api, outcome, ms) {
@@ -109,9 +122,26 @@ export function createWorkerMetrics(db: CommonQueryMethods, logger: Logger): Wor
       events.on('job:error', ({ job, error }) => jobs.inc({ task: job.task_identifier, result: (error as Error)?.name === 'RetryLaterError' ? 'retry_later' : 'error' }));
       events.on('job:failed', ({ job }) => jobs.inc({ task: job.task_identifier, result: 'failed' }));
     },
-    async render() {
-      await refresh();
-      return { contentType: registry.contentType, body: await registry.metrics() };
+    render() {
+      const now = performance.now();
+      if (!cached || (cached.settled && now - cached.at >= snapshotMs)) {
+        const p = (async () => {
+          await refresh();
+          return { contentType: registry.contentType, body: await registry.metrics() };
+        })();
+        const entry: Snapshot = { at: now, settled: false, text: p };
+        cached = entry;
+        p.then(
+          () => {
+            entry.settled = true;
+          },
+          () => {
+            // A failed render is not kept: the next scrape tries again.
+            if (cached === entry) cached = undefined;
+          },
+        );
+      }
+      return cached.text;
     },
   };
 }

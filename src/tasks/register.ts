@@ -1,6 +1,7 @@
 import type { Task } from 'graphile-worker';
 import { z } from 'zod';
 import { finRegistration, recordFinAccount, recordFinRgno } from '../db/registration.js';
+import { RetryLaterError } from '../domain.js';
 import { parsePayload, type TaskContext } from './context.js';
 
 const payloadSchema = z.object({ account_no: z.string().regex(/^[0-9]{6,20}$/, 'account_no must be 6-20 digits') }).strict();
@@ -25,6 +26,9 @@ export function createRegisterTask(ctx: TaskContext): Task {
     }
     const fin = await ctx.bank.checkFinAccount(rgno, ctx.desk.gate());
     const r = await recordFinAccount(ctx.db, accountNo, fin.finAcno, fin.rgsnYmd);
+    // An ingest transaction that added an accrual to this account holds its row until it ends
+    // (at most limits.ingest_idle_timeout idle): not waited for here, the job runs again later.
+    if (r === undefined) throw new RetryLaterError('another session holds the account (an accrual in an open transaction?); registered when it ends');
     log.info({ event: 'register:done', recorded: r }, `loan account registered for withdrawals`);
   };
 }

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { loadConfig } from '../config.js';
-import { mountConsole, shownHost, type MountedConsole } from '../console/mount.js';
+import { consoleOff, mountConsole, shownHost, type MountedConsole } from '../console/mount.js';
 import { appliedLogic, appliedMigrations, workerRegistered } from '../db/workers.js';
 import { loadLogic, loadMigrations, logicDiff } from '../db/migrate.js';
 import type { Logger } from '../log.js';
@@ -15,7 +15,10 @@ import type { WorkerHandle } from './runner.js';
  * - GET /metrics: Prometheus text (src/ops/metrics.ts);
  * - everything else under / : the web console (src/console), unless
  *   `webConsole` is null. Undefined: mounted from the environment
- *   (CONSOLE_TOKEN, CONSOLE_DATABASE_URL; see src/console/mount.ts).
+ *   (CONSOLE_TOKEN, CONSOLE_VIEWER_TOKEN, CONSOLE_USERS, CONSOLE_DATABASE_URL;
+ *   see src/console/mount.ts), or off when no user is configured.
+ * /healthz, /readyz and /metrics need no sign-in and answer any Host
+ * (probes and scrapers use the pod's address); they say nothing about accounts.
  */
 export async function startHealthServer(
   listen: { host: string; port: number },
@@ -24,12 +27,17 @@ export async function startHealthServer(
   webConsole?: MountedConsole | null,
 ): Promise<{ port: number; close(): Promise<void> }> {
   // A console that cannot start (its database login) must not stop the worker: it is logged.
+  const config = webConsole === undefined ? loadConfig() : undefined;
+  const off = config ? consoleOff(config) : undefined;
+  if (off) logger.info({ event: 'console:off' }, off);
   const web = webConsole !== undefined
     ? webConsole
-    : await mountConsole({ config: loadConfig(), logger, listenHost: listen.host, bank: worker.bank }).catch((e: Error) => {
-        logger.error({ event: 'console:unavailable', err: e.message.split('\n')[0] }, 'the web console could not start');
-        return null;
-      });
+    : off
+      ? null
+      : await mountConsole({ config: config!, logger, bank: worker.bank }).catch((e: Error) => {
+          logger.error({ event: 'console:unavailable', err: e.message.split('\n')[0] }, 'the web console could not start');
+          return null;
+        });
   const expected = loadMigrations().map((m) => ({ id: m.id, checksum: m.checksum, name: m.name }));
   const expectedLogic = loadLogic();
   let running = true;
@@ -94,7 +102,7 @@ export async function startHealthServer(
   logger.info({ event: 'http:listen', host: listen.host, port: actual }, `health on http://${listen.host}:${actual}/healthz (also /readyz, /metrics)`);
   if (web) {
     const shown = shownHost(listen.host);
-    logger.info({ event: 'console:listen', host: listen.host, port: actual, url: `http://${shown}:${actual}/` }, `console on http://${shown}:${actual}/`);
+    logger.info({ event: 'console:listen', host: listen.host, port: actual, url: `http://${shown}:${actual}/` }, `console on http://${shown}:${actual}/ (every page needs a sign-in)`);
   }
   return {
     port: actual,

@@ -90,6 +90,9 @@ function graphileLogger(logger: Logger): GraphileLogger {
  * the jobs of pools that stopped beating, which graphile-worker alone would
  * keep locked for 4 hours).
  */
+/** /metrics' database read: cancelled after this long (the last gauges are kept, settle_db_scrape_ok 0). */
+export const METRICS_STATEMENT_TIMEOUT_MS = 3_000;
+
 export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   const { config, logger } = o;
   const concurrency = config.workerConcurrency;
@@ -120,7 +123,10 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   });
   const clock = await createDbClock(db);
   const codeBook = await createLiveCodeBook(db);
-  const metrics = createWorkerMetrics(db, logger.child({ component: 'metrics' }));
+  // /metrics reads through a pool of its own (two connections, a short
+  // statement timeout): scrapers never take the jobs' or the desk's connections.
+  const metricsDb = await createDbPool(o.databaseUrl, { maximumPoolSize: 2, applicationName: 'settle-metrics', statementTimeoutMs: METRICS_STATEMENT_TIMEOUT_MS });
+  const metrics = createWorkerMetrics(metricsDb, logger.child({ component: 'metrics' }), { snapshotMs: config.metricsSnapshotMs });
   const bank = instrumentBank(createNhBankClient({
     baseUrl: o.bankUrl,
     iscd: config.bank.iscd,
@@ -256,6 +262,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
       resolveDone();
       await db.query(sql.unsafe`select settlement.worker_gone(${poolId})`).catch(() => undefined);
       await desk.close();
+      await metricsDb.end();
       await db.end();
       logger.info({ event: 'worker:stop', pool_id: poolId }, 'worker stopped');
     })());

@@ -63,3 +63,43 @@ t.test('every ApiSvcCd is a setting whose default is the published value', async
   t.equal(loadConfig({ BANK_SVC_CHECK_ON_DRAWING_TRANSFER: '01D_001_00' }).bank.svcCodes.CheckOnDrawingTransfer, '01D_001_00');
   t.throws(() => loadConfig({ BANK_SVC_DRAWING_TRANSFER: 'CheckOnDrawingTransferA1' }), /BANK_SVC_DRAWING_TRANSFER must be 1-20/, 'over 20 characters is refused');
 });
+
+t.test('console users, scope and host names; the metrics snapshot period', async (t) => {
+  const c = loadConfig({
+    CONSOLE_TOKEN: 'operator-token-0123456789', CONSOLE_VIEWER_TOKEN: 'viewer-token-0123456789',
+    CONSOLE_USERS: 'alice:operator:alice-token-0123456789, bob:viewer:bob:token:with:colons', CONSOLE_HOSTNAMES: 'Settle.Example.Internal, ops.example',
+  });
+  t.same(c.console.users.map((u) => `${u.name}/${u.role}`), ['operator/operator', 'viewer/viewer', 'alice/operator', 'bob/viewer']);
+  t.equal(c.console.users[3]!.token, 'bob:token:with:colons', 'a token may hold colons');
+  t.equal(c.console.host, '127.0.0.1', 'the console answers loopback connections unless set');
+  t.same(c.console.hostnames, ['settle.example.internal', 'ops.example']);
+  t.equal(c.metricsSnapshotMs, 5000);
+  t.same(loadConfig({}).console.users, [], 'no user: the console is off');
+  t.equal(loadConfig({ CONSOLE_HOST: '[::]' }).console.host, '::');
+  t.equal(loadConfig({ CONSOLE_HOST: 'localhost' }).console.host, '127.0.0.1');
+
+  const problems = (env: Record<string, string>) => {
+    try {
+      loadConfig(env);
+    } catch (e) {
+      if (e instanceof ConfigError) return e.problems.join('\n');
+      throw e;
+    }
+    return '';
+  };
+  const secret = 'alice-token-0123456789';
+  const bad = problems({ CONSOLE_USERS: `alice:admin:${secret}` });
+  t.match(bad, /CONSOLE_USERS entry 1 must be name:role:token/, 'an unknown role');
+  t.notMatch(bad, secret, 'the message never repeats the token');
+  t.match(problems({ CONSOLE_USERS: 'alice:operator:short' }), /CONSOLE_USERS entry 1/, 'a short token');
+  t.match(problems({ CONSOLE_USERS: `Alice:operator:${secret}` }), /CONSOLE_USERS entry 1/, 'a name outside a-z 0-9 _ . -');
+  t.match(problems({ CONSOLE_USERS: `alice:operator:${secret},bob:viewer:${secret}` }), /distinct tokens/, 'one token for two people');
+  t.match(problems({ CONSOLE_TOKEN: 'operator-token-0123456789', CONSOLE_USERS: `operator:viewer:${secret}` }), /distinct names/, 'a name taken by CONSOLE_TOKEN');
+  t.match(problems({ CONSOLE_VIEWER_TOKEN: 'short' }), /CONSOLE_VIEWER_TOKEN must be 16-200 printable characters/);
+  t.match(problems({ CONSOLE_HOST: 'console.example' }), /CONSOLE_HOST must be an IP address/, 'a name is not an address to answer on');
+  t.match(problems({ CONSOLE_HOSTNAMES: '*.example' }), /CONSOLE_HOSTNAMES must be host names/, 'no wildcard');
+  t.match(problems({ CONSOLE_HOSTNAMES: 'a.example:8080' }), /CONSOLE_HOSTNAMES must be host names/, 'no port');
+  t.match(problems({ METRICS_SNAPSHOT_MS: '0' }), /METRICS_SNAPSHOT_MS must be between 1 and 600000/);
+  t.match(problems({ METRICS_SNAPSHOT_MS: '999' }), /METRICS_SNAPSHOT_MS must be at least 1000/);
+  t.match(problems({ METRICS_SNAPSHOT_MS: 'often' }), /METRICS_SNAPSHOT_MS must be a positive integer/);
+});

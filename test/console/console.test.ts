@@ -25,7 +25,7 @@ import { seed } from '../../src/seed.js';
 import { prepareSim, startSim, workerEnv } from '../helpers/day.js';
 import { freshDb, pgClient } from '../helpers/db.js';
 import { pastDate } from '../helpers/fixtures.js';
-import { CLI, spawnWorker, waitFor } from '../helpers/procs.js';
+import { CLI, runCli, spawnWorker, waitFor } from '../helpers/procs.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ARTIFACTS = path.resolve(here, '../../../test-artifacts/console');
@@ -105,8 +105,20 @@ t.test('the console: a blocked day found, retried from the page, DONE; escaped; 
   const pageErrors: string[] = [];
   page.on('pageerror', (e) => pageErrors.push(String(e)));
 
-  // Days: tax BLOCKED with its unpaid KRW.
+  // Every page needs a sign-in: the Days page sends a stranger to the sign-in page.
   await page.goto(`${base}/`);
+  t.equal(new URL(page.url()).pathname, '/login', 'not signed in: the console shows the sign-in page only');
+  t.notOk((await page.content()).includes(D), 'and nothing of the days');
+  await page.type('#login-form input[name=token]', 'wrong-token-wrong-token');
+  await Promise.all([page.waitForNavigation(), page.click('#login-form button')]);
+  t.match(await page.$eval('main', (e) => (e as HTMLElement).innerText), /Wrong token/);
+  await page.type('#login-form input[name=token]', CONSOLE_TOKEN);
+  await Promise.all([page.waitForNavigation(), page.click('#login-form button')]);
+  t.equal(new URL(page.url()).pathname, '/', 'signed in, on the Days page');
+  const cookie = (await page.cookies()).find((c) => c.name === 'settle_console');
+  t.ok(cookie?.httpOnly && cookie.sameSite === 'Strict', 'the session cookie is HttpOnly and SameSite=Strict');
+
+  // Days: tax BLOCKED with its unpaid KRW.
   const taxCell = `tr[data-date="${D}"] td[data-kind="tax"]`;
   await page.waitForSelector(`${taxCell}[data-verdict="BLOCKED"]`);
   const cellText = await page.$eval(taxCell, (e) => (e as HTMLElement).innerText);
@@ -132,41 +144,58 @@ t.test('the console: a blocked day found, retried from the page, DONE; escaped; 
   t.ok(await page.$('section#tax svg.chart'), 'payout progress chart');
   await shot(page, '2-day-blocked');
 
-  // Actions without the token are refused.
-  t.ok(await page.$('a[href^="/login"]'), 'not signed in: the page offers to sign in instead of action forms');
-  t.equal(await page.$('#retry-form'), null);
-  const noSession = await page.evaluate(async (date) => (await fetch('/actions/retry', { method: 'POST', body: new URLSearchParams({ date, reason: 'no token' }) })).status, D);
-  t.equal(noSession, 401, 'a retry without signing in is refused');
+  // Refused: without a session, cross-site, a wrong token, another Host.
+  const noSession = await fetch(`${base}/actions/retry`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ date: D, reason: 'no token' }) });
+  t.equal(noSession.status, 401, 'a retry without signing in is refused');
+  t.equal((await fetch(`${base}/day/${D}`, { redirect: 'manual' })).status, 303, 'a page without signing in redirects to the sign-in page');
   const crossSite = await fetch(`${base}/actions/pause`, { method: 'POST', headers: { origin: 'http://evil.example', 'content-type': 'application/x-www-form-urlencoded' }, body: 'reason=x' });
   t.equal(crossSite.status, 403, 'a cross-site post is refused');
   const wrong = await fetch(`${base}/login`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'token=not-the-token' });
   t.equal(wrong.status, 401, 'a wrong token does not sign in');
   // (fetch may not set Host: a plain request does.)
-  const rebound = await new Promise<number | undefined>((resolve, reject) =>
-    http.get({ host: '127.0.0.1', port, path: '/', headers: { host: `evil.example:${port}` } }, (res) => {
-      res.resume();
-      resolve(res.statusCode);
-    }).on('error', reject));
-  t.equal(rebound, 421, 'a console on localhost answers only to localhost names (DNS rebinding)');
+  for (const host of [`evil.example:${port}`, `127.0.0.1.rebind.evil.example:${port}`, `127.attacker.com:${port}`]) {
+    const rebound = await new Promise<number | undefined>((resolve, reject) =>
+      http.get({ host: '127.0.0.1', port, path: `/day/${D}`, headers: { host, cookie: `settle_console=${cookie!.value}` } }, (res) => {
+        res.resume();
+        resolve(res.statusCode);
+      }).on('error', reject));
+    t.equal(rebound, 421, `Host ${host} is refused, even with a session (DNS rebinding)`);
+  }
 
-  // Sign in with the token (wrong first), back on the day.
-  await page.goto(`${base}/login?next=${encodeURIComponent(`/day/${D}`)}`);
-  await page.type('#login-form input[name=token]', 'wrong-token-wrong-token');
-  await Promise.all([page.waitForNavigation(), page.click('#login-form button')]);
-  t.match(await page.$eval('main', (e) => (e as HTMLElement).innerText), /Wrong token/);
-  await page.type('#login-form input[name=token]', CONSOLE_TOKEN);
-  await Promise.all([page.waitForNavigation(), page.click('#login-form button')]);
-  t.equal(new URL(page.url()).pathname, `/day/${D}`, 'signed in, back on the day');
-  const cookie = (await page.cookies()).find((c) => c.name === 'settle_console');
-  t.ok(cookie?.httpOnly && cookie.sameSite === 'Strict', 'the session cookie is HttpOnly and SameSite=Strict');
+  // A GET never calls the bank: 20 views of the retry page ask it nothing.
+  const sims = simAdminClient(sim.url);
+  const balanceCalls = async () => (await sims.stats()).callsByApi.InquireBalance ?? 0;
+  const before = await balanceCalls();
+  const views = await page.evaluate(async (date) => {
+    const out: number[] = [];
+    for (let i = 0; i < 20; i++) out.push((await fetch(`/day/${date}/retry`, { credentials: 'same-origin' })).status);
+    return out;
+  }, D);
+  t.same(views, Array(20).fill(200), '20 GETs of the retry page (signed in as an operator)');
+  t.equal(await balanceCalls() - before, 0, '20 GETs of the retry page: 0 bank calls (counted at the simulator)');
 
   // Fund the account at the bank, see the dry run, retry with a reason.
   await simAdminClient(sim.url).openAccounts([{ bncd: '011', acno: poor, balance: totalOwed }]);
   await Promise.all([page.waitForNavigation(), page.click('#retry-link')]);
   await page.waitForSelector('#retry-preview');
+  const unasked = await page.$eval('#retry-preview', (e) => (e as HTMLElement).innerText);
+  t.match(unasked, /tax/, 'the dry run lists tax');
+  t.match(unasked, /not asked yet/, 'a page view does not ask the bank');
+  const paying = await page.$$eval('#retry-preview tbody tr', (rs) => rs.filter((r) => r.querySelector('td:nth-child(2)')?.textContent === 'payout').length);
+  const beforeAsk = await balanceCalls();
+  await Promise.all([page.waitForNavigation(), page.click('#balance-form button[type=submit]')]);
+  await page.waitForSelector('#retry-preview');
   const preview = await page.$eval('#retry-preview', (e) => (e as HTMLElement).innerText);
-  t.match(preview, /tax/, 'the dry run lists tax');
-  t.match(preview, /available [0-9,]+ KRW, enough/, 'the dry run asked the bank: the account can pay now');
+  t.match(preview, /available [0-9,]+ KRW, enough/, 'the operator\'s POST asked the bank: the account can pay now');
+  t.equal(await balanceCalls() - beforeAsk, paying, `one InquireBalance per paying account (${paying})`);
+  const again = await page.evaluate(async (date) => {
+    const csrf = (document.querySelector('#balance-form input[name=csrf]') as HTMLInputElement).value;
+    const r = await fetch(`/day/${date}/retry`, { method: 'POST', body: new URLSearchParams({ csrf, kind: '' }), credentials: 'same-origin' });
+    return { status: r.status, text: await r.text() };
+  }, D);
+  t.equal(again.status, 429, 'asked again at once: refused (once a minute per day and kind)');
+  t.match(again.text, /Try again in \d+ s/);
+  t.equal(await balanceCalls() - beforeAsk, paying, 'and the bank was not asked again');
   t.equal(await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from settlement.transfers where state = 'failed'`) > 0n, true, 'the dry run changed nothing');
   await shot(page, '3-retry-dry-run');
   const reason = 'loan account funded <script>window.__xss2 = 1</script>';
@@ -197,7 +226,7 @@ t.test('the console: a blocked day found, retried from the page, DONE; escaped; 
   await shot(page, '4-day-done');
   const audit = await db.one(sql.type(z.object({ reason: z.string().nullable(), application_name: z.string(), db_user: z.string() }))`
     select reason, application_name, db_user from settlement.operator_actions where action = 'retry_day' order by id desc limit 1`);
-  t.same(audit, { reason, application_name: 'settle-console', db_user: CONSOLE_LOGIN.name }, 'audited: who (the console\'s login), from where (settle-console), why');
+  t.same(audit, { reason, application_name: 'settle-console:operator', db_user: CONSOLE_LOGIN.name }, 'audited: who (the console\'s login and the person signed in), from where (settle-console), why');
 
   // Workers and the bank; pause and resume a kind from the page.
   await page.goto(`${base}/workers`);
@@ -213,17 +242,21 @@ t.test('the console: a blocked day found, retried from the page, DONE; escaped; 
   await page.type('#resume-form input[name=reason]', 'NH incident over');
   await Promise.all([page.waitForNavigation(), page.click('#resume-form button[type=submit]')]);
   await page.waitForSelector('p#pauses');
-  const actions = await db.anyFirst(sql.type(z.object({ action: z.string() }))`select action from settlement.operator_actions where application_name = 'settle-console' order by id`);
+  const actions = await db.anyFirst(sql.type(z.object({ action: z.string() }))`select action from settlement.operator_actions where application_name like 'settle-console:%' order by id`);
   t.same(actions, ['retry_day', 'pause', 'resume'], 'every console action went through an audited operator function');
   await shot(page, '6-workers');
   t.same(pageErrors, [], 'no script error on any page');
 });
 
-t.test('settle console without CONSOLE_TOKEN is read-only', async (t) => {
+t.test('settle console: off without a user (exit 2); with a viewer token it reads and cannot act', async (t) => {
   const { url } = await freshDb(t);
   const consoleUrl = await ensureLoginRole(url, CONSOLE_LOGIN);
+  const off = await runCli(['console'], { DATABASE_URL: consoleUrl, HTTP_PORT: '0', CONSOLE_TOKEN: '', CONSOLE_VIEWER_TOKEN: '', CONSOLE_USERS: '' });
+  t.equal(off.code, 2, 'no user configured: a configuration error');
+  t.match(off.stderr, /the web console is off \(every page needs a sign-in\)/);
+  const VIEWER_TOKEN = 'viewer-token-0123456789abc';
   const child = spawn(process.execPath, [CLI, 'console'], {
-    env: { ...process.env, DATABASE_URL: consoleUrl, HTTP_PORT: '0', LOG_LEVEL: 'info', CONSOLE_TOKEN: '', CONSOLE_DATABASE_URL: '' },
+    env: { ...process.env, DATABASE_URL: consoleUrl, HTTP_PORT: '0', LOG_LEVEL: 'info', CONSOLE_TOKEN: '', CONSOLE_VIEWER_TOKEN: VIEWER_TOKEN, CONSOLE_DATABASE_URL: '' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];
@@ -238,21 +271,27 @@ t.test('settle console without CONSOLE_TOKEN is read-only', async (t) => {
   child.stderr.on('data', (d: Buffer) => logs.push(d.toString()));
   const port = await listenPort(logs, 'console:listen');
   const base = `http://127.0.0.1:${port}`;
-  const home = await fetch(`${base}/`);
-  t.equal(home.status, 200);
-  t.match(await home.text(), /read-only \(no CONSOLE_TOKEN\)/);
-  const post = await fetch(`${base}/actions/pause`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'kind=tax&reason=x' });
-  t.equal(post.status, 403, 'actions are refused');
-  t.match(await post.text(), /Actions are off: this console has no CONSOLE_TOKEN/);
-  const login = await fetch(`${base}/login`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'token=anything-at-all-here' });
-  t.equal(login.status, 403, 'there is nothing to sign in to');
+  t.equal((await fetch(`${base}/`, { redirect: 'manual' })).status, 303, 'no page without a sign-in');
+  t.equal((await fetch(`${base}/healthz`, { headers: { host: 'pod.example' } })).status, 200, '/healthz needs none, whatever the Host');
   const browser = await launch(t);
   const page = await browser.newPage();
   page.setDefaultTimeout(SLOW_MS);
+  page.setDefaultNavigationTimeout(SLOW_MS);
   await page.goto(`${base}/workers`);
+  await page.type('#login-form input[name=token]', VIEWER_TOKEN);
+  await Promise.all([page.waitForNavigation(), page.click('#login-form button')]);
+  t.equal(new URL(page.url()).pathname, '/workers', 'signed in as the viewer, on the page asked for');
   await page.waitForSelector('.readonly');
   t.match(await page.$eval('main', (e) => (e as HTMLElement).innerText), /No worker is registered/);
-  await shot(page, '7-read-only-workers');
+  t.match(await page.$eval('main', (e) => (e as HTMLElement).innerText), /Pause needs an operator: viewer is a viewer/);
+  const post = await page.evaluate(async () => {
+    const csrf = (document.querySelector('header input[name=csrf]') as HTMLInputElement).value;
+    const r = await fetch('/actions/pause', { method: 'POST', body: new URLSearchParams({ csrf, kind: 'tax', reason: 'x' }), credentials: 'same-origin' });
+    return { status: r.status, text: await r.text() };
+  });
+  t.equal(post.status, 403, 'a viewer\'s action is refused');
+  t.match(post.text, /viewer is a viewer; this needs an operator/);
+  await shot(page, '7-viewer-workers');
   child.kill('SIGTERM');
   t.equal(await exited, 0, 'SIGTERM stops it cleanly');
 });

@@ -109,7 +109,11 @@ t.test('a day blocked by insufficient funds: metrics, status --check, one alert;
   t.match(retry.stdout, /re-enqueued \d+ failed transfer\(s\) for .* tax/);
   await waitAllWithdrawn(db, [D], 1);
 
-  const m2 = await scrape(port);
+  // /metrics serves a snapshot at most METRICS_SNAPSHOT_MS old: wait for one made after the payout.
+  const m2 = await waitFor('a metrics snapshot after the payout', async () => {
+    const m = await scrape(port);
+    return sampleValue(m.families, 'settle_day_chunks_failed', day) === 0 ? m : undefined;
+  }, 30_000, 500);
   t.equal(sampleValue(m2.families, 'settle_day_chunks_failed', day), 0, 'failed chunks clear');
   t.equal(sampleValue(m2.families, 'settle_day_unpaid_krw', day), 0, 'unpaid KRW clears');
   t.equal(sampleValue(m2.families, 'settle_day_blocked', day), 0);
@@ -137,4 +141,52 @@ t.test('/healthz, /readyz', async (t) => {
   t.equal(r.status, 200, JSON.stringify(body));
   t.equal(body.status, 'ready');
   t.equal((await fetch(`http://127.0.0.1:${port}/nope`)).status, 404);
+});
+
+/** GET with a Host header of our choosing (fetch does not let us set one). */
+const getWithHost = (port: number, path: string, host: string) =>
+  new Promise<{ status: number; body: string }>((resolve, reject) =>
+    http.get({ host: '127.0.0.1', port, path, headers: { host }, agent: false }, (res) => {
+      let b = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (b += d));
+      res.on('end', () => resolve({ status: res.statusCode!, body: b }));
+    }).on('error', reject));
+
+t.test('64 concurrent scrapes: one database snapshot, on a pool of its own; any Host; nothing about accounts; no console without a user', async (t) => {
+  const { url, db } = await freshDb(t);
+  const sim = await startSim(t);
+  const D = pastDate(1);
+  await seed(db, { date: D, accounts: 4, kinds: ['tax'] });
+  await prepareSim(db, sim);
+  // A long snapshot period, so the count below cannot depend on how fast this machine is.
+  const w = await spawnWorker(t, workerEnv(url, sim.url, { METRICS_SNAPSHOT_MS: '600000' }));
+  const port = await httpPort(w);
+  t.ok(w.logs.some((l) => l.includes('"event":"console:off"')), 'no console user configured: the console is off (logged)');
+  t.equal((await fetch(`http://127.0.0.1:${port}/`, { redirect: 'manual' })).status, 404, 'and / is not served');
+  await enqueueStage(db, 'record', D, 'tax');
+  await waitAllWithdrawn(db, [D], 1);
+
+  const snapshots = (body: string) => sampleValue(parsePrometheus(body), 'settle_metrics_snapshots_total', {});
+  // Nobody has scraped this worker yet: the 64 come to a cold cache at once.
+  const hosts = ['10.1.2.3:9464', '127.0.0.1.rebind.evil.example', 'prometheus.monitoring.svc', `127.0.0.1:${port}`];
+  const replies = await Promise.all(Array.from({ length: 64 }, (_, i) => getWithHost(port, '/metrics', hosts[i % hosts.length]!)));
+  t.same(replies.map((r) => r.status), Array(64).fill(200), '64 concurrent scrapes, with any Host (scrapers use the pod\'s address), all answered');
+  const seen = new Set(replies.map((r) => snapshots(r.body)));
+  t.same([...seen], [1], '64 concurrent scrapes: 1 database snapshot between them (settle_metrics_snapshots_total)');
+  const later = await Promise.all(Array.from({ length: 64 }, () => getWithHost(port, '/metrics', 'anything.example')));
+  t.same([...new Set(later.map((r) => snapshots(r.body)))], [1], '64 more within METRICS_SNAPSHOT_MS: no further snapshot');
+  t.ok(replies.every((r) => sampleValue(parsePrometheus(r.body), 'settle_day_recorded_krw', { business_date: D, kind: 'tax' })! > 0), 'each shows the day');
+  const accounts = await db.anyFirst(sql.type(z.object({ a: z.string() }))`
+    select account_no as a from settlement.accounts union all select fin_acno from settlement.accounts where fin_acno is not null`);
+  t.ok(accounts.length > 8);
+  t.notOk(replies.some((r) => accounts.some((a) => r.body.includes(a))), 'no account number or FinAcno in any scrape');
+  for (const p of ['/healthz', '/readyz']) {
+    const r = await getWithHost(port, p, 'evil.example');
+    t.equal(r.status, 200, `${p} answers any Host`);
+    t.notOk(accounts.some((a) => r.body.includes(a)), `${p} says nothing about accounts`);
+  }
+  const pool = await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`
+    select count(*) as n from pg_stat_activity where application_name = 'settle-metrics' and datname = current_database()`);
+  t.ok(pool >= 1n && pool <= 2n, `/metrics reads on its own pool (${pool} connection(s) named settle-metrics, at most 2)`);
 });
