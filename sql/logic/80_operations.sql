@@ -390,7 +390,8 @@ comment on function settlement.day_metrics is 'Worker /metrics: day_facts of the
 create or replace function settlement.worker_status()
 returns table (alive integer, registered integer, newest_beat timestamptz, oldest_beat timestamptz, silent_after interval)
 language sql stable as $$
-  select (count(*) filter (where w.last_beat > now() - o.worker_silent_after))::int, count(*)::int,
+  -- count(w.pool_id), not count(*): with no worker the left join still gives one (null) row.
+  select (count(w.pool_id) filter (where w.last_beat > now() - o.worker_silent_after))::int, count(w.pool_id)::int,
          max(w.last_beat), min(w.last_beat), o.worker_silent_after
   from settlement.ops_settings o left join settlement.workers w on true
   where o.id

@@ -3,6 +3,7 @@ import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
 import type { DatabasePool } from '../../src/db/pool.js';
+import { formatWorkers } from '../../src/cli/oncall.js';
 import { activePauses, asOperator, detectAlerts, enqueueStage, pause, problems, resume, retryDay, retryFailed, retryPreview, verdicts, workerStatus } from '../../src/db/operations.js';
 import { seed } from '../../src/seed.js';
 import { freshDb } from '../helpers/db.js';
@@ -81,9 +82,13 @@ t.test('verdict: WAITING until midnight KST, DONE; workers line', async (t) => {
 
   let w = await workerStatus(db);
   t.equal(w.alive, 0);
+  t.equal(w.registered, 0, 'no worker registered: 0, not the left join\'s empty row');
+  t.equal(formatWorkers(w), 'workers: none registered — nothing is settling (start `settle worker`)');
+  t.match((await problems(db)).find((p) => p.problem === 'no_live_worker')?.message, /^no worker is registered/, 'the problem says no worker is registered');
   await db.query(sql.unsafe`select settlement.worker_beat('pool-a', 'host', 1)`);
   w = await workerStatus(db);
   t.equal(w.alive, 1, 'a beating worker is alive');
+  t.equal(w.registered, 1);
   t.notOk((await problems(db)).some((p) => p.problem === 'no_live_worker'));
 });
 

@@ -62,6 +62,8 @@ t.test('a redirecting webhook is recorded as failed on the alert by the worker',
   // A day whose withdrawal is overdue: its accounts are not at the bank, so it cannot settle meanwhile.
   const D = pastDate(3);
   await seed(db, { date: D, accounts: 2, kinds: ['tax'] });
+  // Its deadline, relative to the test's own date (test databases start with one no test date reaches).
+  await db.query(sql.unsafe`update settlement.ops_settings set withdraw_deadline = '1 day'`);
   await spawnWorker(t, workerEnv(url, sim.url, { ALERT_WEBHOOK_URL: hop.url }));
   await detectAlerts(db);
   const alert = await waitFor('the alert job tried the webhook', async () => {
