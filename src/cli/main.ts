@@ -15,6 +15,7 @@ import { cmdReconcile } from './reconcile.js';
 import { cmdExport, cmdReport, NoSuchDayError } from './report.js';
 import { JournalUnbalancedError } from '../db/report.js';
 import { cmdWorker } from './worker.js';
+import { HttpPortError } from '../worker/http.js';
 
 /** Each command's usage and what it does: `settle <command> --help` prints its entry, `settle --help` all of them. */
 const USAGE: [name: string, usage: string, text: string][] = [
@@ -126,11 +127,11 @@ main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (e: unknown) => {
     const known = e instanceof UsageError || e instanceof ConfigError || e instanceof SettlementError || e instanceof MigrationChecksumError || e instanceof MigrationPendingError || e instanceof MigrationUnknownError || e instanceof LogicMismatchError || e instanceof SeedError
-      || e instanceof NoSuchDayError || e instanceof JournalUnbalancedError;
+      || e instanceof NoSuchDayError || e instanceof JournalUnbalancedError || e instanceof HttpPortError;
     const msg = e instanceof Error ? e.message : String(e);
     console.error(`settle: ${known ? '' : 'error: '}${msg.split('\n')[0]}`);
     if (!known && process.env.LOG_LEVEL === 'debug') console.error(e);
     // A worker never runs against function bodies of another build: like a configuration error, exit 2.
-    process.exit(e instanceof UsageError || e instanceof ConfigError || e instanceof LogicMismatchError ? 2 : 1);
+    process.exit(e instanceof UsageError || e instanceof ConfigError || e instanceof LogicMismatchError || e instanceof HttpPortError ? 2 : 1);
   },
 );

@@ -5,7 +5,7 @@ import { createDbPool } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import { onShutdown, openDatabase } from '../runtime.js';
 import { fundSimulator } from '../seed.js';
-import { startHealthServer } from '../worker/http.js';
+import { bindHttp, startHealthServer } from '../worker/http.js';
 import { isConnectionLoss, startWorker } from '../worker/runner.js';
 import { intFlag, parseCommand } from './args.js';
 
@@ -22,6 +22,9 @@ export async function cmdWorker(argv: string[], config: Config, logger: Logger) 
   if (cfg.databaseUrl && !cfg.bank.url && !cfg.bank.simulator) {
     throw new ConfigError(['BANK_URL is not set: with a DATABASE_URL the worker needs a bank (set BANK_URL, or BANK_SIMULATOR=in-process for the in-process simulator)']);
   }
+  // The HTTP port first: a busy one stops the worker (exit 2) before it
+  // registers or takes a job. HTTP_PORT=0 picks a free port (logged as http:listen).
+  const bound = await bindHttp({ host: cfg.httpHost, port: cfg.httpPort });
   const database = await openDatabase(cfg, logger);
   let bankUrl = cfg.bank.url;
   let closeSim = async () => {};
@@ -45,7 +48,7 @@ export async function cmdWorker(argv: string[], config: Config, logger: Logger) 
     })());
   // At once: "worker:start" is logged, and a signal may follow immediately.
   onShutdown(logger, stop);
-  health = await startHealthServer({ host: cfg.httpHost, port: cfg.httpPort }, worker, logger);
+  health = await startHealthServer({ host: cfg.httpHost, port: bound.port }, worker, logger, undefined, bound);
   // graphile-worker batches job completions and failures; when the database
   // goes away under a batch, its rejection surfaces here unhandled. The
   // process stays up and replaces the runner; anything else is a bug: exit.

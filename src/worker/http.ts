@@ -6,6 +6,41 @@ import { loadLogic, loadMigrations, logicDiff } from '../db/migrate.js';
 import type { Logger } from '../log.js';
 import type { WorkerHandle } from './runner.js';
 
+/** The HTTP port, bound and listening, answering 503 "starting" until `serve` gives it its handler. */
+export interface BoundHttp {
+  port: number;
+  serve(handle: http.RequestListener): http.Server;
+}
+
+/** A port that cannot be bound (in use, not allowed): the process exits 2 before it registers or takes a job. */
+export class HttpPortError extends Error {
+  override name = 'HttpPortError';
+}
+
+/**
+ * Binds HTTP_HOST:HTTP_PORT before anything else starts, so a busy port stops
+ * a worker before it registers or takes a job. Port 0 picks a free one.
+ */
+export async function bindHttp(listen: { host: string; port: number }): Promise<BoundHttp> {
+  let handle: http.RequestListener | undefined;
+  const server = http.createServer((req, res) => {
+    if (handle) return void handle(req, res);
+    res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '1' }).end('starting');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) =>
+      reject(new HttpPortError(e.code === 'EADDRINUSE'
+        ? `HTTP_PORT ${listen.port} on ${listen.host} is in use (another worker on this host?): set another HTTP_PORT, or 0 for a free one`
+        : `cannot listen on ${listen.host}:${listen.port} (HTTP_HOST, HTTP_PORT): ${e.code ?? e.message}`)));
+    server.listen(listen.port, listen.host, () => resolve());
+  });
+  const addr = server.address();
+  return {
+    port: typeof addr === 'object' && addr ? addr.port : listen.port,
+    serve: (h) => ((handle = h), server),
+  };
+}
+
 /**
  * Health and metrics for a worker process, on HTTP_HOST:HTTP_PORT:
  * - GET /healthz: liveness, 200 while the worker runs (no database call);
@@ -25,6 +60,8 @@ export async function startHealthServer(
   worker: Pick<WorkerHandle, 'db' | 'poolId' | 'promise' | 'metrics'> & Partial<Pick<WorkerHandle, 'bank'>>,
   logger: Logger,
   webConsole?: MountedConsole | null,
+  /** The port bound before the worker started (bindHttp); else bound here. */
+  bound?: BoundHttp,
 ): Promise<{ port: number; close(): Promise<void> }> {
   // A console that cannot start (its database login) must not stop the worker: it is logged.
   const config = webConsole === undefined ? loadConfig() : undefined;
@@ -63,7 +100,7 @@ export async function startHealthServer(
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(JSON.stringify(body));
   };
-  const server = http.createServer((req, res) => {
+  const handle: http.RequestListener = (req, res) => {
     const path = (req.url ?? '').split('?')[0];
     const health = path === '/healthz' || path === '/readyz' || path === '/metrics';
     if (!health && web?.console.handle(req, res)) return;
@@ -89,14 +126,8 @@ export async function startHealthServer(
     } else {
       res.writeHead(404).end();
     }
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(listen.port, listen.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  };
+  const server = bound ? bound.serve(handle) : (await bindHttp(listen)).serve(handle);
   const addr = server.address();
   const actual = typeof addr === 'object' && addr ? addr.port : listen.port;
   logger.info({ event: 'http:listen', host: listen.host, port: actual }, `health on http://${listen.host}:${actual}/healthz (also /readyz, /metrics)`);

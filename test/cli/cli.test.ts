@@ -6,7 +6,7 @@ import { freshDatabase } from '../helpers/db.js';
 import { pastDate } from '../helpers/fixtures.js';
 import { runCli } from '../helpers/procs.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
 t.test('bad arguments: one line, non-zero exit, nothing done', async (t) => {
   const cases: Array<[string[], RegExp]> = [
@@ -62,7 +62,7 @@ t.test('--help lists every command; settle alone is a usage error', async (t) =>
   const r = await runCli(['--help']);
   t.equal(r.code, 0);
   const names = readmeCommands().map((c) => c.name);
-  t.same([...names].sort(), ['bank-sim', 'configure', 'console', 'demo', 'failures', 'migrate', 'pause', 'reconcile', 'resume', 'retry', 'run', 'seed', 'status', 'worker'], 'the README lists every command');
+  t.same([...names].sort(), ['bank-sim', 'configure', 'console', 'demo', 'export', 'failures', 'migrate', 'pause', 'reconcile', 'report', 'resume', 'retry', 'run', 'seed', 'status', 'worker'], 'the README lists every command');
   for (const c of names) t.match(r.stdout, new RegExp(`\\n  ${c}\\b`), `settle --help lists ${c}`);
   const bare = await runCli([]);
   t.equal(bare.code, 2, 'settle with no command exits 2');

@@ -35,6 +35,7 @@ import { pastDate } from '../helpers/fixtures.js';
 import { CLI, spawnWorker, waitFor } from '../helpers/procs.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+const VIEWER_TOKEN = 'history-viewer-token-0123456789abcdef';
 const ARTIFACTS = path.resolve(here, '../../../test-artifacts/console');
 const VIEWER = { name: 'settle_test_viewer', password: 'settle-test-viewer', role: 'settlement_viewer' };
 const KINDS_OF_DAY: Kind[] = ['tax', 'platform_fee', 'withdrawal_fee'];
@@ -92,7 +93,7 @@ t.test('History: 30 settled days in pictures; a day\'s Report tab', async (t) =>
   // The console alone (settle console) as a viewer: read-only is enough.
   const viewerUrl = await ensureLoginRole(url, VIEWER);
   const child = spawn(process.execPath, [CLI, 'console'], {
-    env: { ...process.env, DATABASE_URL: viewerUrl, HTTP_PORT: '0', LOG_LEVEL: 'info', CONSOLE_TOKEN: '', CONSOLE_DATABASE_URL: '' },
+    env: { ...process.env, DATABASE_URL: viewerUrl, HTTP_PORT: '0', LOG_LEVEL: 'info', CONSOLE_TOKEN: '', CONSOLE_VIEWER_TOKEN: VIEWER_TOKEN, CONSOLE_USERS: '', CONSOLE_DATABASE_URL: '' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];
@@ -119,6 +120,10 @@ t.test('History: 30 settled days in pictures; a day\'s Report tab', async (t) =>
   page.setDefaultTimeout(SLOW_MS);
   const pageErrors: string[] = [];
   page.on('pageerror', (e) => pageErrors.push(String(e)));
+  // Every console page needs a sign-in: the viewer's, through the sign-in form.
+  await page.goto(`${base}/login`);
+  await page.type('#login-form input[name=token]', VIEWER_TOKEN);
+  await Promise.all([page.waitForNavigation(), page.click('#login-form button')]);
 
   // Without JavaScript: the pictures are in the HTML. (The 90-day page holds
   // every seeded date whenever the test runs; the 30-day one is checked below

@@ -20,6 +20,9 @@ import { configureReconcile } from '../../src/db/reconcile.js';
 import { dailyStatus, enqueueStage, verdicts } from '../../src/db/operations.js';
 import type { Kind } from '../../src/domain.js';
 import { claimTransfer, finishTransfer } from '../helpers/transfers.js';
+import { consoleSession } from '../helpers/console.js';
+
+const VIEWER_TOKEN = 'report-viewer-token-0123456789abcdef';
 import { dayReport, exportJournal, history, type JournalLine } from '../../src/db/report.js';
 import { JOURNAL_COLUMNS, REPORT_COLUMNS } from '../../src/report/format.js';
 import { ensureLoginRole } from '../../src/runtime.js';
@@ -75,12 +78,14 @@ t.test('a settled day: WAITING for its statement, then DONE; the report equals d
   await db.query(sql.unsafe`
     select settlement.configure_reconcile((now() + interval '1 hour') - ((((now() at time zone 'Asia/Seoul')::date + 1)::timestamp) at time zone 'Asia/Seoul'))`);
   const viewerUrl = await ensureLoginRole(url, VIEWER);
-  const w = await spawnWorker(t, workerEnv(url, sim.url, { CONSOLE_DATABASE_URL: viewerUrl }));
+  const w = await spawnWorker(t, workerEnv(url, sim.url, { CONSOLE_DATABASE_URL: viewerUrl, CONSOLE_VIEWER_TOKEN: VIEWER_TOKEN }));
   const port = await waitFor('http:listen', async () => {
     const line = w.logs.find((l) => l.includes('"event":"http:listen"'));
     return line ? (JSON.parse(line).port as number) : undefined;
   }, 60_000, 100);
   const base = `http://127.0.0.1:${port}`;
+  // Every console page needs a sign-in: a viewer's session.
+  const headers = { cookie: await consoleSession(base, VIEWER_TOKEN) };
   for (const k of KINDS_OF_DAY) await enqueueStage(db, 'record', D, k);
   await waitAllWithdrawn(db, [D], KINDS_OF_DAY.length, 180_000);
 
@@ -101,7 +106,7 @@ t.test('a settled day: WAITING for its statement, then DONE; the report equals d
     t.equal(sampleValue(metrics, 'settle_day_verdict', { business_date: D, kind: k, verdict: 'WAITING' }), 1, `metrics: ${k} WAITING`);
     t.equal(sampleValue(metrics, 'settle_day_verdict', { business_date: D, kind: k, verdict: 'IN PROGRESS' }), undefined, `metrics: ${k} not IN PROGRESS`);
   }
-  const dayPage = await (await fetch(`${base}/day/${D}`)).text();
+  const dayPage = await (await fetch(`${base}/day/${D}`, { headers })).text();
   t.match(dayPage, /<section class="kind" id="tax" data-kind="tax" data-verdict="WAITING">/, 'the console shows WAITING');
   t.ok(dayPage.includes(`until ${wait.local}`), 'the console says until when');
   const early = await runCli(['report', '--date', D, '--format', 'csv'], { DATABASE_URL: viewerUrl });
@@ -156,10 +161,10 @@ t.test('a settled day: WAITING for its statement, then DONE; the report equals d
   t.equal(table.code, 0);
   t.match(table.stdout, /paid_krw\s+[\d,]+\s+[\d,]+\s+[\d,]+/, 'the table: a column per kind and the total');
   // The console's Report tab and its CSV download: the same rows.
-  const tab = await (await fetch(`${base}/day/${D}/report`)).text();
+  const tab = await (await fetch(`${base}/day/${D}/report`, { headers })).text();
   t.match(tab, /<table class="report" id="report">/);
   t.match(tab, /href="\/day\/[0-9-]+\/report\.csv"/);
-  const download = await fetch(`${base}/day/${D}/report.csv`);
+  const download = await fetch(`${base}/day/${D}/report.csv`, { headers });
   t.match(download.headers.get('content-type'), /^text\/csv/);
   t.match(download.headers.get('content-disposition'), `settlement-report-${D}.csv`);
   t.equal(await download.text(), csv.stdout, 'the console\'s CSV download is the same bytes as settle report --format csv');

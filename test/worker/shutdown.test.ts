@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,7 +9,7 @@ import { sql } from 'slonik';
 import { z } from 'zod';
 import { startSim, workerEnv } from '../helpers/day.js';
 import { freshDb } from '../helpers/db.js';
-import { waitFor } from '../helpers/procs.js';
+import { runCli, waitFor } from '../helpers/procs.js';
 import { shouldWatchParent } from '../../src/ops/parent-watch.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -142,4 +143,21 @@ t.test('the parent watch is for npm and npx only, or set on purpose', async (t) 
   t.notOk(shouldWatchParent({}, '/sbin/init'), 'systemd');
   t.ok(shouldWatchParent({ SETTLE_WATCH_PARENT: '1' }, '/sbin/init'), 'on purpose');
   t.notOk(shouldWatchParent({ SETTLE_WATCH_PARENT: '0', npm_lifecycle_event: 'start' }, 'npm start'), 'off on purpose');
+});
+
+t.test('a worker whose HTTP port is busy exits 2 before it registers or takes a job', async (t) => {
+  const { url, db } = await freshDb(t);
+  const sim = await startSim(t);
+  // Another process holds the port (a second worker on the same host, say).
+  const holder = net.createServer();
+  await new Promise<void>((r) => holder.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => new Promise<void>((r) => holder.close(() => r())));
+  const port = (holder.address() as net.AddressInfo).port;
+  await db.query(sql.unsafe`select graphile_worker.add_job('watch', '{}'::json)`);
+  const r = await runCli(['worker'], { ...workerEnv(url, sim.url), HTTP_HOST: '127.0.0.1', HTTP_PORT: String(port), LOG_LEVEL: 'info' });
+  t.equal(r.code, 2, `exit 2: ${r.stderr.trim()}`);
+  t.match(r.stderr, new RegExp(`HTTP_PORT ${port} on 127.0.0.1 is in use`), 'says which port and what to do');
+  t.notMatch(r.stdout, /"event":"worker:start"/, 'it never started');
+  t.equal(await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from settlement.workers`), 0n, 'it never registered');
+  t.equal(await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from graphile_worker.jobs where attempts > 0 or locked_at is not null`), 0n, 'and took no job');
 });
