@@ -26,6 +26,7 @@ import { prepareSim, startSim, workerEnv } from '../helpers/day.js';
 import { freshDb, pgClient } from '../helpers/db.js';
 import { pastDate } from '../helpers/fixtures.js';
 import { CLI, runCli, spawnWorker, waitFor } from '../helpers/procs.js';
+import { clickToNavigate } from '../helpers/console.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ARTIFACTS = path.resolve(here, '../../../test-artifacts/console');
@@ -133,7 +134,7 @@ t.test('the console: a blocked day found, retried from the page, DONE; escaped; 
   await shot(page, '1-days-blocked');
 
   // The day: the failure with the bank's code and message, escaped.
-  await Promise.all([page.waitForNavigation(), page.click(`tr[data-date="${D}"] th a[href="/day/${D}"]`)]);
+  await clickToNavigate(page, `tr[data-date="${D}"] th a[href="/day/${D}"]`);
   await page.waitForSelector('section#tax[data-verdict="BLOCKED"]');
   const messages = await page.$$eval('section#tax td.bank-message', (es) => es.map((e) => e.textContent ?? ''));
   t.ok(messages.some((m) => m.includes('<script>window.__xss = 1</script>')), 'the bank message shows <script> as text');
@@ -176,7 +177,7 @@ t.test('the console: a blocked day found, retried from the page, DONE; escaped; 
 
   // Fund the account at the bank, see the dry run, retry with a reason.
   await simAdminClient(sim.url).openAccounts([{ bncd: '011', acno: poor, balance: totalOwed }]);
-  await Promise.all([page.waitForNavigation(), page.click('#retry-link')]);
+  await clickToNavigate(page, '#retry-link');
   await page.waitForSelector('#retry-preview');
   const unasked = await page.$eval('#retry-preview', (e) => (e as HTMLElement).innerText);
   t.match(unasked, /tax/, 'the dry run lists tax');
