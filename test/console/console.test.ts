@@ -7,7 +7,6 @@
  * without the token are refused. Screenshots of every page are saved under
  * test-artifacts/console/ (git-ignored).
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -25,8 +24,8 @@ import { seed } from '../../src/seed.js';
 import { prepareSim, startSim, workerEnv } from '../helpers/day.js';
 import { freshDb, pgClient } from '../helpers/db.js';
 import { pastDate } from '../helpers/fixtures.js';
-import { CLI, runCli, spawnWorker, waitFor } from '../helpers/procs.js';
-import { clickToNavigate } from '../helpers/console.js';
+import { runCli, spawnWorker, waitFor } from '../helpers/procs.js';
+import { clickToNavigate, spawnConsole } from '../helpers/console.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ARTIFACTS = path.resolve(here, '../../../test-artifacts/console');
@@ -256,22 +255,7 @@ t.test('settle console: off without a user (exit 2); with a viewer token it read
   t.equal(off.code, 2, 'no user configured: a configuration error');
   t.match(off.stderr, /the web console is off \(every page needs a sign-in\)/);
   const VIEWER_TOKEN = 'viewer-token-0123456789abc';
-  const child = spawn(process.execPath, [CLI, 'console'], {
-    env: { ...process.env, DATABASE_URL: consoleUrl, HTTP_PORT: '0', LOG_LEVEL: 'info', CONSOLE_TOKEN: '', CONSOLE_VIEWER_TOKEN: VIEWER_TOKEN, CONSOLE_DATABASE_URL: '' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const logs: string[] = [];
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await exited;
-    }
-  });
-  child.stdout.on('data', (d: Buffer) => logs.push(...d.toString().split('\n')));
-  child.stderr.on('data', (d: Buffer) => logs.push(d.toString()));
-  const port = await listenPort(logs, 'console:listen');
-  const base = `http://127.0.0.1:${port}`;
+  const { base, stop } = await spawnConsole(t, { DATABASE_URL: consoleUrl, CONSOLE_VIEWER_TOKEN: VIEWER_TOKEN });
   t.equal((await fetch(`${base}/`, { redirect: 'manual' })).status, 303, 'no page without a sign-in');
   t.equal((await fetch(`${base}/healthz`, { headers: { host: 'pod.example' } })).status, 200, '/healthz needs none, whatever the Host');
   const browser = await launch(t);
@@ -293,6 +277,5 @@ t.test('settle console: off without a user (exit 2); with a viewer token it read
   t.equal(post.status, 403, 'a viewer\'s action is refused');
   t.match(post.text, /viewer is a viewer; this needs an operator/);
   await shot(page, '7-viewer-workers');
-  child.kill('SIGTERM');
-  t.equal(await exited, 0, 'SIGTERM stops it cleanly');
+  t.equal(await stop(), 0, 'SIGTERM stops it cleanly');
 });

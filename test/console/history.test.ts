@@ -15,7 +15,6 @@
  * failures, its hours to DONE. Screenshots go to test-artifacts/console/.
  */
 import { mkdirSync } from 'node:fs';
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import chromium from '@sparticuz/chromium';
@@ -32,7 +31,8 @@ import { seed } from '../../src/seed.js';
 import { prepareSim, startSim, workerEnv } from '../helpers/day.js';
 import { freshDb, pgClient } from '../helpers/db.js';
 import { pastDate } from '../helpers/fixtures.js';
-import { CLI, spawnWorker, waitFor } from '../helpers/procs.js';
+import { spawnWorker, waitFor } from '../helpers/procs.js';
+import { spawnConsole } from '../helpers/console.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const VIEWER_TOKEN = 'history-viewer-token-0123456789abcdef';
@@ -92,24 +92,7 @@ t.test('History: 30 settled days in pictures; a day\'s Report tab', async (t) =>
 
   // The console alone (settle console) as a viewer: read-only is enough.
   const viewerUrl = await ensureLoginRole(url, VIEWER);
-  const child = spawn(process.execPath, [CLI, 'console'], {
-    env: { ...process.env, DATABASE_URL: viewerUrl, HTTP_PORT: '0', LOG_LEVEL: 'info', CONSOLE_TOKEN: '', CONSOLE_VIEWER_TOKEN: VIEWER_TOKEN, CONSOLE_USERS: '', CONSOLE_DATABASE_URL: '' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const logs: string[] = [];
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await exited;
-    }
-  });
-  child.stdout.on('data', (d: Buffer) => logs.push(...d.toString().split('\n')));
-  const port = await waitFor('console:listen', async () => {
-    const line = logs.find((l) => l.includes('"event":"console:listen"'));
-    return line ? (JSON.parse(line).port as number) : undefined;
-  }, 60_000, 100);
-  const base = `http://127.0.0.1:${port}`;
+  const { base, stop } = await spawnConsole(t, { DATABASE_URL: viewerUrl, CONSOLE_VIEWER_TOKEN: VIEWER_TOKEN });
 
   const browser = await puppeteer.launch({
     executablePath: await chromium.executablePath(), args: [...chromium.args, '--no-sandbox'], headless: true,
@@ -174,6 +157,5 @@ t.test('History: 30 settled days in pictures; a day\'s Report tab', async (t) =>
   t.ok(await page.$(`a#report-csv[href="/day/${D}/report.csv"]`), 'the CSV download');
   await page.screenshot({ path: path.join(ARTIFACTS, 'report-tab.png'), fullPage: true });
   t.same(pageErrors, [], 'no script error');
-  child.kill('SIGTERM');
-  t.equal(await exited, 0);
+  t.equal(await stop(), 0, 'SIGTERM stops it cleanly');
 });

@@ -1,3 +1,6 @@
+import { spawn } from 'node:child_process';
+import { CLI, waitFor } from './procs.js';
+
 /**
  * Signing in to the console over HTTP, as a browser's form post does
  * (POST /login with the token): returns the session cookie to send along.
@@ -30,4 +33,36 @@ export async function clickToNavigate(page: import('puppeteer-core').Page, selec
       if (i >= 10 || !/detached|not clickable|No node found/i.test((e as Error).message)) throw e;
     }
   }
+}
+
+type T = { teardown(fn: () => unknown): void };
+
+/**
+ * `settle console` (the console alone) as a real process with the given
+ * environment, killed at teardown; resolves with its base URL once it logs
+ * `console:listen`; `stop()` sends SIGTERM and resolves with the exit code.
+ */
+export async function spawnConsole(t: T, env: Record<string, string>): Promise<{ base: string; logs: string[]; stop(): Promise<number | null> }> {
+  const child = spawn(process.execPath, [CLI, 'console'], {
+    env: { ...process.env, HTTP_PORT: '0', LOG_LEVEL: 'info', CONSOLE_TOKEN: '', CONSOLE_VIEWER_TOKEN: '', CONSOLE_USERS: '', CONSOLE_DATABASE_URL: '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: string[] = [];
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  });
+  child.stdout.on('data', (d: Buffer) => logs.push(...d.toString().split('\n')));
+  child.stderr.on('data', (d: Buffer) => logs.push(d.toString()));
+  const port = await waitFor('console:listen', async () => {
+    if (child.exitCode !== null) throw new Error(`settle console exited (${child.exitCode}):\n${logs.slice(-10).join('\n')}`);
+    const line = logs.find((l) => l.includes('"event":"console:listen"'));
+    return line ? (JSON.parse(line).port as number) : undefined;
+  }, 60_000, 100);
+  // SIGTERM, and its exit code (0: a clean stop).
+  const stop = () => (child.kill('SIGTERM'), exited);
+  return { base: `http://127.0.0.1:${port}`, logs, stop };
 }
