@@ -199,6 +199,10 @@ t.test('E: a person decides an unresolved transfer with evidence; settle failure
   await db.query(sql.unsafe`
     update settlement.transfers set state = 'sending', tsymd = ${ymd}, unresolved_since = now(), unresolved_reason = 'test: result check failed', updated_at = now()
     where id in (${x.id}, ${y.id})`);
+  // y: the bank confirms by other means (its statement is not final yet).
+  t.equal(await db.oneFirst(sql.type(z.object({ r: z.string() }))`select settlement.decide_transfer(${y.id}, true, 'NH branch: booked at 12:00') as r`), 'succeeded');
+  t.equal((await transfer(db, y.id)).state, 'succeeded', 'y is succeeded');
+  t.same(await journalRefs(db, y.id), [y.is_tuno], 'with its journal entry');
   // A foreign deposit of the same amount, with no reference, on the settlement account.
   const line = [{ trdd: ymd, txtm: '235959', mnrc_drot_dsnc: '2', tram: x.amount.toString(), aftr_blnc: '0', balance_sign: '+', smr: null, hnis_cd: null,
     hnbr_cd: null, ccyn: '0', tuno: `${ymd}000000000009`, bnpr_cntn: 'RENT' }];
@@ -221,9 +225,6 @@ t.test('E: a person decides an unresolved transfer with evidence; settle failure
   t.same([xs.state, xs.attempt], ['pending', 2], 'x is planned again under a new number');
   t.not(xs.is_tuno, x.is_tuno);
   t.same((await attempts(db, x.id)).map((a) => [a.is_tuno, a.outcome, a.code]), [[x.is_tuno, 'failed', 'decided_by_person']]);
-  t.equal(await db.oneFirst(sql.type(z.object({ r: z.string() }))`select settlement.decide_transfer(${y.id}, true, 'NH branch: booked at 12:00') as r`), 'succeeded');
-  t.equal((await transfer(db, y.id)).state, 'succeeded', 'y is succeeded');
-  t.same(await journalRefs(db, y.id), [y.is_tuno], 'with its journal entry');
   const audit = await db.anyFirst(sql.type(z.object({ a: z.string() }))`select action as a from settlement.operator_actions where action = 'decide_transfer' order by id`);
   t.equal(audit.length, 2, 'both decisions are audited');
   const ev = await db.any(sql.type(z.object({ booked: z.boolean(), source: z.string(), detail: z.string() }))`

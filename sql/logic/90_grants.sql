@@ -41,6 +41,7 @@ begin
     ('settlement_operator', array[
       'configure(text, bigint, integer)',
       'configure_reconcile(interval)',
+      'decide_transfer(bigint, boolean, text)',
       'enqueue_stage(settlement.stage, date, settlement.kind)',
       'is_in(text)',
       'pause(settlement.kind, text)',
@@ -61,7 +62,7 @@ begin
       'decide_unresolved()',
       'detect_alerts(text[])',
       'fin_registration(text)',
-      'finish_transfers(bigint[], text[], text[], text[], text[], text[], integer[])',
+      'finish_transfers(bigint[], text[], text[], text[], text[], text[], integer[], bigint[])',
       'give_bank_slots(integer[])',
       'krw(bigint)',
       'local_time(timestamptz)',

@@ -296,6 +296,11 @@ export function createBankDesk(o: DeskOptions): BankDesk {
       }
       await run(c, [it]).catch((e) => it.reject(toSettlementError(e)));
     }
+    await giveStray(c);
+  }
+
+  /** Slots this connection holds that no call here knows of (taken by a round trip that failed) go back. */
+  async function giveStray(c: pg.Client): Promise<void> {
     if (client !== c) return;
     const r = await c.query(SLOTS_OF_THIS_CONNECTION);
     const stray = r.rows.map((x: { slot: number }) => x.slot).filter((s: number) => !held.has(s));
@@ -330,14 +335,20 @@ export function createBankDesk(o: DeskOptions): BankDesk {
           await runFinishes(c, items, give).catch(async (e) => {
             onError(e);
             if (items.length > 1) await oneByOne(c, items, (cc, one) => runFinishes(cc, one, [])).catch(onError);
-            else for (const it of items) it.reject(toSettlementError(e));
+            else {
+              for (const it of items) it.reject(toSettlementError(e));
+              await giveStray(c).catch(onError);
+            }
           });
         } else {
           const items = claimQ.splice(0, maxBatch);
           await runClaims(c, items).catch(async (e) => {
             onError(e);
             if (items.length > 1) await oneByOne(c, items, runClaims).catch(onError);
-            else for (const it of items) it.reject(toSettlementError(e));
+            else {
+              for (const it of items) it.reject(toSettlementError(e));
+              await giveStray(c).catch(onError);
+            }
           });
           // Calls still wait: once the "waiting" lock is held, the next slot
           // freed anywhere notifies this desk (the fallback looks anyway);
@@ -360,9 +371,9 @@ export function createBankDesk(o: DeskOptions): BankDesk {
       claimQ.push({ id, holder: o.holder(), resolve, reject });
       kick();
     });
-  const enqueueFinish = (id: number, isTuno: string, out: TransferOutcome) =>
+  const enqueueFinish = (id: number, isTuno: string, out: TransferOutcome, token: string | null) =>
     new Promise<FinishResult>((resolve, reject) => {
-      finishQ.push({ id, isTuno, o: out, resolve, reject });
+      finishQ.push({ id, isTuno, o: out, token, resolve, reject });
       kick();
     });
 
@@ -380,6 +391,8 @@ export function createBankDesk(o: DeskOptions): BankDesk {
       }
       attempting.add(id);
       let token: Token | undefined;
+      /** The fencing token of this attempt's claim: its outcome is recorded with it. */
+      let claimToken: string | null = null;
       let counted = false;
       const uncount = () => {
         if (counted) coming--;
@@ -393,10 +406,12 @@ export function createBankDesk(o: DeskOptions): BankDesk {
       };
       try {
         return await fn({
-          claim: () => {
+          claim: async () => {
             if (!counted) coming++;
             counted = true;
-            return enqueueClaim(id);
+            const c = await enqueueClaim(id);
+            claimToken = c.action === 'send' ? c.claim_token : null;
+            return c;
           },
           gate: {
             async run<T2>(call: () => Promise<T2>): Promise<T2> {
@@ -412,7 +427,7 @@ export function createBankDesk(o: DeskOptions): BankDesk {
           },
           finish: (isTuno, out) => {
             letGo();
-            return enqueueFinish(id, isTuno, out);
+            return enqueueFinish(id, isTuno, out, claimToken);
           },
         });
       } finally {

@@ -115,14 +115,18 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   let poolId = `pending-${process.pid}`;
   const holder = () => poolId;
   const bankRetryTimeMs = Math.max(30_000, config.bank.timeoutMs * 4);
-  // A claim outlives the longest transfer() the client can make: each of its
-  // rounds sends and asks, each phase retrying for up to bankRetryTimeMs.
-  const claimLeaseMs = BANK_MAX_ROUNDS * 2 * (bankRetryTimeMs + config.bank.timeoutMs) + 10_000;
+  // A claim covers the whole attempt: the wait for a bank-call slot, then the
+  // longest transfer() the client can make (each of its rounds sends and
+  // asks, each phase retrying for up to bankRetryTimeMs). The client starts
+  // no send whose answer is not due before the claim ends, so no second
+  // attempt starts while the first can still send (issue 21).
+  const slotWaitMs = 120_000;
+  const claimLeaseMs = slotWaitMs + BANK_MAX_ROUNDS * 2 * (bankRetryTimeMs + config.bank.timeoutMs) + 10_000;
   // The bank desk: the process's claims and outcomes, batched on a
   // connection of its own that also holds its bank-call slots. The name lets
   // the console count each worker's slots.
   const desk = createBankDesk({
-    url: o.databaseUrl, holder, claimLeaseMs, maxWaitMs: 120_000, applicationName: `settle-worker:${process.pid}`,
+    url: o.databaseUrl, holder, claimLeaseMs, maxWaitMs: slotWaitMs, applicationName: `settle-worker:${process.pid}`,
     onError: (e) => logger.warn({ event: 'desk:error', err: (e as Error).message }, 'bank desk round trip failed (its transfers are tried again)'),
   });
   const clock = await createDbClock(db);
