@@ -18,6 +18,7 @@ import { configureReconcile, decideUnresolved, reconciliationBreaks, runStage } 
 import { loanAccountNo, seed, settlementAccountNo } from '../src/seed.js';
 import { freshDb, pgClient } from './helpers/db.js';
 import { pastDate } from './helpers/fixtures.js';
+import { runCli } from './helpers/procs.js';
 import { claimTransfer, finishTransfer } from './helpers/transfers.js';
 
 const D = pastDate(1);
@@ -192,7 +193,7 @@ t.test('G: slots are given back when a batch is refused', async (t) => {
 });
 
 t.test('E: a person decides an unresolved transfer with evidence; settle failures says why the statement has not', async (t) => {
-  const { db, rows } = await plannedDay(t, 2);
+  const { url, db, rows } = await plannedDay(t, 2);
   const [x, y] = [rows[0]!, rows[1]!];
   await configureReconcile(db, '-1 day');
   const ymd = await db.oneFirst(sql.type(z.object({ d: z.string() }))`select settlement.bank_ymd() as d`);
@@ -212,6 +213,9 @@ t.test('E: a person decides an unresolved transfer with evidence; settle failure
   const why = await db.oneFirst(sql.type(z.object({ w: z.string().nullable() }))`select undecided_why as w from settlement.payout_failures where transfer_id = ${x.id}`);
   t.match(why, /unreferenced line .* same amount/, `payout_failures.undecided_why says why: ${why}`);
   t.match(why, /decide_transfer/, 'and what a person can do');
+  const cli = await runCli(['failures', '--date', D], { DATABASE_URL: url });
+  t.equal(cli.code, 0, cli.stderr);
+  t.match(cli.stdout, new RegExp(`unresolved payout #${x.id} .*\\n  undecided: an unreferenced line of the same amount`), `settle failures shows it:\n${cli.stdout}`);
 
   t.equal(await code(db.query(sql.unsafe`select settlement.decide_transfer(${x.id}, false, ' ')`)), 'ST018', 'no evidence: evidence_required');
   t.equal(await code(db.query(sql.unsafe`select settlement.decide_transfer(${x.id}, null, 'x')`)), 'ST018', 'booked or not must be said');
