@@ -534,7 +534,7 @@ begin
     cross join lateral settlement.line_owner(l.id) o
     where m.rule in ('reference', 'duplicate', 'unknown')
       and (m.rule <> 'reference' or t.id is null or m.is_tuno <> t.is_tuno or t.state in ('pending', 'failed'))
-      and ((o.business_date = p_date and o.kind = p_kind) or settlement.stage_state_of(o.business_date, o.kind, 'reconcile') = 'done')
+      and ((o.business_date = p_date and o.kind = p_kind) or settlement.stage_state_of(o.business_date, o.kind, 'reconcile') in ('done', 'blocked'))
       and not exists (select 1 from settlement.breaks b where b.line_id = l.id and b.problem = 'orphan')
       -- a booking recorded as an orphan at once (finish_transfers) already has its entry
       and not exists (select 1 from settlement.breaks b where b.problem = 'orphan' and b.line_id is null and b.is_tuno = m.is_tuno and m.rule = 'reference')
@@ -571,7 +571,7 @@ begin
   left join settlement.statement_lines ol on ol.id = m.cancels_line_id
   cross join lateral settlement.line_owner(coalesce(ol.id, l.id)) o
   where m.rule = 'cancellation'
-    and ((o.business_date = p_date and o.kind = p_kind) or settlement.stage_state_of(o.business_date, o.kind, 'reconcile') = 'done')
+    and ((o.business_date = p_date and o.kind = p_kind) or settlement.stage_state_of(o.business_date, o.kind, 'reconcile') in ('done', 'blocked'))
   on conflict do nothing;
 
   -- Each succeeded transfer of (D, K): one line with the right direction and
