@@ -37,6 +37,7 @@ begin
       'problems()',
       'retry_preview(date, settlement.kind)',
       'today()',
+      'undecided_why(settlement.transfers)',
       'worker_status()']),
     ('settlement_operator', array[
       'configure(text, bigint, integer)',
