@@ -84,3 +84,12 @@ t.test('C (bank client, simulator over HTTP): a send is checked against the data
   const r3 = await client.transfer({ ...onTime, isTuno: '100000000000000073', memo: 'DS100000000000000073', sendUntilMs: AFTER_MIDNIGHT.getTime() + 60_000 });
   t.equal(r3.status, 'succeeded', 'within the date and the lease it sends');
 });
+
+t.test('C: a worker whose attempt could outlast config.max_attempt refuses to start (its claims would be refused)', async (t) => {
+  const { url } = await freshDb(t);
+  const sim = await startSim(t);
+  const { runCli } = await import('./helpers/procs.js');
+  const r = await runCli(['worker'], { ...workerEnv(url, sim.url, { BANK_TIMEOUT_MS: '600000' }), HTTP_PORT: '0' });
+  t.equal(r.code, 2, 'refused as a configuration error');
+  t.match(r.stderr, /BANK_TIMEOUT_MS=600000 makes one transfer attempt last up to \d+ ms, longer than settlement\.config\.max_attempt/, 'says why');
+});

@@ -153,12 +153,12 @@ t.test('C: only the attempt holding the live claim changes a transfer; decide_un
 
 t.test('C: configure_reconcile refuses a grace shorter than the longest attempt; a claim longer than it is refused', async (t) => {
   const { db, c, rows } = await plannedDay(t, 1);
-  for (const g of ['0', '5 minutes', '29 minutes']) {
+  for (const g of ['0', '5 minutes', '59 minutes']) {
     t.equal(await code(configureReconcile(db, g)), 'ST022', `grace ${g}: refused`);
   }
   t.equal(await code(configureReconcile(db, '2 hours')), 'ok', '2 hours: accepted');
   t.equal(await db.oneFirst(sql.type(z.object({ g: z.string() }))`select reconcile_after::text as g from settlement.config`), '02:00:00');
-  t.equal(await code(c.query(`select settlement.claim_transfers($1::bigint[], '{w}', 31 * 60 * 1000, 0, '{}', 0)`, [[rows[0]!.id]])), 'ST019',
+  t.equal(await code(c.query(`select settlement.claim_transfers($1::bigint[], '{w}', 61 * 60 * 1000, 0, '{}', 0)`, [[rows[0]!.id]])), 'ST019',
     'a lease longer than config.max_attempt: refused');
   t.equal((await transfer(db, rows[0]!.id)).state, 'pending', 'and not claimed');
 });
@@ -236,4 +236,33 @@ t.test('E: a person decides an unresolved transfer with evidence; settle failure
   t.same(ev.map((e) => [e.booked, e.source]), [[false, 'person'], [true, 'person']], 'the evidence is kept');
   t.equal(await code(db.query(sql.unsafe`select settlement.decide_transfer(${y.id}, false, 'x')`)), 'ST017', 'a settled transfer is not decided again');
   void loanAccountNo; void settlementAccountNo;
+});
+
+t.test('B: a cancellation line is paired with its original by the reference printed on it, never by amount alone', async (t) => {
+  const { db, rows } = await plannedDay(t, 2);
+  const [x, y] = [rows[0]!, rows[1]!];
+  for (const r of [x, y]) {
+    await claimTransfer(db, r.id, 'w', 60_000);
+    t.equal(await finishTransfer(db, r.id, r.is_tuno, { outcome: 'succeeded', processedAt: '20260101120000' }), 'succeeded');
+  }
+  const ymd = await db.oneFirst(sql.type(z.object({ d: z.string() }))`select tsymd as d from settlement.transfers where id = ${x.id}`);
+  const line = (txtm: string, tuno: string, dsnc: string, ccyn: string, amount: bigint, text: string | null, smr: string | null = null) => ({
+    trdd: ymd, txtm, mnrc_drot_dsnc: dsnc, tram: amount.toString(), aftr_blnc: '0', balance_sign: '+', smr, hnis_cd: null, hnbr_cd: null, ccyn, tuno: `${ymd}${tuno}`, bnpr_cntn: text });
+  const lines = [
+    line('120000', '000000000001', '2', '0', x.amount, `DS${x.is_tuno}`),
+    line('120001', '000000000002', '2', '0', y.amount, `DS${y.is_tuno}`),
+    // x's booking reversed, the reversal naming it (in Smr); then a reversal of y's amount naming nothing.
+    line('130000', '000000000003', '3', '1', x.amount, null, `취소 DS${x.is_tuno}`),
+    line('130001', '000000000004', '3', '1', y.amount, null, '취소'),
+  ];
+  await db.query(sql.unsafe`select settlement.record_statement('011', ${x.to_account}, ${ymd}, ${ymd}, ${JSON.stringify(lines)}::jsonb)`);
+  await db.query(sql.unsafe`select settlement.match_lines(${D}::date, 'tax')`);
+  const m = await db.any(sql.type(z.object({ tuno: z.string(), rule: z.string(), transfer_id: z.number().nullable(), is_tuno: z.string().nullable(), cancels: z.string().nullable() }))`
+    select l.tuno, m.rule, m.transfer_id::int as transfer_id, m.is_tuno, ol.tuno as cancels
+    from settlement.line_matches m join settlement.statement_lines l on l.id = m.line_id left join settlement.statement_lines ol on ol.id = m.cancels_line_id
+    where l.ccyn = '1' order by l.tuno`);
+  t.same(m, [
+    { tuno: `${ymd}000000000003`, rule: 'cancellation', transfer_id: x.id, is_tuno: x.is_tuno, cancels: `${ymd}000000000001` },
+    { tuno: `${ymd}000000000004`, rule: 'cancellation', transfer_id: null, is_tuno: null, cancels: null },
+  ], 'the reversal naming x is x\'s; the one naming nothing is nobody\'s (a person pairs it)');
 });

@@ -20,10 +20,10 @@
 alter table settlement.transfers add column claim_token bigint, add column sent_until timestamptz;
 create sequence settlement.claim_token_seq;
 
-alter table settlement.config add column max_attempt interval not null default '30 minutes'
+alter table settlement.config add column max_attempt interval not null default '1 hour'
   check (max_attempt > interval '0');
 comment on column settlement.config.max_attempt is
-  'The longest one transfer attempt may hold its claim (slot wait, every send and result check). claim_transfers refuses a longer lease; configure_reconcile refuses a grace (reconcile_after >= 0) shorter than this.';
+  'The longest one transfer attempt may hold its claim (slot wait, every send and result check). claim_transfers refuses a longer lease and a worker whose lease would be longer refuses to start; configure_reconcile refuses a grace (reconcile_after >= 0) shorter than this.';
 
 alter table settlement.transfer_attempts drop constraint transfer_attempts_outcome_check;
 alter table settlement.transfer_attempts add constraint transfer_attempts_outcome_check check (outcome in ('succeeded', 'failed', 'sending'));

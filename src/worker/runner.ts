@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Logger as GraphileLogger, parseCrontab, run, type Runner, type Task, type TaskList, type WorkerEvents } from 'graphile-worker';
 import { sql } from 'slonik';
+import { z } from 'zod';
 import { createNhBankClient } from '../bank/client.js';
 import type { BankClient } from '../bank/port.js';
 import type { Config } from '../config.js';
@@ -122,6 +123,17 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   // attempt starts while the first can still send (issue 21).
   const slotWaitMs = 120_000;
   const claimLeaseMs = slotWaitMs + BANK_MAX_ROUNDS * 2 * (bankRetryTimeMs + config.bank.timeoutMs) + 10_000;
+  // claim_transfers refuses a lease longer than the database's max_attempt
+  // (the grace of reconcile and decide_unresolved rests on it): refuse to start.
+  const maxAttemptMs = await db.oneFirst(sql.type(z.object({ ms: z.number() }))`
+    select (extract(epoch from max_attempt) * 1000)::float8 as ms from settlement.config where id`).catch(async (e) => {
+    await db.end();
+    throw e;
+  });
+  if (claimLeaseMs > maxAttemptMs) {
+    await db.end();
+    throw new ConfigError([`BANK_TIMEOUT_MS=${config.bank.timeoutMs} makes one transfer attempt last up to ${claimLeaseMs} ms, longer than settlement.config.max_attempt (${maxAttemptMs} ms): lower BANK_TIMEOUT_MS`]);
+  }
   // The bank desk: the process's claims and outcomes, batched on a
   // connection of its own that also holds its bank-call slots. The name lets
   // the console count each worker's slots.
