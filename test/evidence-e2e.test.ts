@@ -99,6 +99,11 @@ t.test('C (e2e): while the worker\'s send is in flight, a forged "unresolved" an
   await admin.configure({ latencyMs: 15_000, jitterMs: 0 });
   await spawnWorker(t, workerEnv(url, sim.url));
   await claimedByWorker(db, x.id, '');
+  // Its lease covers the whole attempt: the wait for a slot (120 s) and three
+  // rounds of send and result check, each retried up to 30 s plus the 2 s timeout.
+  const leaseS = await db.oneFirst(sql.type(z.object({ s: z.number() }))`
+    select extract(epoch from claimed_until - updated_at)::float8 as s from settlement.transfers where id = ${x.id}`);
+  t.ok(leaseS >= 120 + 3 * 2 * (30 + 2), `the claim's lease (${leaseS} s) covers the slot wait and every round`);
   const tsymd = await db.oneFirst(sql.type(z.object({ d: z.string() }))`select tsymd as d from settlement.transfers where id = ${x.id}`);
   // A second party with the worker's login: "unresolved" without the claim, then an empty statement read now.
   const c = await pgClient(t, url);
