@@ -45,6 +45,10 @@ export interface Claim {
   business_date: string;
   kind: Kind;
   attempt: number;
+  /** The fencing token of this claim (send only): only a finish carrying it changes the transfer, except evidence of booking. */
+  claim_token: string | null;
+  /** When the claim ends, by the database's clock (epoch ms; send only): no request of the attempt may be in flight after it. */
+  lease_until_ms: number | null;
 }
 
 /** What a transfer task records: built only by the bank result (src/jobs/order.ts). */

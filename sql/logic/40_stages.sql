@@ -420,6 +420,7 @@ declare
   v_ids bigint[];
   v_payouts integer;
   v_withdrawals integer;
+  v_bad record;
 begin
   if v_d is null or v_k is null then
     perform settlement.raise_error('ST001', 'retry_failed: business_date and kind are required');
@@ -436,6 +437,21 @@ begin
   if exists (select 1 from settlement.transfers t join settlement.transfer_attempts a on a.transfer_id = t.id and a.outcome = 'succeeded'
              where t.business_date = v_d and t.kind = v_k and t.state = 'failed') then
     perform settlement.raise_error('ST013', format('retry_failed: a failed transfer of %s %s has a succeeded attempt; it must not be sent again (investigate)', v_d, v_k));
+  end if;
+  -- Nor one the bank has booked or may still book under any of its numbers:
+  -- evidence of a booking, a statement line or an orphan naming one of them,
+  -- an attempt whose outcome is unknown.
+  select t.id, n.is_tuno into v_bad from settlement.transfers t
+  cross join lateral (select t.is_tuno union select a.is_tuno from settlement.transfer_attempts a where a.transfer_id = t.id) n(is_tuno)
+  where t.business_date = v_d and t.kind = v_k and t.state = 'failed'
+    and (exists (select 1 from settlement.transfer_evidence e where e.transfer_id = t.id and e.booked)
+         or exists (select 1 from settlement.statement_lines l where l.ref_is_tuno = n.is_tuno and l.ccyn = '0')
+         or exists (select 1 from settlement.breaks b where b.is_tuno = n.is_tuno and b.problem = 'orphan')
+         or exists (select 1 from settlement.transfer_attempts a where a.is_tuno = n.is_tuno and a.outcome = 'sending'))
+  order by t.id limit 1;
+  if found then
+    perform settlement.raise_error('ST016', format('retry_failed: transfer %s of %s %s may be booked under IsTuno %s (a statement line, an orphan, evidence or an attempt whose outcome is unknown names it); it must not be sent again: decide it (settlement.decide_transfer) or investigate',
+                                                   v_bad.id, v_d, v_k, v_bad.is_tuno));
   end if;
 
   -- A failed transfer gets a new IsTuno: the bank said the old one was not booked.

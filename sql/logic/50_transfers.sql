@@ -5,7 +5,8 @@
 --   what and how much never change; pending -> sending -> succeeded | failed;
 --   sending -> sending (a new claim, or unresolved); failed -> pending only
 --   with a new IsTuno and the next attempt (an operator's retry after the bank
---   proved the old number unbooked); succeeded never changes again.
+--   proved the old number unbooked); any -> succeeded on the bank's evidence
+--   that one of its numbers was booked; succeeded never changes again.
 create or replace function settlement.transfers_guard() returns trigger
 language plpgsql as $$
 begin
@@ -15,6 +16,18 @@ begin
   end if;
   if old.state = 'succeeded' then
     raise exception 'transfer %: a succeeded transfer never changes', old.id using errcode = 'ST007';
+  end if;
+  -- The bank's evidence that one of its numbers was booked (recorded first,
+  -- settlement.take_booking_evidence) makes it succeeded from any state, under
+  -- that number; the number it held is kept in transfer_attempts.
+  if new.state = 'succeeded' and old.state <> 'succeeded'
+     and exists (select 1 from settlement.transfer_evidence e where e.transfer_id = old.id and e.is_tuno = new.is_tuno and e.booked) then
+    if new.is_tuno <> old.is_tuno
+       and not (exists (select 1 from settlement.transfer_attempts a where a.transfer_id = old.id and a.is_tuno = new.is_tuno)
+                and exists (select 1 from settlement.transfer_attempts a where a.transfer_id = old.id and a.is_tuno = old.is_tuno)) then
+      raise exception 'transfer %: evidence makes it succeeded only under a number of its own, keeping the one it held', old.id using errcode = 'ST007';
+    end if;
+    return new;
   end if;
   if new.is_tuno <> old.is_tuno or new.attempt <> old.attempt then
     -- Only a transfer the bank proved unbooked gets a new number, and only the next one.
@@ -49,6 +62,9 @@ create or replace trigger transfer_attempts_append_only before update or delete 
 
 create or replace trigger transfer_attempts_no_truncate before truncate on settlement.transfer_attempts
   for each statement execute function settlement.journal_append_only();
+
+create or replace trigger transfer_evidence_append_only before update or delete on settlement.transfer_evidence
+  for each row execute function settlement.journal_append_only();
 
 ------------------------------------------------------------------------------
 -- The bank desk: each worker process claims and finishes its transfers in
@@ -124,11 +140,9 @@ begin
   end if;
 end $$;
 
--- An outcome for a transfer that no longer waits for it under that IsTuno:
--- 'stale' (it holds another number now) or 'already_settled'. A booking the
--- bank confirmed for a number the transfer does not hold, or holds settled
--- otherwise, is recorded as an orphan with a suspense journal entry.
-create or replace function settlement.finish_miss(p_id bigint, p_is_tuno text, p_outcome text default null, p_processed_at text default null) returns text
+-- An answer that changes nothing: 'stale' (the transfer holds another
+-- number now, or another attempt holds its claim) or 'already_settled'.
+create or replace function settlement.finish_miss(p_id bigint, p_is_tuno text) returns text
 language plpgsql as $$
 declare
   t settlement.transfers;
@@ -137,11 +151,79 @@ begin
   if not found then
     perform settlement.raise_error('ST008', format('transfer %s does not exist', p_id));
   end if;
-  if p_outcome = 'succeeded' and (t.is_tuno <> p_is_tuno or t.state <> 'succeeded') then
-    perform settlement.record_booked_orphan(t, p_is_tuno, p_processed_at);
-  end if;
-  return case when t.is_tuno <> p_is_tuno then 'stale' else 'already_settled' end;
+  return case when t.is_tuno = p_is_tuno and t.state in ('succeeded', 'failed') then 'already_settled' else 'stale' end;
 end $$;
+
+-- Evidence wins, in one place: the bank booked p_is_tuno, one of transfer
+-- p_id's numbers (an answer, a statement line, a person's word; p_source).
+-- Whatever state the transfer is in, it becomes succeeded under that number
+-- (the evidence recorded, the journal posted, what follows done), unless it
+-- is already paid: then the booking is an orphan in suspense. The number it
+-- held, if another, is kept in transfer_attempts: 'failed' code 'withdrawn'
+-- when never sent (no Tsymd), 'sending' code 'superseded' when an attempt may
+-- have sent it (a booking under it is then this transfer's orphan). A number
+-- that is none of the transfer's is an orphan too. Returns 'succeeded',
+-- 'already_settled' (paid under that number) or 'stale' (an orphan).
+create or replace function settlement.take_booking_evidence(p_id bigint, p_is_tuno text, p_processed_at text, p_source text,
+  p_line_id bigint default null, p_detail text default null)
+returns text
+language plpgsql as $$
+declare
+  t settlement.transfers;
+  a settlement.transfer_attempts;
+begin
+  select * into t from settlement.transfers where id = p_id for update;
+  if not found then
+    perform settlement.raise_error('ST008', format('transfer %s does not exist', p_id));
+  end if;
+  if t.is_tuno = p_is_tuno and t.state = 'succeeded' then
+    return 'already_settled';
+  end if;
+  -- A number never claimed was never sent by us: a booking under it is money
+  -- nobody here moved (an orphan for a person), not this transfer's payment.
+  if t.is_tuno = p_is_tuno and t.tsymd is null then
+    perform settlement.record_booked_orphan(t, p_is_tuno, p_processed_at);
+    return 'stale';
+  end if;
+  if t.is_tuno <> p_is_tuno then
+    select * into a from settlement.transfer_attempts x where x.transfer_id = t.id and x.is_tuno = p_is_tuno;
+    if not found or t.state = 'succeeded' then
+      perform settlement.record_booked_orphan(t, p_is_tuno, p_processed_at);
+      return 'stale';
+    end if;
+    if not exists (select 1 from settlement.transfer_attempts x where x.is_tuno = t.is_tuno) then
+      insert into settlement.transfer_attempts (transfer_id, is_tuno, tsymd, amount, outcome, code, message)
+      values (t.id, t.is_tuno, t.tsymd, t.amount,
+              case when t.tsymd is null then 'failed' else 'sending' end::settlement.transfer_state,
+              case when t.tsymd is null then 'withdrawn' else 'superseded' end,
+              format('IsTuno %s of the same transfer was booked (%s)', p_is_tuno, p_source));
+    end if;
+  end if;
+  if t.is_tuno = p_is_tuno and t.state <> 'failed' then
+    insert into settlement.transfer_attempts (transfer_id, is_tuno, tsymd, amount, outcome, processed_at)
+    values (t.id, t.is_tuno, t.tsymd, t.amount, 'succeeded', p_processed_at);
+  end if;
+  insert into settlement.transfer_evidence (transfer_id, is_tuno, booked, source, processed_at, line_id, detail)
+  values (t.id, p_is_tuno, true, p_source, p_processed_at, p_line_id,
+          coalesce(p_detail, format('the bank booked IsTuno %s (processed %s) while the transfer was %s under %s',
+                                    p_is_tuno, coalesce(p_processed_at, '?'), t.state, t.is_tuno)));
+  update settlement.transfers x
+  set state = 'succeeded', is_tuno = p_is_tuno, tsymd = case when a.is_tuno is null then x.tsymd else a.tsymd end,
+      -- (a person's word carries no bank time: the moment it was recorded, KST)
+      processed_at = coalesce(p_processed_at, to_char(now() at time zone 'Asia/Seoul', 'YYYYMMDDHH24MISS')),
+      fail_code = null, fail_message = null, settled_at = now(),
+      claimed_by = null, claimed_until = null, claim_token = null, unresolved_since = null, unresolved_reason = null, updated_at = now()
+  where x.id = t.id
+  returning * into t;
+  if t.purpose = 'payout' then
+    perform settlement.journal_transfers(array[t.id]);
+    perform settlement.confirm_when_paid(t.business_date, t.kind, t.id);
+  else
+    perform settlement.after_withdrawal(t);
+  end if;
+  return 'succeeded';
+end $$;
+comment on function settlement.take_booking_evidence is 'Internal: the bank booked one of a transfer''s numbers: it becomes succeeded under it from any state (evidence kept, journal posted, a newer number withdrawn or kept as superseded), or the booking is an orphan when the transfer is paid otherwise.';
 
 ------------------------------------------------------------------------------
 -- Claims a batch of transfers for one bank attempt each (a lease), in one
@@ -162,8 +244,16 @@ end $$;
 --   {"claims": [claim, ...] (in p_ids order), "slots": [..], "others_waiting": bool, "workers": n, "max_in_flight": m}
 -- where a claim is {action, resume, sendable, transfer_id, purpose, is_tuno,
 -- tsymd, memo, fintech_apsno, fin_acno, to_bncd, to_account, amount,
--- business_date, kind, attempt} (transfer_id and amount as text: no number
--- of a money path goes through a float).
+-- business_date, kind, attempt, claim_token, lease_until_ms} (transfer_id,
+-- amount and the token as text: no number of a money path goes through a
+-- float). claim_token (send only) fences the attempt: only its finish
+-- changes the transfer (finish_transfers); lease_until_ms (the database's
+-- clock, epoch ms) is when the claim ends: no request of the attempt may be
+-- in flight after it, and no send starts once the database's KST date is
+-- past tsymd (the bank client checks both before every send). The lease
+-- (p_lease_ms) covers the whole attempt, slot wait included, and is at most
+-- config.max_attempt (else ST019); a batch naming a transfer twice is
+-- refused (ST014).
 create or replace function settlement.claim_transfers(p_ids bigint[], p_holders text[], p_lease_ms integer, p_want integer,
   p_held integer[], p_flag integer)
 returns json
@@ -178,9 +268,18 @@ declare
   v_max integer;
   v_workers integer;
   v_others boolean;
+  v_lease interval := make_interval(secs => p_lease_ms / 1000.0);
 begin
+  -- A malformed batch is refused before anything is taken (no slot, no lock).
   if cardinality(coalesce(p_ids, '{}')) <> cardinality(coalesce(p_holders, '{}')) then
     perform settlement.raise_error('ST001', 'claim_transfers: p_ids and p_holders must have the same length');
+  end if;
+  if cardinality(p_ids) > 1 and (select count(distinct x) from unnest(p_ids) x) <> cardinality(p_ids) then
+    perform settlement.raise_error('ST014', 'claim_transfers: a transfer appears twice in the batch');
+  end if;
+  select c.max_in_flight into v_max from settlement.config c where c.id and v_lease > interval '0' and v_lease <= c.max_attempt;
+  if not found then
+    perform settlement.raise_error('ST019', format('claim_transfers: a lease of %s ms is not within (0, config.max_attempt]', p_lease_ms));
   end if;
   if p_flag > 0 then
     perform pg_advisory_lock_shared(settlement.bank_slot_lock_class(), 0);
@@ -207,9 +306,11 @@ begin
 
   -- By primary key (an index condition: no plan can turn it into a scan of
   -- the table); a row's own values are found by its place in the batch.
+  -- Each claim gets a new fencing token; sent_until covers its lease.
   update settlement.transfers x
   set state = 'sending', tsymd = coalesce(x.tsymd, v_ymd), claimed_by = p_holders[array_position(p_ids, x.id)],
-      claimed_until = now() + make_interval(secs => p_lease_ms / 1000.0), updated_at = now()
+      claimed_until = now() + v_lease, claim_token = nextval('settlement.claim_token_seq'),
+      sent_until = greatest(x.sent_until, now() + v_lease), updated_at = now()
   where x.id = any(v_send);
 
   select json_agg(json_build_object(
@@ -222,7 +323,9 @@ begin
            'sendable', t.id = any(v_send) and t.tsymd = v_ymd,
            'transfer_id', r.id::text, 'purpose', t.purpose, 'is_tuno', t.is_tuno, 'tsymd', t.tsymd, 'memo', t.memo,
            'fintech_apsno', t.fintech_apsno, 'fin_acno', t.fin_acno, 'to_bncd', t.to_bncd, 'to_account', t.to_account,
-           'amount', t.amount::text, 'business_date', t.business_date::text, 'kind', t.kind, 'attempt', t.attempt)
+           'amount', t.amount::text, 'business_date', t.business_date::text, 'kind', t.kind, 'attempt', t.attempt,
+           'claim_token', case when t.id = any(v_send) then t.claim_token::text end,
+           'lease_until_ms', case when t.id = any(v_send) then floor(extract(epoch from t.claimed_until) * 1000)::bigint::text end)
          order by r.ord)
   into v_claims
   from unnest(p_ids) with ordinality r(id, ord)
@@ -230,7 +333,6 @@ begin
 
   -- While another process waits, this one takes no more than its share of
   -- the cap (max_in_flight over the live workers).
-  select max_in_flight into v_max from settlement.config where id;
   select greatest(count(*), 1) into v_workers from settlement.workers w cross join settlement.ops_settings o
   where o.id and w.last_beat > now() - o.worker_silent_after;
   v_others := settlement.others_waiting_for_slots();
@@ -248,26 +350,34 @@ comment on function settlement.claim_transfers is 'Worker (bank desk): claims a 
 ------------------------------------------------------------------------------
 -- Records the bank's answers for a batch of transfers, once each, in one
 -- transaction, after giving back the bank-call slots p_give of this
--- connection. An outcome is succeeded (p_processed_at: the bank's processing
--- time), failed (p_codes, p_messages) or unresolved (p_messages: why; the
--- transfer stays sending, its claim let go, and is asked about again). A
--- settled transfer gets its attempt row and journal entry, then what
--- follows: a payout's day is confirmed once nothing of it is open; a
--- withdrawal ends (or blocks) the withdraw stage. An outcome for a transfer
--- that no longer waits for it under that IsTuno is 'stale' or
--- 'already_settled' (finish_miss). Returns each result in input order.
+-- connection (first of all: they are given back whatever follows). An
+-- outcome is succeeded (p_processed_at: the bank's processing time), failed
+-- (p_codes, p_messages) or unresolved (p_messages: why; the transfer stays
+-- sending, its claim let go, and is asked about again). p_tokens: each
+-- attempt's claim token (claim_transfers). Fencing: failed and unresolved
+-- change the transfer only from the attempt holding its live claim (else
+-- 'stale'); succeeded is the bank's evidence and is always taken
+-- (settlement.take_booking_evidence: from any state, under any of the
+-- transfer's numbers). A settled transfer gets its attempt row and journal
+-- entry, then what follows: a payout's day is confirmed once nothing of it is
+-- open; a withdrawal ends (or blocks) the withdraw stage. The attempt holding
+-- the claim sets sent_until to now: none of its requests is in flight after
+-- it. Returns each result in input order: succeeded, failed, unresolved,
+-- stale, already_settled. Refused: arrays of different lengths (ST001), an
+-- unknown outcome (ST009), a transfer twice in the batch (ST014).
 --
--- The everyday case (a payout, succeeded or failed, still pending or sending
--- under the IsTuno it was sent with) is set-based: one UPDATE, one insert of
--- attempts, one of journal entries and one of journal lines for the batch.
--- Every other item (a withdrawal, an unresolved outcome, a miss) is taken one
--- by one after it.
+-- The everyday case (a payout, succeeded or failed, sending under the IsTuno
+-- it was sent with, by the claim's holder) is set-based: one UPDATE, one
+-- insert of attempts, one of journal entries and one of journal lines for the
+-- batch. Every other item (a withdrawal, an unresolved outcome, a miss,
+-- evidence) is taken one by one after it.
 create or replace function settlement.finish_transfers(p_ids bigint[], p_is_tunos text[], p_outcomes text[], p_processed_at text[],
-  p_codes text[], p_messages text[], p_give integer[])
+  p_codes text[], p_messages text[], p_give integer[], p_tokens bigint[] default null)
 returns text[]
 language plpgsql as $$
 declare
   v_n integer := cardinality(coalesce(p_ids, '{}'));
+  v_tokens bigint[] := coalesce(p_tokens, array_fill(null::bigint, array[cardinality(coalesce(p_ids, '{}'))]));
   v_fast bigint[];
   v_done bigint[];
   v_succeeded bigint[];
@@ -276,15 +386,18 @@ declare
   g record;
   i integer;
 begin
+  perform settlement.give_bank_slots(p_give);
   if cardinality(coalesce(p_is_tunos, '{}')) <> v_n or cardinality(coalesce(p_outcomes, '{}')) <> v_n
      or cardinality(coalesce(p_processed_at, '{}')) <> v_n or cardinality(coalesce(p_codes, '{}')) <> v_n
-     or cardinality(coalesce(p_messages, '{}')) <> v_n then
+     or cardinality(coalesce(p_messages, '{}')) <> v_n or cardinality(v_tokens) <> v_n then
     perform settlement.raise_error('ST001', 'finish_transfers: the arrays must have the same length');
   end if;
   if exists (select 1 from unnest(p_outcomes) o where o is null or o not in ('succeeded', 'failed', 'unresolved')) then
     perform settlement.raise_error('ST009', 'finish_transfers: every outcome must be succeeded, failed or unresolved');
   end if;
-  perform settlement.give_bank_slots(p_give);
+  if v_n > 1 and (select count(distinct x) from unnest(p_ids) x) <> v_n then
+    perform settlement.raise_error('ST014', 'finish_transfers: a transfer appears twice in the batch');
+  end if;
   -- The batch's rows are locked in id order, as claims lock them (an UPDATE
   -- joined to the batch would lock them in whatever order its plan visits).
   perform 1 from settlement.transfers x where x.id = any(p_ids) order by x.id for update;
@@ -307,9 +420,11 @@ begin
     set state = p_outcomes[array_position(p_ids, x.id)]::settlement.transfer_state,
         processed_at = p_processed_at[array_position(p_ids, x.id)], fail_code = p_codes[array_position(p_ids, x.id)],
         fail_message = left(p_messages[array_position(p_ids, x.id)], 500), settled_at = now(), claimed_by = null, claimed_until = null,
+        claim_token = null, sent_until = case when x.claim_token = v_tokens[array_position(p_ids, x.id)] then now() else x.sent_until end,
         unresolved_since = null, unresolved_reason = null, updated_at = now()
     where x.id = any(v_fast) and x.is_tuno = p_is_tunos[array_position(p_ids, x.id)]
-      and x.state in ('pending', 'sending') and x.purpose = 'payout'
+      and x.state = 'sending' and x.purpose = 'payout'
+      and (p_outcomes[array_position(p_ids, x.id)] = 'succeeded' or x.claim_token = v_tokens[array_position(p_ids, x.id)])
     returning x.*),
   a as (
     insert into settlement.transfer_attempts (transfer_id, is_tuno, tsymd, amount, outcome, code, message, processed_at)
@@ -325,19 +440,23 @@ begin
       v_out := v_out || p_outcomes[i];
     elsif p_outcomes[i] = 'unresolved' then
       update settlement.transfers x
-      set claimed_by = null, claimed_until = null, unresolved_since = coalesce(x.unresolved_since, now()),
-          unresolved_reason = left(p_messages[i], 500), updated_at = now()
-      where x.id = p_ids[i] and x.is_tuno = p_is_tunos[i] and x.state = 'sending';
+      set claimed_by = null, claimed_until = null, claim_token = null, sent_until = now(),
+          unresolved_since = coalesce(x.unresolved_since, now()), unresolved_reason = left(p_messages[i], 500), updated_at = now()
+      where x.id = p_ids[i] and x.is_tuno = p_is_tunos[i] and x.state = 'sending' and x.claim_token = v_tokens[i];
       v_out := v_out || case when found then 'unresolved' else settlement.finish_miss(p_ids[i], p_is_tunos[i]) end;
     else
       update settlement.transfers x
       set state = p_outcomes[i]::settlement.transfer_state, processed_at = p_processed_at[i], fail_code = p_codes[i],
           fail_message = left(p_messages[i], 500), settled_at = now(), claimed_by = null, claimed_until = null,
+          claim_token = null, sent_until = case when x.claim_token = v_tokens[i] then now() else x.sent_until end,
           unresolved_since = null, unresolved_reason = null, updated_at = now()
-      where x.id = p_ids[i] and x.is_tuno = p_is_tunos[i] and x.state in ('pending', 'sending')
+      where x.id = p_ids[i] and x.is_tuno = p_is_tunos[i] and x.state = 'sending'
+        and (p_outcomes[i] = 'succeeded' or x.claim_token = v_tokens[i])
       returning * into t;
       if not found then
-        v_out := v_out || settlement.finish_miss(p_ids[i], p_is_tunos[i], p_outcomes[i], p_processed_at[i]);
+        v_out := v_out || case when p_outcomes[i] = 'succeeded'
+                               then settlement.take_booking_evidence(p_ids[i], p_is_tunos[i], p_processed_at[i], 'answer')
+                               else settlement.finish_miss(p_ids[i], p_is_tunos[i]) end;
         continue;
       end if;
       insert into settlement.transfer_attempts (transfer_id, is_tuno, tsymd, amount, outcome, code, message, processed_at)
@@ -363,7 +482,7 @@ begin
   return v_out;
 end $$
   set enable_seqscan = off set enable_hashjoin = off set enable_mergejoin = off;
-comment on function settlement.finish_transfers is 'Worker (bank desk): records the bank''s answers for a batch of transfers (+ attempts, journal, what follows) once each, in one transaction, after giving back the bank-call slots p_give of this connection; returns each result in input order (succeeded, failed, unresolved, stale, already_settled).';
+comment on function settlement.finish_transfers is 'Worker (bank desk): records the bank''s answers for a batch of transfers (+ attempts, journal, what follows) once each, in one transaction, after giving back the bank-call slots p_give of this connection; failed and unresolved only from the attempt holding the live claim (p_tokens), succeeded always (the bank''s evidence); returns each result in input order (succeeded, failed, unresolved, stale, already_settled).';
 
 -- Safety net run by the crontab: an unsettled transfer without a live job gets
 -- one again (the job key collapses it with a waiting one), and a loan account

@@ -23,15 +23,21 @@
 --      Tuno) order with the n-th transfer in id order.
 --   3. Every other settlement-account line (Ccyn 0) is an orphan. Lines of
 --      other accounts without our reference are not ours.
---   4. A Ccyn 1 (cancelled) line is paired with its original: the line with
---      its reference, else the latest earlier Ccyn 0 line of the same account
---      with the same amount and the opposite direction not yet paired.
+--   4. A Ccyn 1 (cancelled) line is paired with its original only by our
+--      reference printed on it (the first Ccyn 0 line of that reference on the
+--      same account); NH's statement names no original line, and an amount
+--      alone is not proof: one without is paired with nothing, a break for a
+--      person.
 -- Then, per (D, K): a succeeded transfer needs exactly one matched line with
 -- the right direction (in: MnrcDrotDsnc 1/2 on to_account, out: 3/4 on
 -- from_account) and amount on each side whose statement was read
 -- (missing_line, mismatch); a line naming an old number, a failed or pending
 -- transfer, a duplicate or no transfer is an orphan (with a suspense journal
--- entry); a cancellation is a break of the original's day.
+-- entry); a cancellation is a break of the original's day. A line that
+-- belongs to a day already reconciled (a cancellation, a late or duplicate
+-- booking of one of its numbers, a line of its accounts and dates that
+-- matches nothing), found when another day reads the same statement, is a
+-- break of that day: its reconcile stage is blocked again (breaks_reopen_day).
 
 ------------------------------------------------------------------------------
 -- When the statement of a Korean date (YYYYMMDD) is final, by the database's clock.
@@ -120,17 +126,69 @@ $$;
 comment on function settlement.reconcile_reads_needed is 'The (account, date) statements a day is reconciled against, each with the time a read must be later than to count (its transfers settled by then).';
 
 -- An unresolved transfer: the settlement-account side whose statement decides
--- it, and the time a read must be later than: its last claim, lease or answer
--- (a request of it may have reached the bank until then), or the date's
--- bookings_end if that is earlier.
+-- it, and the time a read must be later than to prove it unbooked: the last
+-- moment a request under its number may have been in flight (sent_until: its
+-- last claim's lease, or when the attempt holding it answered; its last
+-- claim, lease or answer for rows without one) plus the grace; or, if
+-- earlier, the end of its date plus the grace but never less than
+-- config.max_attempt (no send starts after the end of its date: the bank
+-- client checks the database's date before every send, and a request sent
+-- just before midnight is booked within the longest attempt).
 create or replace function settlement.unresolved_read_need(t settlement.transfers)
 returns table (bncd text, acno text, ymd text, read_after timestamptz)
 language sql stable as $$
   select a.bank_code, a.account_no, t.tsymd,
-         least(greatest(t.unresolved_since, t.updated_at, t.claimed_until), settlement.bookings_end(t.tsymd))
-  from settlement.accounts a
-  where a.account_no = case t.purpose when 'payout' then t.to_account else t.from_account end
+         least(greatest(t.sent_until, t.unresolved_since, t.updated_at, t.claimed_until) + greatest(c.reconcile_after, interval '0'),
+               ((to_date(t.tsymd, 'YYYYMMDD') + 1)::timestamp at time zone 'Asia/Seoul') + greatest(c.reconcile_after, c.max_attempt))
+  from settlement.accounts a cross join settlement.config c
+  where c.id and a.account_no = case t.purpose when 'payout' then t.to_account else t.from_account end
 $$;
+
+-- Why the statement has not decided an unresolved transfer (null: it can
+-- decide now, or the transfer is not unresolved). decide_unresolved acts on
+-- exactly these conditions; settle failures and payout_failures show them.
+create or replace function settlement.undecided_why(t settlement.transfers) returns text
+language plpgsql stable as $$
+declare
+  n record;
+  v_line bigint;
+begin
+  if t.state <> 'sending' or t.unresolved_since is null or t.tsymd is null then
+    return null;
+  end if;
+  if t.claimed_until >= now() then
+    return format('an attempt holds it until %s (its result check may still answer)', settlement.local_time(t.claimed_until));
+  end if;
+  select * into n from settlement.unresolved_read_need(t);
+  if n.bncd is null or n.bncd not in ('011', '012') then
+    return format('its account is not at NH: no statement can decide it; a person decides with settlement.decide_transfer(%s, booked, evidence)', t.id);
+  end if;
+  if now() < settlement.statement_final_at(t.tsymd) then
+    return format('the statement of %s is final at %s', t.tsymd, settlement.local_time(settlement.statement_final_at(t.tsymd)));
+  end if;
+  if n.read_after > now() then
+    return format('a request may have been in flight until %s: only a read after it proves anything', settlement.local_time(n.read_after));
+  end if;
+  if not settlement.read_after(n.bncd, n.acno, n.ymd, n.read_after) then
+    return format('waiting for a read of the statement of %s on %s made after %s (the reconcile task reads it)', n.acno, n.ymd, settlement.local_time(n.read_after));
+  end if;
+  if exists (select 1 from settlement.statement_lines sl
+             where sl.ref_is_tuno = t.is_tuno and sl.ccyn = '0' and sl.bncd = n.bncd and sl.acno = n.acno) then
+    return null;
+  end if;
+  select sl.id into v_line from settlement.statement_lines sl
+  where sl.bncd = n.bncd and sl.acno = n.acno and sl.ref_is_tuno is null and sl.ccyn = '0' and sl.tram = t.amount
+    and sl.trdd in (t.tsymd, settlement.ymd_add(t.tsymd, 1))
+    and settlement.is_in(sl.mnrc_drot_dsnc) = (t.purpose = 'payout')
+    and not exists (select 1 from settlement.line_matches m where m.line_id = sl.id and m.rule = 'fallback')
+  order by sl.id limit 1;
+  if found then
+    return format('an unreferenced line of the same amount (%s KRW, statement line %s on %s) could be it: a person decides with settlement.decide_transfer(%s, booked, evidence)',
+                  t.amount, v_line, n.acno, t.id);
+  end if;
+  return null;
+end $$;
+comment on function settlement.undecided_why is 'Why the final statement has not decided an unresolved transfer yet (null: it can decide now).';
 
 ------------------------------------------------------------------------------
 -- One matcher at a time.
@@ -178,7 +236,8 @@ language sql stable as $$
     select n.bncd, n.acno, n.ymd, n.read_after
     from settlement.transfers t
     cross join lateral settlement.unresolved_read_need(t) n
-    where t.state = 'sending' and t.unresolved_since is not null and t.tsymd is not null and n.bncd in ('011', '012'))
+    where t.state = 'sending' and t.unresolved_since is not null and t.tsymd is not null and n.bncd in ('011', '012')
+      and n.read_after <= now())
   select n.bncd, n.acno, n.ymd, least(settlement.ymd_add(n.ymd, 1), settlement.bank_ymd()), now()
   from needed n
   where now() >= settlement.statement_final_at(n.ymd)
@@ -345,34 +404,37 @@ begin
   get diagnostics v_k = row_count;
   v_n := v_n + v_k;
 
-  -- 4. Cancellations, in (Trdd, Txtm, Tuno) order, each with its original.
+  -- 4. Cancellations, in (Trdd, Txtm, Tuno) order: one that carries our
+  --    reference is paired with the first line of that reference on the same
+  --    account; one without is paired with nothing (NH's statement names no
+  --    original line, and an amount is not proof): a break for a person.
   for c in
     select l.* from pg_temp.rec_lines r join settlement.statement_lines l on l.id = r.id
     where l.ccyn = '1' order by l.trdd, l.txtm, l.tuno
   loop
-    select ol.id into o from settlement.statement_lines ol
-    where ol.bncd = c.bncd and ol.acno = c.acno and ol.ccyn = '0' and ol.tram = c.tram
-      and ((c.ref_is_tuno is not null and ol.ref_is_tuno = c.ref_is_tuno)
-           or (c.ref_is_tuno is null and settlement.is_in(ol.mnrc_drot_dsnc) <> settlement.is_in(c.mnrc_drot_dsnc)
-               and (ol.trdd, ol.txtm, ol.tuno) <= (c.trdd, c.txtm, c.tuno)))
-      and not exists (select 1 from settlement.line_matches m where m.cancels_line_id = ol.id)
-    order by (ol.ref_is_tuno is not distinct from c.ref_is_tuno) desc, ol.trdd desc, ol.txtm desc, ol.tuno desc
-    limit 1;
+    o := null;
+    if c.ref_is_tuno is not null then
+      select ol.id into o from settlement.statement_lines ol
+      where ol.bncd = c.bncd and ol.acno = c.acno and ol.ccyn = '0' and ol.ref_is_tuno = c.ref_is_tuno
+        and not exists (select 1 from settlement.line_matches m where m.cancels_line_id = ol.id)
+      order by ol.trdd, ol.txtm, ol.tuno
+      limit 1;
+    end if;
     if o is not null and exists (select 1 from settlement.line_matches m where m.line_id = o) then
       insert into settlement.line_matches (line_id, rule, transfer_id, is_tuno, cancels_line_id)
       select c.id, 'cancellation', m.transfer_id, m.is_tuno, o from settlement.line_matches m where m.line_id = o;
-      v_n := v_n + 1;
-    elsif exists (select 1 from settlement.accounts a where a.account_no = c.acno and a.bank_code = c.bncd and a.role = 'settlement') then
+    else
       insert into settlement.line_matches (line_id, rule, cancels_line_id) values (c.id, 'cancellation', o);
-      v_n := v_n + 1;
     end if;
+    v_n := v_n + 1;
   end loop;
   return v_n;
 end $$;
 
 ------------------------------------------------------------------------------
--- Only the statement proves non-booking, counting only a read made
--- after the transfer's last claim or answer.
+-- Only the statement proves non-booking, counting only a read made after the
+-- last moment a request of the transfer may have been in flight plus the
+-- grace (unresolved_read_need); anything else is said by undecided_why.
 create or replace function settlement.decide_unresolved()
 returns table (transfer_id bigint, is_tuno text, decision text)
 language plpgsql as $$
@@ -382,6 +444,7 @@ declare
   l settlement.statement_lines;
   n record;
   v_again boolean := false;
+  v_next timestamptz;
 begin
   for t in
     select x.* from settlement.transfers x
@@ -394,8 +457,12 @@ begin
     if n.bncd is null or n.bncd not in ('011', '012') or now() < settlement.statement_final_at(t.tsymd) then
       continue;
     end if;
-    -- The last read predates its last claim or answer: the next run
-    -- (shortly, below) reads again and decides.
+    -- A request may still be in flight: look again once it cannot be.
+    if n.read_after > now() then
+      v_next := least(v_next, n.read_after);
+      continue;
+    end if;
+    -- The last read predates it: the next run (shortly, below) reads again and decides.
     if not settlement.read_after(n.bncd, n.acno, n.ymd, n.read_after) then
       v_again := true;
       continue;
@@ -404,17 +471,14 @@ begin
     where sl.ref_is_tuno = t.is_tuno and sl.ccyn = '0' and sl.bncd = n.bncd and sl.acno = n.acno
     order by sl.trdd, sl.txtm, sl.tuno limit 1;
     if found then
-      perform settlement.finish_transfers(array[t.id], array[t.is_tuno], array['succeeded'], array[l.trdd || l.txtm], array[null::text], array[null::text], '{}');
+      perform settlement.take_booking_evidence(t.id, t.is_tuno, l.trdd || l.txtm, 'statement', l.id,
+        format('line %s (Tuno %s) on the statement of %s %s names DS%s', l.id, l.tuno, l.acno, l.trdd, t.is_tuno));
       transfer_id := t.id; is_tuno := t.is_tuno; decision := 'succeeded';
       return next;
       continue;
     end if;
-    -- An unreferenced line that could be this transfer: leave it to a person.
-    if exists (select 1 from settlement.statement_lines sl
-               where sl.bncd = n.bncd and sl.acno = n.acno and sl.ref_is_tuno is null and sl.ccyn = '0' and sl.tram = t.amount
-                 and sl.trdd in (t.tsymd, settlement.ymd_add(t.tsymd, 1))
-                 and settlement.is_in(sl.mnrc_drot_dsnc) = (t.purpose = 'payout')
-                 and not exists (select 1 from settlement.line_matches m where m.line_id = sl.id and m.rule = 'fallback')) then
+    -- An unreferenced line that could be this transfer: a person decides (undecided_why says so).
+    if settlement.undecided_why(t) is not null then
       continue;
     end if;
     insert into settlement.transfer_attempts (transfer_id, is_tuno, tsymd, amount, outcome, code, message)
@@ -422,7 +486,8 @@ begin
             format('no line with DS%s on the final statement of %s %s', t.is_tuno, n.acno, t.tsymd));
     update settlement.transfers x
     set state = 'pending', attempt = x.attempt + 1, is_tuno = settlement.next_is_tuno(), tsymd = null,
-        claimed_by = null, claimed_until = null, unresolved_since = null, unresolved_reason = null, updated_at = now()
+        claimed_by = null, claimed_until = null, claim_token = null, sent_until = null,
+        unresolved_since = null, unresolved_reason = null, updated_at = now()
     where x.id = t.id;
     perform settlement.add_transfer_jobs(array[t.id]);
     transfer_id := t.id; is_tuno := t.is_tuno; decision := 'not_booked';
@@ -434,9 +499,11 @@ begin
                         where x.state = 'sending' and x.unresolved_since is not null and x.tsymd is not null
                           and x.claimed_until >= now() and now() >= settlement.statement_final_at(x.tsymd)) then
     perform settlement.add_reconcile_job(now() + interval '3 seconds');
+  elsif v_next is not null then
+    perform settlement.add_reconcile_job(v_next + interval '1 second');
   end if;
 end $$;
-comment on function settlement.decide_unresolved is 'Reconcile task: decides unresolved transfers by the final statement of their date, read after their last claim or answer (line with the reference: succeeded; none: re-planned under a new IsTuno with its job).';
+comment on function settlement.decide_unresolved is 'Reconcile task: decides unresolved transfers by the final statement of their date, read after the last moment a request of theirs may have been in flight plus the grace (line with the reference: succeeded, the line kept as evidence; none: re-planned under a new IsTuno with its job). settlement.undecided_why says why one is not decided.';
 
 ------------------------------------------------------------------------------
 -- Breaks: a transfer's side checked only against a read made after it
@@ -467,7 +534,7 @@ begin
     cross join lateral settlement.line_owner(l.id) o
     where m.rule in ('reference', 'duplicate', 'unknown')
       and (m.rule <> 'reference' or t.id is null or m.is_tuno <> t.is_tuno or t.state in ('pending', 'failed'))
-      and o.business_date = p_date and o.kind = p_kind
+      and ((o.business_date = p_date and o.kind = p_kind) or settlement.stage_state_of(o.business_date, o.kind, 'reconcile') in ('done', 'blocked'))
       and not exists (select 1 from settlement.breaks b where b.line_id = l.id and b.problem = 'orphan')
       -- a booking recorded as an orphan at once (finish_transfers) already has its entry
       and not exists (select 1 from settlement.breaks b where b.problem = 'orphan' and b.line_id is null and b.is_tuno = m.is_tuno and m.rule = 'reference')
@@ -496,12 +563,15 @@ begin
   insert into settlement.breaks (business_date, kind, problem, transfer_id, is_tuno, line_id, account_no, amount, detail)
   select o.business_date, o.kind, 'cancelled', m.transfer_id, m.is_tuno, l.id, l.acno, l.tram,
          format('cancelled (Ccyn 1) %s KRW on %s %s %s (Tuno %s)%s', l.tram, l.acno, l.trdd, l.txtm, l.tuno,
-                coalesce(format(' of line %s (Tuno %s)', ol.id, ol.tuno), ' with no original line found'))
+                case when ol.id is not null then format(' of line %s (Tuno %s)', ol.id, ol.tuno)
+                     when l.ref_is_tuno is not null then format(' naming DS%s, with no original line found', l.ref_is_tuno)
+                     else ': the line has no reference to its original (an amount is not proof); a person pairs it' end)
   from settlement.line_matches m
   join settlement.statement_lines l on l.id = m.line_id
   left join settlement.statement_lines ol on ol.id = m.cancels_line_id
   cross join lateral settlement.line_owner(coalesce(ol.id, l.id)) o
-  where m.rule = 'cancellation' and o.business_date = p_date and o.kind = p_kind
+  where m.rule = 'cancellation'
+    and ((o.business_date = p_date and o.kind = p_kind) or settlement.stage_state_of(o.business_date, o.kind, 'reconcile') in ('done', 'blocked'))
   on conflict do nothing;
 
   -- Each succeeded transfer of (D, K): one line with the right direction and
@@ -607,6 +677,25 @@ end $$;
 create or replace trigger breaks_history before update or delete on settlement.breaks
   for each row execute function settlement.breaks_guard();
 
+-- A break of a day already reconciled (late evidence: found while another day
+-- read the same statement, or an answer recorded after the day closed)
+-- reopens it: its reconcile stage is blocked again, so its verdict is
+-- BLOCKED, problems() lists it and the watch raises an alert. The stage runs
+-- again (done) once each of its breaks is resolved.
+create or replace function settlement.breaks_reopen_day() returns trigger
+language plpgsql as $$
+begin
+  update settlement.stage_runs r
+  set state = 'blocked', updated_at = now(),
+      detail = format('reopened: a %s break found after the day reconciled (%s); see settlement.reconciliation_breaks; explain each with settlement.resolve_break(id, note)',
+                      new.problem, left(new.detail, 300))
+  where r.business_date = new.business_date and r.kind = new.kind and r.stage = 'reconcile' and r.state = 'done';
+  return null;
+end $$;
+
+create or replace trigger breaks_reopen_day after insert on settlement.breaks
+  for each row execute function settlement.breaks_reopen_day();
+
 ------------------------------------------------------------------------------
 -- Operators
 create or replace function settlement.resolve_break(id bigint, note text) returns void
@@ -637,12 +726,21 @@ begin
   if p_after is null then
     perform settlement.raise_error('ST022', 'configure_reconcile: reconcile_after is required (an interval, e.g. ''2 hours'')');
   end if;
+  -- A grace shorter than the longest attempt could call a statement final
+  -- while a request sent just before midnight is still being booked. A
+  -- negative grace is the simulator's (it books at once; its statement is
+  -- final at once); even then decide_unresolved waits for the longest attempt
+  -- after midnight (unresolved_read_need).
+  if p_after >= interval '0' and p_after < (select c.max_attempt from settlement.config c where c.id) then
+    perform settlement.raise_error('ST022', format('configure_reconcile: a grace of %s is shorter than the longest attempt (config.max_attempt %s)',
+                                                   p_after, (select c.max_attempt from settlement.config c where c.id)));
+  end if;
   update settlement.config set reconcile_after = p_after, updated_at = now() where id;
   if to_regproc('settlement.audit') is not null then
     perform settlement.audit('configure_reconcile', jsonb_build_object('reconcile_after', p_after::text));
   end if;
 end $$;
-comment on function settlement.configure_reconcile is 'Operator: sets reconcile_after, the grace after the end of a date (KST) before its statement counts as final. Audited.';
+comment on function settlement.configure_reconcile is 'Operator: sets reconcile_after, the grace after the end of a date (KST) before its statement counts as final: at least config.max_attempt, or negative for a simulator (final at once). ST022 otherwise. Audited.';
 
 create or replace function settlement.add_reconcile_job(p_run_at timestamptz default null) returns void
 language plpgsql as $$

@@ -194,16 +194,66 @@ language sql stable as $$
 $$;
 comment on function settlement.retry_preview is 'What retry_day would send again, per kind and paying account. The FinAcno (what the bank needs to report a balance) only for members of settlement_operator.';
 
+-- For the case no statement can settle (an unreferenced line of the same
+-- amount, an account outside NH, a bank that confirms by other means): a
+-- person decides an unresolved (or failed) transfer with the evidence in
+-- words. booked: it becomes succeeded under its number (take_booking_evidence,
+-- the evidence kept); not booked (unresolved only): planned again under a new
+-- IsTuno, the old number's attempt recording the decision. Refused while an
+-- attempt holds its claim or once it is settled (ST017), without evidence or
+-- a yes/no (ST018). Audited.
+create or replace function settlement.decide_transfer(p_id bigint, p_booked boolean, p_evidence text) returns text
+language plpgsql as $$
+declare
+  t settlement.transfers;
+  v_out text;
+begin
+  if p_booked is null or p_evidence is null or btrim(p_evidence) = '' then
+    perform settlement.raise_error('ST018', 'decide_transfer: say whether the bank booked it (true/false) and the evidence (what, from whom, its reference)');
+  end if;
+  select * into t from settlement.transfers x where x.id = p_id for update;
+  if not found then
+    perform settlement.raise_error('ST008', format('decide_transfer: transfer %s does not exist', p_id));
+  end if;
+  if t.claimed_until >= now() then
+    perform settlement.raise_error('ST017', format('decide_transfer: transfer %s is claimed by %s until %s (an attempt may still send or answer); try after it', p_id, t.claimed_by, t.claimed_until));
+  end if;
+  if not (t.state = 'sending' and t.unresolved_since is not null) and not (p_booked and t.state in ('failed', 'sending')) then
+    perform settlement.raise_error('ST017', format('decide_transfer: transfer %s is %s%s: nothing to decide', p_id, t.state,
+                                                   case when t.state = 'sending' then ' and not unresolved' else '' end));
+  end if;
+  if p_booked then
+    v_out := settlement.take_booking_evidence(t.id, t.is_tuno, null, 'person', null, left(btrim(p_evidence), 2000));
+  else
+    insert into settlement.transfer_evidence (transfer_id, is_tuno, booked, source, detail)
+    values (t.id, t.is_tuno, false, 'person', left(btrim(p_evidence), 2000));
+    insert into settlement.transfer_attempts (transfer_id, is_tuno, tsymd, amount, outcome, code, message)
+    values (t.id, t.is_tuno, t.tsymd, t.amount, 'failed', 'decided_by_person', left(btrim(p_evidence), 500));
+    update settlement.transfers x
+    set state = 'pending', attempt = x.attempt + 1, is_tuno = settlement.next_is_tuno(), tsymd = null,
+        claimed_by = null, claimed_until = null, claim_token = null, sent_until = null,
+        unresolved_since = null, unresolved_reason = null, updated_at = now()
+    where x.id = t.id;
+    perform settlement.add_transfer_jobs(array[t.id]);
+    v_out := 'not_booked';
+  end if;
+  perform settlement.audit('decide_transfer', jsonb_build_object('id', t.id, 'is_tuno', t.is_tuno, 'booked', p_booked, 'business_date', t.business_date, 'kind', t.kind),
+                           jsonb_build_object('decision', v_out), left(btrim(p_evidence), 1000));
+  return v_out;
+end $$;
+comment on function settlement.decide_transfer is 'Operator: decides an unresolved transfer (or a failed one, booked) with evidence no statement gives: booked -> succeeded (evidence kept, journal posted); not booked -> planned again under a new IsTuno. ST017 claimed or settled, ST018 no evidence. Audited.';
+
 create or replace view settlement.payout_failures as
 select case when t.state = 'failed' then 'failed' else 'unresolved' end as problem,
        t.purpose::text as what, t.business_date, t.kind, t.id as transfer_id, t.entry_id, t.seq, t.from_account, t.to_account,
        t.amount, t.is_tuno, t.tsymd, t.attempt,
        t.fail_code as bank_code, coalesce(t.fail_message, t.unresolved_reason) as bank_message,
        t.settled_at as failed_at, t.unresolved_since,
-       case when t.unresolved_since is not null then now() - t.unresolved_since end as unresolved_for
+       case when t.unresolved_since is not null then now() - t.unresolved_since end as unresolved_for,
+       settlement.undecided_why(t) as undecided_why
 from settlement.transfers t
 where t.state = 'failed' or t.unresolved_since is not null;
-comment on view settlement.payout_failures is 'Transfers that failed for good (with the bank''s code and message: fix the cause, then settlement.retry_failed(date, kind)) and transfers whose outcome the bank has not told yet (unresolved, with their age).';
+comment on view settlement.payout_failures is 'Transfers that failed for good (with the bank''s code and message: fix the cause, then settlement.retry_failed(date, kind)) and transfers whose outcome the bank has not told yet (unresolved, with their age and undecided_why: why the statement has not decided it).';
 
 ------------------------------------------------------------------------------
 -- Reconciliation breaks per day, if the reconcile stage is installed (the

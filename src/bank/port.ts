@@ -28,6 +28,13 @@ interface OrderBase {
   sendable: boolean;
   /** An earlier attempt under this IsTuno may have reached the bank: ask first, send only if the bank proves it never got it. */
   resume: boolean;
+  /**
+   * When the attempt's claim ends (epoch ms, the client's clock: the worker's
+   * is synced to the database). No send starts unless its answer is due
+   * (the call timeout) before then; checked right before every send, with
+   * the date (the clock's KST date must still be `tsymd`).
+   */
+  sendUntilMs?: number;
 }
 
 /** DrawingTransfer: from a loan account's fin-account into the app's contracted (settlement) account. */

@@ -21,10 +21,14 @@
  *                                        otherwise unresolved (the statement decides)
  *     nothing readable                 → unresolved
  *
- * `order.resume` asks first; `order.sendable === false` only ever asks. No new
- * IsTuno and no decision from the clock: those belong to the database (G9).
+ * `order.resume` asks first; `order.sendable === false` only ever asks. Right
+ * before every send (inside the gate, after any wait for a slot) the clock's
+ * KST date must still be `order.tsymd` and the answer due before the claim
+ * ends (`order.sendUntilMs`); otherwise nothing is sent and the attempt only
+ * asks from then on. No new IsTuno and no decision from the clock: those
+ * belong to the database (G9).
  */
-import { DUPLICATE_IS_TUNO_MESSAGE, formatKrw, NH_BANK_CODES, RPCD_OK, type ApiNm } from '../nh/contract.js';
+import { DUPLICATE_IS_TUNO_MESSAGE, formatKrw, kstYmd, NH_BANK_CODES, RPCD_OK, type ApiNm } from '../nh/contract.js';
 import { failed, succeeded, unresolved, type Gate, type TransferOrder, type TransferResult } from './port.js';
 import { callNh, freshIsTuno, mask, Transient, withRetry, type Wire, type WireResult } from './wire.js';
 
@@ -36,6 +40,8 @@ export interface TransferPolicy {
 /** What one (retried) send ended with. */
 type Sent =
   | { kind: 'succeeded'; trtm: string }
+  /** Not sent: the date is over or the claim ends first; never send it again in this attempt. */
+  | { kind: 'closed'; reason: string }
   | { kind: 'final'; code: string; message: string }
   | { kind: 'ask'; reason: string };
 
@@ -57,14 +63,20 @@ export async function runTransfer(w: Wire, policy: TransferPolicy, order: Transf
   // Set once an attempt may have reached the bank without a clear answer: a
   // later `final` code then says nothing about that earlier attempt.
   let doubt = order.resume;
-  let ask = order.resume || !order.sendable;
+  let sendable = order.sendable;
+  let ask = order.resume || !sendable;
   let why = order.resume ? 'resumed: an earlier attempt may have reached the bank' : 'not sendable';
   for (let round = 1; round <= policy.maxRounds; round++) {
     let final: { code: string; message: string } | null = null;
     if (!ask) {
       const sent = await send(w, order, gate, { ...log, round });
       if (sent.kind === 'succeeded') return succeeded(order.tsymd + sent.trtm, 'answer');
-      if (sent.kind === 'final') {
+      if (sent.kind === 'closed') {
+        // Nothing went out in this round; an earlier round may have reached the bank.
+        sendable = false;
+        why = sent.reason;
+        if (!doubt) return unresolved(`not sent: ${sent.reason}`);
+      } else if (sent.kind === 'final') {
         if (!doubt) return failed(sent.code, sent.message, 'bank_code');
         final = sent;
         why = `${sent.code} after an attempt with an unknown outcome`;
@@ -78,7 +90,7 @@ export async function runTransfer(w: Wire, policy: TransferPolicy, order: Transf
     if (checked.kind === 'unanswered') return unresolved(`${why}; ${checked.reason}`);
     // The bank has no transaction under this IsTuno.
     if (final) return failed(final.code, final.message, 'bank_code');
-    if (!order.sendable) return unresolved('not found; date over: the statement decides');
+    if (!sendable) return unresolved(`not found; ${order.sendable ? why : 'date over'}: the statement decides`);
     ask = false;
     why = 'not found by the result check';
   }
@@ -99,7 +111,8 @@ async function send(w: Wire, order: TransferOrder, gate: Gate, log: Record<strin
   const fields = transferFields(order);
   try {
     return await withRetry(w.retry, async (attempt) => {
-      const r = await callNh(w, gate, { api, isTuno: order.isTuno, fintechApsno: order.fintechApsno, tsymd: order.tsymd, fields, log: { ...log, attempt } });
+      const r = await callNh(w, gate, { api, isTuno: order.isTuno, fintechApsno: order.fintechApsno, tsymd: order.tsymd, fields, log: { ...log, attempt },
+        sendWindow: (at) => sendWindowClosed(w, order, at) });
       return readSend(w, api, r);
     });
   } catch (err) {
@@ -108,9 +121,20 @@ async function send(w: Wire, order: TransferOrder, gate: Gate, log: Record<strin
   }
 }
 
+/** Why a send of `order` may not start at `at` (the database's clock), or null. */
+function sendWindowClosed(w: Wire, order: TransferOrder, at: Date): string | null {
+  const today = kstYmd(at);
+  if (today !== order.tsymd) return `the date ${order.tsymd} is over (KST ${today}): never sent under a past date`;
+  if (order.sendUntilMs !== undefined && at.getTime() + w.timeoutMs >= order.sendUntilMs) {
+    return `the claim ends at ${new Date(order.sendUntilMs).toISOString()}, before an answer could come`;
+  }
+  return null;
+}
+
 function readSend(w: Wire, api: ApiNm, r: WireResult): Sent {
   switch (r.kind) {
     case 'not_sent':
+      if (r.closed) return { kind: 'closed', reason: r.reason };
       throw new Transient(`not sent: ${r.reason}`);
     case 'lost':
     case 'malformed':

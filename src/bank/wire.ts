@@ -45,8 +45,8 @@ export interface AnswerHeader {
 export type WireResult =
   /** A readable NH answer (any Rpcd) about our request. `trtm` is the Trtm we sent. */
   | { kind: 'answer'; header: AnswerHeader; body: Record<string, unknown>; trtm: string }
-  /** Never left this process (no connection, no gate slot): nothing can have been processed. */
-  | { kind: 'not_sent'; reason: string }
+  /** Never left this process (no connection, no gate slot): nothing can have been processed. `closed`: its send window is over (do not send it again). */
+  | { kind: 'not_sent'; reason: string; closed?: true }
   /** Sent, then no answer (timeout, reset, cut off): the bank may have processed it. */
   | { kind: 'lost'; reason: string }
   /** An HTTP status other than 2xx (NH answers its own refusals with 200 and an Rpcd). */
@@ -60,6 +60,8 @@ export interface NhCall {
   fintechApsno: string;
   /** A transfer's Tsymd is its order's (fixed by the database); every other call uses today's (KST). */
   tsymd?: string;
+  /** A money request: checked right before it is sent, by the clock (`now`); a reason not to send returns `not_sent` with `closed`. */
+  sendWindow?: (at: Date) => string | null;
   fields: Record<string, string>;
   /** Extra log keys (is_tuno of the order, purpose, amount, masked accounts); never the token. */
   log: Record<string, unknown>;
@@ -92,6 +94,8 @@ export async function callNh(w: Wire, gate: Gate, call: NhCall): Promise<WireRes
     // Built inside the gate, right before sending: a wait for a slot does not
     // make Trtm (or a read's Tsymd) stale.
     const at = w.now();
+    const closed = call.sendWindow?.(at);
+    if (closed) return { kind: 'not_sent', reason: closed, closed: true };
     const trtm = kstHms(at);
     const body = {
       Header: {

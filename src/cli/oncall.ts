@@ -142,6 +142,7 @@ export async function cmdFailures(argv: string[], config: Config, logger: Logger
     if (rows.length === 0) return void console.log(`no failed or unresolved transfers${o.date ? ` on ${o.date}` : ''}`);
     for (const r of rows) {
       console.log(`${r.business_date} ${r.kind} ${r.problem} ${r.what} #${r.transfer_id} ${r.from_account} -> ${r.to_account} ${money(r.amount)} KRW IsTuno ${r.is_tuno} attempt ${r.attempt}: ${r.bank_code ?? ''} ${r.bank_message ?? ''} (since ${r.since ?? '-'})`);
+      if (r.problem === 'unresolved') console.log(`  undecided: ${r.undecided_why ?? 'the final statement decides it at the next reconcile run'}`);
     }
   });
 }

@@ -143,6 +143,8 @@ export function retryPreview(db: CommonQueryMethods, date: string, kind: Kind | 
 const failureRow = z.object({
   problem: z.string(), what: z.string(), business_date: z.string(), kind: kindSchema, transfer_id: z.bigint(), from_account: z.string(), to_account: z.string(),
   amount: z.bigint(), is_tuno: z.string(), attempt: z.number(), bank_code: z.string().nullable(), bank_message: z.string().nullable(), since: z.string().nullable(),
+  /** An unresolved transfer: why the statement has not decided it yet (null: it can now). */
+  undecided_why: z.string().nullable(),
 });
 
 export type FailureRow = z.infer<typeof failureRow>;
@@ -152,7 +154,7 @@ export function payoutFailures(db: CommonQueryMethods, date?: string): Promise<r
   const where = date ? sql.fragment`where business_date = ${date}::date` : sql.fragment``;
   return wrap(db.any(sql.type(failureRow)`
     select problem, what, business_date::text as business_date, kind::text as kind, transfer_id, from_account, to_account, amount, is_tuno, attempt,
-           bank_code, bank_message, coalesce(failed_at, unresolved_since)::text as since
+           bank_code, bank_message, coalesce(failed_at, unresolved_since)::text as since, undecided_why
     from settlement.payout_failures ${where} order by business_date, kind, transfer_id`));
 }
 

@@ -13,9 +13,9 @@ import { FINISH_RESULTS, KINDS, type Claim, type FinishResult, type TransferOutc
 
 /** $1 ids, $2 holders, $3 lease (ms), $4 slots wanted, $5 slots held, $6 "waiting" lock: 1 take, -1 let go, 0 keep. */
 export const CLAIM_TRANSFERS = 'select settlement.claim_transfers($1::bigint[], $2::text[], $3, $4, $5::int[], $6) as r';
-/** $1..$6 as finishValues builds them, $7 the slots to give back first. */
+/** $1..$6 and $8 (the claim tokens) as finishValues builds them, $7 the slots to give back first. */
 export const FINISH_TRANSFERS =
-  'select settlement.finish_transfers($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[]) as r';
+  'select settlement.finish_transfers($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::bigint[]) as r';
 
 /** claim_transfers or finish_transfers answered something of another shape than this build expects. */
 export class TransferRowError extends Error {
@@ -49,7 +49,10 @@ function decodeClaim(r: Record<string, unknown>, id: number): Claim | Settlement
     !str(r.transfer_id) || r.transfer_id !== String(id) || !PURPOSES.has(r.purpose as string) ||
     !str(r.is_tuno) || !strOrNull(r.tsymd) || !str(r.memo) || !str(r.fintech_apsno) || !strOrNull(r.fin_acno) ||
     !strOrNull(r.to_bncd) || !str(r.to_account) || !str(r.amount) || !/^-?[0-9]+$/.test(r.amount as string) ||
-    !str(r.business_date) || !KIND_SET.has(r.kind as string) || typeof r.attempt !== 'number'
+    !str(r.business_date) || !KIND_SET.has(r.kind as string) || typeof r.attempt !== 'number' ||
+    !(r.claim_token === null || (str(r.claim_token) && /^[0-9]+$/.test(r.claim_token as string))) ||
+    !(r.lease_until_ms === null || (str(r.lease_until_ms) && /^[0-9]+$/.test(r.lease_until_ms as string))) ||
+    (r.action === 'send' && (r.claim_token === null || r.lease_until_ms === null))
   ) {
     return new TransferRowError(`claim_transfers returned a claim of an unexpected shape for transfer ${id}: ${JSON.stringify(r)}`);
   }
@@ -59,6 +62,7 @@ function decodeClaim(r: Record<string, unknown>, id: number): Claim | Settlement
     tsymd: r.tsymd as string | null, memo: r.memo as string, fintech_apsno: r.fintech_apsno as string,
     fin_acno: r.fin_acno as string | null, to_bncd: r.to_bncd as string | null, to_account: r.to_account as string,
     amount: BigInt(r.amount as string), business_date: r.business_date as string, kind: r.kind as Claim['kind'], attempt: r.attempt as number,
+    claim_token: r.claim_token as string | null, lease_until_ms: r.lease_until_ms === null ? null : Number(r.lease_until_ms),
   };
 }
 
@@ -84,10 +88,12 @@ export interface FinishItem {
   id: number;
   isTuno: string;
   o: TransferOutcome;
+  /** The claim token of the attempt recording it (null: none; only a booking is then taken). */
+  token?: string | null;
 }
 
-/** The parameters of FINISH_TRANSFERS ($1..$7) for these outcomes, giving back `give` first. */
-export function finishValues(items: readonly FinishItem[], give: readonly number[]): [number[], string[], string[], (string | null)[], (string | null)[], (string | null)[], number[]] {
+/** The parameters of FINISH_TRANSFERS ($1..$8) for these outcomes, giving back `give` first. */
+export function finishValues(items: readonly FinishItem[], give: readonly number[]): [number[], string[], string[], (string | null)[], (string | null)[], (string | null)[], number[], (string | null)[]] {
   return [
     items.map((i) => i.id),
     items.map((i) => i.isTuno),
@@ -96,6 +102,7 @@ export function finishValues(items: readonly FinishItem[], give: readonly number
     items.map((i) => (i.o.outcome === 'failed' ? i.o.code : null)),
     items.map((i) => (i.o.outcome === 'failed' ? i.o.message : i.o.outcome === 'unresolved' ? i.o.reason : null)),
     [...give],
+    items.map((i) => i.token ?? null),
   ];
 }
 

@@ -131,6 +131,8 @@ export function createBankDesk(o: DeskOptions): BankDesk {
       }
       attempting.add(id);
       let token: Token | undefined;
+      /** The fencing token of this attempt's claim: its outcome is recorded with it. */
+      let claimToken: string | null = null;
       let counted = false;
       const uncount = () => {
         if (counted) book.coming--;
@@ -144,10 +146,12 @@ export function createBankDesk(o: DeskOptions): BankDesk {
       };
       try {
         return await fn({
-          claim: () => {
+          claim: async () => {
             if (!counted) book.coming++;
             counted = true;
-            return pump.claim(id);
+            const c = await pump.claim(id);
+            claimToken = c.action === 'send' ? c.claim_token : null;
+            return c;
           },
           gate: {
             async run<T2>(call: () => Promise<T2>): Promise<T2> {
@@ -163,7 +167,7 @@ export function createBankDesk(o: DeskOptions): BankDesk {
           },
           finish: (isTuno, out) => {
             letGo();
-            return pump.finish(id, isTuno, out);
+            return pump.finish(id, isTuno, out, claimToken);
           },
         });
       } finally {

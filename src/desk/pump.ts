@@ -32,7 +32,8 @@ export interface PumpOptions<W> {
 
 export interface Pump<W> {
   claim(id: number): Promise<Claim>;
-  finish(id: number, isTuno: string, o: TransferOutcome): Promise<FinishResult>;
+  /** `token`: the claim token of the attempt recording it (its claim's fencing token; null: none). */
+  finish(id: number, isTuno: string, o: TransferOutcome, token: string | null): Promise<FinishResult>;
   /** Where a freed slot went: a waiter gets it now, the database with the next round trip, a kept one is looked at again after lingerMs. */
   settle(f: Freed<W>): void;
   /** Runs a round trip if there is anything to send. */
@@ -120,6 +121,11 @@ export function createPump<W>(o: PumpOptions<W>): Pump<W> {
       }
       await run(c, [it]).catch((e) => it.reject(toSettlementError(e)));
     }
+    await giveStray(c);
+  }
+
+  /** Slots this connection holds that no call here knows of (taken by a round trip that failed) go back. */
+  async function giveStray(c: pg.Client): Promise<void> {
     if (!conn.isCurrent(c)) return;
     const r = await c.query(SLOTS_OF_THIS_CONNECTION);
     const stray = r.rows.map((x: { slot: number }) => x.slot).filter((s: number) => !book.holds(s));
@@ -153,14 +159,20 @@ export function createPump<W>(o: PumpOptions<W>): Pump<W> {
           await runFinishes(c, items, give).catch(async (e) => {
             o.onError(e);
             if (items.length > 1) await oneByOne(c, items, (cc, one) => runFinishes(cc, one, [])).catch(o.onError);
-            else for (const it of items) it.reject(toSettlementError(e));
+            else {
+              for (const it of items) it.reject(toSettlementError(e));
+              await giveStray(c).catch(o.onError);
+            }
           });
         } else {
           const items = claimQ.splice(0, o.maxBatch);
           await runClaims(c, items).catch(async (e) => {
             o.onError(e);
             if (items.length > 1) await oneByOne(c, items, runClaims).catch(o.onError);
-            else for (const it of items) it.reject(toSettlementError(e));
+            else {
+              for (const it of items) it.reject(toSettlementError(e));
+              await giveStray(c).catch(o.onError);
+            }
           });
           // Calls still wait: once the "waiting" lock is held, the next slot
           // freed anywhere notifies this desk (the fallback looks anyway);
@@ -184,9 +196,9 @@ export function createPump<W>(o: PumpOptions<W>): Pump<W> {
         claimQ.push({ id, holder: o.holder(), resolve, reject });
         kick();
       }),
-    finish: (id, isTuno, out) =>
+    finish: (id, isTuno, out, token) =>
       new Promise<FinishResult>((resolve, reject) => {
-        finishQ.push({ id, isTuno, o: out, resolve, reject });
+        finishQ.push({ id, isTuno, o: out, token, resolve, reject });
         kick();
       }),
     settle,

@@ -6,6 +6,11 @@ import type { Attempt } from '../desk/index.js';
 import { RetryLaterError } from '../domain.js';
 import { parsePayload, type TaskContext } from './context.js';
 import { orderOf, outcomeOf } from '../jobs/order.js';
+import { BankInputError } from '../bank/errors.js';
+
+/** Thrown before any request of the attempt could leave: the order could not be built, or the client refused it (not a request found nonconforming inside a call). */
+const neverSent = (e: unknown) =>
+  (e instanceof BankInputError && e.code !== 'nonconforming_request') || (e instanceof Error && e.name === 'OrderError');
 
 const payloadSchema = z.object({ transfer_id: z.number().int().positive().max(Number.MAX_SAFE_INTEGER) }).strict();
 
@@ -43,6 +48,16 @@ async function attemptTransfer(ctx: TaskContext, a: Attempt, job: Job, id: numbe
   try {
     result = await ctx.bank.transfer(orderOf(claim), a.gate);
   } catch (e) {
+    // Refused by our own checks before any request of this attempt left
+    // (the order, or the client's validation of it): nothing was sent. With
+    // no earlier attempt that may have reached the bank, the chunk fails for
+    // good with the reason (the day blocks once, with the cause) instead of
+    // being unknown; otherwise the bank or the statement decides as usual.
+    if (neverSent(e) && !claim.resume) {
+      const recorded = await a.finish(claim.is_tuno, { outcome: 'failed', code: 'not_sent', message: `not sent: ${(e as Error).message}` });
+      ctx.logger.warn({ ...keys(), event: 'transfer:not_sent', recorded, err: (e as Error).message }, `transfer ${id}: refused before it was sent`);
+      return;
+    }
     await a.finish(claim.is_tuno, { outcome: 'unresolved', reason: (e as Error).message }).catch(() => undefined);
     throw e;
   }

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Logger as GraphileLogger, parseCrontab, run, type Runner, type WorkerEvents } from 'graphile-worker';
 import { sql } from 'slonik';
+import { z } from 'zod';
 import { createNhBankClient } from '../bank/client.js';
 import type { BankClient } from '../bank/port.js';
 import type { Config } from '../config.js';
@@ -111,14 +112,29 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   let poolId = `pending-${process.pid}`;
   const holder = () => poolId;
   const bankRetryTimeMs = Math.max(30_000, config.bank.timeoutMs * 4);
-  // A claim outlives the longest transfer() the client can make: each of its
-  // rounds sends and asks, each phase retrying for up to bankRetryTimeMs.
-  const claimLeaseMs = BANK_MAX_ROUNDS * 2 * (bankRetryTimeMs + config.bank.timeoutMs) + 10_000;
+  // A claim covers the whole attempt: the wait for a bank-call slot, then the
+  // longest transfer() the client can make (each of its rounds sends and
+  // asks, each phase retrying for up to bankRetryTimeMs). The client starts
+  // no send whose answer is not due before the claim ends, so no second
+  // attempt starts while the first can still send (issue 21).
+  const slotWaitMs = 120_000;
+  const claimLeaseMs = slotWaitMs + BANK_MAX_ROUNDS * 2 * (bankRetryTimeMs + config.bank.timeoutMs) + 10_000;
+  // claim_transfers refuses a lease longer than the database's max_attempt
+  // (the grace of reconcile and decide_unresolved rests on it): refuse to start.
+  const maxAttemptMs = await db.oneFirst(sql.type(z.object({ ms: z.number() }))`
+    select (extract(epoch from max_attempt) * 1000)::float8 as ms from settlement.config where id`).catch(async (e) => {
+    await db.end();
+    throw e;
+  });
+  if (claimLeaseMs > maxAttemptMs) {
+    await db.end();
+    throw new ConfigError([`BANK_TIMEOUT_MS=${config.bank.timeoutMs} makes one transfer attempt last up to ${claimLeaseMs} ms, longer than settlement.config.max_attempt (${maxAttemptMs} ms): lower BANK_TIMEOUT_MS`]);
+  }
   // The bank desk: the process's claims and outcomes, batched on a
   // connection of its own that also holds its bank-call slots. The name lets
   // the console count each worker's slots.
   const desk = createBankDesk({
-    url: o.databaseUrl, holder, claimLeaseMs, maxWaitMs: 120_000, applicationName: `settle-worker:${process.pid}`,
+    url: o.databaseUrl, holder, claimLeaseMs, maxWaitMs: slotWaitMs, applicationName: `settle-worker:${process.pid}`,
     onError: (e) => logger.warn({ event: 'desk:error', err: (e as Error).message }, 'bank desk round trip failed (its transfers are tried again)'),
   });
   const clock = await createDbClock(db);

@@ -30,13 +30,22 @@ export async function claimTransfer(db: CommonQueryMethods, id: number, holder: 
   return { ...claim, slot: b.slots[0] ?? null };
 }
 
-/** Records the bank's answer for transfer `id` under `isTuno` (+ journal and what follows). */
-export async function finishTransfer(db: CommonQueryMethods, id: number, isTuno: string, o: TransferOutcome): Promise<FinishResult> {
+/**
+ * Records the bank's answer for transfer `id` under `isTuno` (+ journal and
+ * what follows), as the attempt holding claim `token`; without one, as the
+ * attempt that holds the transfer's live claim now (its token is read first).
+ */
+export async function finishTransfer(db: CommonQueryMethods, id: number, isTuno: string, o: TransferOutcome, token?: string | null): Promise<FinishResult> {
+  const live = token === undefined
+    ? await db.maybeOneFirst(sql.type(z.object({ k: z.string().nullable() }))`select to_jsonb(t) ->> 'claim_token' as k from settlement.transfers t where t.id = ${id}`)
+    : token;
   const item = { id, isTuno, o };
   const [ids, tunos, outcomes, processedAt, codes, messages, give] = finishValues([item], []);
+  const tokens = sql.array([live ?? null], 'int8');
   const r = await wrap(db.oneFirst(sql.type(json)`
     select settlement.finish_transfers(${sql.array(ids, 'int8')}, ${sql.array(tunos, 'text')}, ${sql.array(outcomes, 'text')},
-      ${sql.array(processedAt, 'text')}, ${sql.array(codes, 'text')}, ${sql.array(messages, 'text')}, ${sql.array(give, 'int4')}) as r`));
+      ${sql.array(processedAt, 'text')}, ${sql.array(codes, 'text')}, ${sql.array(messages, 'text')}, ${sql.array(give, 'int4')}
+      ${live == null ? sql.fragment`` : sql.fragment`, ${tokens}`}) as r`));
   const result = decodeFinishes(r, [item])[0]!;
   if (result instanceof Error) throw result;
   return result;

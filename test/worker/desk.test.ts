@@ -5,8 +5,8 @@ import { z } from 'zod';
 import { BANK_SLOT_LOCK_CLASS, SLOTS_OF_THIS_CONNECTION } from '../../src/db/bank-slots.js';
 import { SettlementError } from '../../src/db/errors.js';
 import { runStage } from '../../src/db/stages.js';
-import { RetryLaterError } from '../../src/domain.js';
-import { createBankDesk, type BankDesk } from '../../src/desk/index.js';
+import { RetryLaterError, type Claim } from '../../src/domain.js';
+import { createBankDesk, type Attempt, type BankDesk } from '../../src/desk/index.js';
 import { registerAtSimulator, seed } from '../../src/seed.js';
 import { prepareSim, startSim } from '../helpers/day.js';
 import { freshDb, pgClient } from '../helpers/db.js';
@@ -90,17 +90,24 @@ t.test('claims and outcomes in batches give each transfer the answers one by one
   const d = desk(t, url, 'desk-batch');
 
   // Five attempts at once: their claims travel together; a second attempt on
-  // the same transfer in this process is told to come back later.
+  // the same transfer in this process is told to come back later. Each
+  // attempt stays open until its outcome is recorded below, with its claim
+  // (only the attempt holding the claim records failed or unresolved).
   const gate = new Promise<void>((r) => setTimeout(r, 50));
-  const results = await Promise.allSettled([
-    ...[ok, no, later, stale, twice].map((id) => d.withAttempt(id, async (a) => {
-      const c = await a.claim();
-      await gate;
-      return c;
-    })),
-    d.withAttempt(twice, (a) => a.claim()),
-  ]);
-  const claims = results.slice(0, 5).map((r) => (r.status === 'fulfilled' ? r.value : null));
+  let releaseAll!: () => void;
+  const open = new Promise<void>((r) => (releaseAll = r));
+  const attempt: Attempt[] = [];
+  const claimedBack: Array<(c: Claim) => void> = [];
+  const claimed = [0, 1, 2, 3, 4].map((i) => new Promise<Claim>((r) => (claimedBack[i] = r)));
+  const running = [ok, no, later, stale, twice].map((id, i) => d.withAttempt(id, async (a) => {
+    attempt[i] = a;
+    const c = await a.claim();
+    await gate;
+    claimedBack[i]!(c);
+    await open;
+  }));
+  const results = await Promise.allSettled([...claimed, d.withAttempt(twice, (a) => a.claim())]);
+  const claims = results.slice(0, 5).map((r) => (r.status === 'fulfilled' ? r.value as Claim : null));
   t.ok(claims.every((c) => c?.action === 'send' && c.sendable && !c.resume), 'every chunk claimed for a first send');
   t.same(claims.map((c) => Number(c?.transfer_id)), [ok, no, later, stale, twice], 'each claim is its own transfer');
   const dup = results[5]!;
@@ -112,12 +119,14 @@ t.test('claims and outcomes in batches give each transfer the answers one by one
   // answer under a number the transfer does not hold.
   const tuno = (i: number) => claims[i]!.is_tuno;
   const finished = await Promise.all([
-    d.withAttempt(ok, (a) => a.finish(tuno(0), { outcome: 'succeeded', processedAt: `${D.replaceAll('-', '')}120000` })),
-    d.withAttempt(no, (a) => a.finish(tuno(1), { outcome: 'failed', code: 'E0001', message: 'refused' })),
-    d.withAttempt(later, (a) => a.finish(tuno(2), { outcome: 'unresolved', reason: 'timeout' })),
-    d.withAttempt(stale, (a) => a.finish('99999999999999', { outcome: 'failed', code: 'E0001', message: 'refused' })),
+    attempt[0]!.finish(tuno(0), { outcome: 'succeeded', processedAt: `${D.replaceAll('-', '')}120000` }),
+    attempt[1]!.finish(tuno(1), { outcome: 'failed', code: 'E0001', message: 'refused' }),
+    attempt[2]!.finish(tuno(2), { outcome: 'unresolved', reason: 'timeout' }),
+    attempt[3]!.finish('99999999999999', { outcome: 'failed', code: 'E0001', message: 'refused' }),
   ]);
   t.same(finished, ['succeeded', 'failed', 'unresolved', 'stale'], 'each outcome recorded as finish_transfer would');
+  releaseAll();
+  await Promise.all(running);
   const again = await d.withAttempt(ok, (a) => a.finish(tuno(0), { outcome: 'succeeded', processedAt: `${D.replaceAll('-', '')}120000` }));
   t.equal(again, 'already_settled', 'a second success for the same transfer changes nothing');
   const settledClaim = await d.withAttempt(ok, (a) => a.claim());
