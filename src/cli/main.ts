@@ -15,6 +15,7 @@ import { cmdReconcile } from './reconcile.js';
 import { cmdExport, cmdReport, NoSuchDayError } from './report.js';
 import { JournalUnbalancedError } from '../db/report.js';
 import { cmdWorker } from './worker.js';
+import { cmdAfterRestore } from './restore.js';
 import { HttpPortError } from '../worker/http.js';
 
 /** Each command's usage and what it does: `settle <command> --help` prints its entry, `settle --help` all of them. */
@@ -45,6 +46,9 @@ after fixing the cause; --dry-run shows them with each account's shortfall; with
 BANK_URL it refuses (exit 1) while a paying account is SHORT, unless --force`],
   ['pause', 'pause [--kind K] --reason R', 'no new bank call for that kind (or every kind); calls in flight finish'],
   ['resume', 'resume [--kind K] [--reason R]', 'lift the pause of that kind (no kind: every pause)'],
+  ['after-restore', 'after-restore --reason R', `once after restoring a backup, before any worker runs: a new IsTuno generation, every
+open transfer asked about before anything is sent, the days since read and reconciled
+again, the bank statements since the backup point read (needs BANK_URL); see docs/deploy/restore.md`],
   ['demo', 'demo [--accounts N] [--timeout-s N] [--keep] [bank-sim flags]', `settle one whole day end to end on the embedded defaults; prints the
 console's URL; --keep leaves the worker and the console running until Ctrl-C`],
 ];
@@ -86,6 +90,7 @@ const COMMANDS: Record<string, (argv: string[], ...rest: [ReturnType<typeof load
   export: cmdExport,
   demo: cmdDemo,
   console: cmdConsole,
+  'after-restore': cmdAfterRestore,
 };
 
 async function main(argv: string[]): Promise<number> {
