@@ -22,7 +22,9 @@ import { HttpPortError } from '../worker/http.js';
 const USAGE: [name: string, usage: string, text: string][] = [
   ['migrate', 'migrate', `apply the database migrations (graphile-worker's and ours); the first
 run also writes the shared settings (SETTLEMENT_TIMEZONE, BANK_PER_CALL_LIMIT, BANK_MAX_IN_FLIGHT)`],
-  ['configure', 'configure [--reason R]', 'write the shared settings from this environment (workers with others refuse to start)'],
+  ['configure', 'configure [--reconcile-after INTERVAL] [--reason R]', `write the shared settings from this environment (workers with others refuse to start);
+--reconcile-after sets only the grace after a date's end (KST) before its bank statement
+counts as final (e.g. '2 hours'; --reconcile-after='-1 day' with a simulator), audited`],
   ['worker', 'worker [--concurrency N]', `run a worker process (tasks + crontab); SIGTERM/SIGINT stop it gracefully;
 serves /healthz, /readyz, /metrics and the web console on HTTP_HOST:HTTP_PORT`],
   ['console', 'console', 'serve the web console alone on HTTP_HOST:HTTP_PORT (needs CONSOLE_TOKEN, CONSOLE_VIEWER_TOKEN or CONSOLE_USERS)'],
