@@ -138,7 +138,9 @@ main(process.argv.slice(2)).then(
     const msg = e instanceof Error ? e.message : String(e);
     console.error(`settle: ${known ? '' : 'error: '}${msg.split('\n')[0]}`);
     if (!known && process.env.LOG_LEVEL === 'debug') console.error(e);
-    // A worker never runs against function bodies of another build: like a configuration error, exit 2.
-    process.exit(e instanceof UsageError || e instanceof ConfigError || e instanceof LogicMismatchError || e instanceof HttpPortError ? 2 : 1);
+    // A process never runs against a database of another version (migrations it does not have, has not
+    // applied or that changed; function bodies of another build): like a configuration error, exit 2 (README).
+    const version = e instanceof LogicMismatchError || e instanceof MigrationUnknownError || e instanceof MigrationPendingError || e instanceof MigrationChecksumError;
+    process.exit(e instanceof UsageError || e instanceof ConfigError || version || e instanceof HttpPortError ? 2 : 1);
   },
 );
