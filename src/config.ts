@@ -209,6 +209,10 @@ export const envSchema = z.object({
       return names;
     }),
   METRICS_SNAPSHOT_MS: positiveIntFromEnv('METRICS_SNAPSHOT_MS', 5_000, 600_000),
+  // Statement timeouts per use (each at least 1 s, at most 1 h; unset: 60 s, the desk and commands follow DATABASE_STATEMENT_TIMEOUT_MS).
+  DATABASE_STATEMENT_TIMEOUT_MS: positiveIntFromEnv('DATABASE_STATEMENT_TIMEOUT_MS', 60_000, 3_600_000),
+  DESK_STATEMENT_TIMEOUT_MS: positiveIntFromEnv('DESK_STATEMENT_TIMEOUT_MS', 0, 3_600_000),
+  COMMAND_STATEMENT_TIMEOUT_MS: positiveIntFromEnv('COMMAND_STATEMENT_TIMEOUT_MS', 0, 3_600_000),
   CONSOLE_DATABASE_URL: optionalUrl('CONSOLE_DATABASE_URL', ['postgres:', 'postgresql:']),
   ALERT_TIMEOUT_MS: positiveIntFromEnv('ALERT_TIMEOUT_MS', 10_000, 600_000),
   HTTP_PORT: z
@@ -268,6 +272,13 @@ export interface Config {
   };
   /** METRICS_SNAPSHOT_MS: /metrics reads the database at most once per this period, however many scrape. */
   metricsSnapshotMs: number;
+  /**
+   * Statement timeouts (ms) per use: the worker's pool (stages, reconcile,
+   * tasks: DATABASE_STATEMENT_TIMEOUT_MS), the bank desk's connection (claims
+   * and outcomes: DESK_STATEMENT_TIMEOUT_MS) and one-shot commands
+   * (COMMAND_STATEMENT_TIMEOUT_MS). The console (5 s) and /metrics (3 s) have their own.
+   */
+  statementTimeoutMs: { worker: number; desk: number; command: number };
 }
 
 export type ConsoleRole = 'viewer' | 'operator';
@@ -299,6 +310,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     problems.push(`WORKER_DEAD_AFTER_MS (${e.WORKER_DEAD_AFTER_MS}) must be at least three heartbeats (3 × WORKER_HEARTBEAT_MS = ${3 * e.WORKER_HEARTBEAT_MS}): a live worker would be declared dead`);
   }
   if (e.BANK_SIMULATOR && e.BANK_URL) problems.push('BANK_SIMULATOR=in-process and BANK_URL are both set: choose one bank');
+  for (const [name, v] of [['DATABASE_STATEMENT_TIMEOUT_MS', e.DATABASE_STATEMENT_TIMEOUT_MS], ['DESK_STATEMENT_TIMEOUT_MS', e.DESK_STATEMENT_TIMEOUT_MS], ['COMMAND_STATEMENT_TIMEOUT_MS', e.COMMAND_STATEMENT_TIMEOUT_MS]] as const) {
+    if (v !== 0 && v < 1000) problems.push(`${name} must be at least 1000 (ms), got ${v}`);
+  }
   if (e.METRICS_SNAPSHOT_MS < 1000) problems.push(`METRICS_SNAPSHOT_MS must be at least 1000 (a database read for /metrics at most once a second), got ${e.METRICS_SNAPSHOT_MS}`);
   const users: ConsoleUser[] = [
     ...(e.CONSOLE_TOKEN ? [{ name: 'operator', role: 'operator' as const, token: e.CONSOLE_TOKEN }] : []),
@@ -331,5 +345,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     alerts: { webhookUrl: e.ALERT_WEBHOOK_URL, timeoutMs: e.ALERT_TIMEOUT_MS },
     console: { users, databaseUrl: e.CONSOLE_DATABASE_URL, host: e.CONSOLE_HOST, hostnames: e.CONSOLE_HOSTNAMES },
     metricsSnapshotMs: e.METRICS_SNAPSHOT_MS,
+    statementTimeoutMs: {
+      worker: e.DATABASE_STATEMENT_TIMEOUT_MS,
+      desk: e.DESK_STATEMENT_TIMEOUT_MS || e.DATABASE_STATEMENT_TIMEOUT_MS,
+      command: e.COMMAND_STATEMENT_TIMEOUT_MS || e.DATABASE_STATEMENT_TIMEOUT_MS,
+    },
   };
 }

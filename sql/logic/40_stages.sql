@@ -76,8 +76,19 @@ begin
   end if;
 end $$;
 
+-- '1', the IsTuno generation (3 digits; settle after-restore moves it on,
+-- see sql/logic/87_restore.sql) and the sequence (14 digits). Generation 0
+-- gives the same numbers as '1' || lpad(seq, 17, '0') did.
 create or replace function settlement.next_is_tuno() returns text
-language sql volatile as $$ select '1' || lpad(nextval('settlement.is_tuno_seq')::text, 17, '0') $$;
+language plpgsql volatile as $$
+declare
+  v_seq bigint := nextval('settlement.is_tuno_seq');
+begin
+  if v_seq >= 100000000000000 then
+    perform settlement.raise_error('ST060', 'next_is_tuno: the IsTuno sequence is spent for this generation (settle after-restore moves the generation on)');
+  end if;
+  return '1' || (select lpad(g.generation::text, 3, '0') from settlement.is_tuno_space g where g.id) || lpad(v_seq::text, 14, '0');
+end $$;
 
 ------------------------------------------------------------------------------
 -- Jobs
@@ -188,6 +199,10 @@ begin
   if settlement.lock_stage(p_date, p_kind, 'pay') = 'done' then
     return settlement.outcome('already_done'::text, 'paid out earlier');
   end if;
+  -- After a restore, nothing new is planned before the statements are read.
+  if settlement.restore_hold() is not null then
+    return settlement.outcome('not_ready'::text, settlement.restore_hold());
+  end if;
   select * into v_contract from settlement.kind_accounts where kind = p_kind;
   if not found then
     v_detail := format('no settlement account is configured for %s (settlement.kind_accounts)', p_kind);
@@ -278,6 +293,8 @@ declare
   v_bncd text;
   v_id bigint;
   v_detail text;
+  v_hold text;
+  v_known record;
 begin
   if settlement.stage_state_of(p_date, p_kind, 'confirm') is distinct from 'done' then
     return settlement.outcome('not_ready'::text, 'confirm is not done');
@@ -305,8 +322,21 @@ begin
   end if;
   select * into v_ka from settlement.kind_accounts where kind = p_kind;
   select bank_code into v_bncd from settlement.accounts where account_no = v_ka.corporate_account;
-  insert into settlement.transfers (purpose, business_date, kind, from_account, to_account, fintech_apsno, to_bncd, amount, is_tuno)
-  values ('withdrawal', p_date, p_kind, v_ka.settlement_account, v_ka.corporate_account, v_ka.fintech_apsno, v_bncd, v_total, settlement.next_is_tuno())
+  -- After a restore: a withdrawal the bank booked under a number this
+  -- database forgot is that withdrawal (asked about first, never sent again).
+  v_hold := settlement.restore_hold();
+  if v_hold is not null then
+    return settlement.outcome('not_ready'::text, v_hold);
+  end if;
+  select * into v_known from settlement.forgotten_booking(v_ka.settlement_account, v_total, p_date);
+  if v_known.candidates > 1 then
+    v_detail := format('after the restore, %s bookings the database forgot could be this withdrawal of %s KRW: see settlement.restores and docs/deploy/restore.md', v_known.candidates, v_total);
+    perform settlement.set_stage(p_date, p_kind, 'withdraw', 'blocked', v_detail);
+    return settlement.outcome('blocked'::text, v_detail);
+  end if;
+  insert into settlement.transfers (purpose, business_date, kind, from_account, to_account, fintech_apsno, to_bncd, amount, is_tuno, tsymd)
+  values ('withdrawal', p_date, p_kind, v_ka.settlement_account, v_ka.corporate_account, v_ka.fintech_apsno, v_bncd, v_total,
+          coalesce(v_known.is_tuno, settlement.next_is_tuno()), v_known.tsymd)
   returning id into v_id;
   perform settlement.add_transfer_jobs(array[v_id]);
   v_detail := format('withdrawal of %s KRW enqueued', v_total);

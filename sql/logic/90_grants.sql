@@ -45,6 +45,7 @@ begin
       'undecided_why(settlement.transfers)',
       'worker_status()']),
     ('settlement_operator', array[
+      'after_restore(text)',
       'configure(text, bigint, integer)',
       'configure_reconcile(interval)',
       'decide_transfer(bigint, boolean, text)',
@@ -52,7 +53,10 @@ begin
       'is_in(text)',
       'pause(settlement.kind, text)',
       'post_journal(date, settlement.kind, text, text, jsonb, text)',
+      'record_statement(text, text, text, text, jsonb, timestamptz)',
       'resolve_break(bigint, text)',
+      'restore_statements()',
+      'restore_statements_read(bigint)',
       'resume(settlement.kind)',
       'retry_day(date, settlement.kind)',
       'retry_failed(date, settlement.kind)',

@@ -1,5 +1,7 @@
+import { sql } from 'slonik';
 import { z } from 'zod';
 import type { Config } from '../config.js';
+import { configureReconcile } from '../db/reconcile.js';
 import { createDbPool } from '../db/pool.js';
 import { asOperator, configure, enqueueStage, workerStatus } from '../db/operations.js';
 import { adoptSettings } from '../db/workers.js';
@@ -8,11 +10,11 @@ import { migrate } from '../db/migrate.js';
 import type { Logger } from '../log.js';
 import { openDatabase } from '../runtime.js';
 import { fundSimulator, isSimulator, seed } from '../seed.js';
-import { intFlag, parseCommand } from './args.js';
+import { intFlag, parseCommand, UsageError } from './args.js';
 
 export async function withDb<T>(config: Config, logger: Logger, fn: (db: Awaited<ReturnType<typeof createDbPool>>) => Promise<T>): Promise<T> {
   const database = await openDatabase(config, logger);
-  const db = await createDbPool(database.url, { maximumPoolSize: 4, applicationName: 'settle-cli' });
+  const db = await createDbPool(database.url, { maximumPoolSize: 4, applicationName: 'settle-cli', statementTimeoutMs: config.statementTimeoutMs.command });
   try {
     return await fn(db);
   } finally {
@@ -32,7 +34,7 @@ export async function cmdMigrate(argv: string[], config: Config, logger: Logger)
     ];
     console.log(done.length ? done.join('; ') : 'database is up to date');
     // The first migrate writes the shared settings from this environment.
-    const db = await createDbPool(database.url, { maximumPoolSize: 1, applicationName: 'settle-cli' });
+    const db = await createDbPool(database.url, { maximumPoolSize: 1, applicationName: 'settle-cli', statementTimeoutMs: config.statementTimeoutMs.command });
     try {
       const diffs = await adoptSettings(db, config.timeZone, config.bank.perCallLimit, config.bank.maxInFlight);
       for (const d of diffs) console.log(`note: ${d.setting} is ${d.in_database} in the database, ${d.in_environment} here (settle configure changes it)`);
@@ -46,7 +48,26 @@ export async function cmdMigrate(argv: string[], config: Config, logger: Logger)
 
 /** `settle configure`: the settings every worker shares, from this environment, written on purpose. */
 export async function cmdConfigure(argv: string[], config: Config, logger: Logger) {
-  const o = parseCommand(argv, { reason: { type: 'string' } }, z.object({ reason: z.string().trim().min(1).max(1000).optional() }).strict());
+  const o = parseCommand(argv, { reason: { type: 'string' }, 'reconcile-after': { type: 'string' } },
+    z.object({ reason: z.string().trim().min(1).max(1000).optional(), reconcileAfter: z.string().trim().min(1, 'must not be empty').max(100).optional() }).strict());
+  if (o.reconcileAfter !== undefined) {
+    const after = o.reconcileAfter;
+    return withDb(config, logger, async (db) => {
+      // The database reads the interval (PostgreSQL's syntax: '2 hours', '90 minutes', '-1 day').
+      let seconds: number;
+      try {
+        seconds = await db.oneFirst(sql.type(z.object({ s: z.number() }))`select extract(epoch from ${after}::interval)::float8 as s`);
+      } catch {
+        throw new UsageError(`--reconcile-after: "${after}" is not an interval (e.g. '2 hours', '30 minutes', '-1 day')`);
+      }
+      if (seconds < -86_400 || seconds > 30 * 86_400) throw new UsageError(`--reconcile-after: must be between -1 day and 30 days, not "${after}"`);
+      const shown = await asOperator(db, o.reason, async (q) => {
+        await configureReconcile(q, after);
+        return q.oneFirst(sql.type(z.object({ a: z.string() }))`select reconcile_after::text as a from settlement.config where id`);
+      });
+      console.log(`configured: reconcile_after = ${shown} (a date's bank statement counts as final at its end in KST plus this)`);
+    });
+  }
   await withDb(config, logger, async (db) => {
     await asOperator(db, o.reason, (q) => configure(q, config.timeZone, config.bank.perCallLimit, config.bank.maxInFlight));
     console.log(`configured: SETTLEMENT_TIMEZONE=${config.timeZone} BANK_PER_CALL_LIMIT=${config.bank.perCallLimit} BANK_MAX_IN_FLIGHT=${config.bank.maxInFlight}`);

@@ -15,13 +15,16 @@ import { cmdReconcile } from './reconcile.js';
 import { cmdExport, cmdReport, NoSuchDayError } from './report.js';
 import { JournalUnbalancedError } from '../db/report.js';
 import { cmdWorker } from './worker.js';
+import { cmdAfterRestore } from './restore.js';
 import { HttpPortError } from '../worker/http.js';
 
 /** Each command's usage and what it does: `settle <command> --help` prints its entry, `settle --help` all of them. */
 const USAGE: [name: string, usage: string, text: string][] = [
   ['migrate', 'migrate', `apply the database migrations (graphile-worker's and ours); the first
 run also writes the shared settings (SETTLEMENT_TIMEZONE, BANK_PER_CALL_LIMIT, BANK_MAX_IN_FLIGHT)`],
-  ['configure', 'configure [--reason R]', 'write the shared settings from this environment (workers with others refuse to start)'],
+  ['configure', 'configure [--reconcile-after INTERVAL] [--reason R]', `write the shared settings from this environment (workers with others refuse to start);
+--reconcile-after sets only the grace after a date's end (KST) before its bank statement
+counts as final (e.g. '2 hours'; --reconcile-after='-1 day' with a simulator), audited`],
   ['worker', 'worker [--concurrency N]', `run a worker process (tasks + crontab); SIGTERM/SIGINT stop it gracefully;
 serves /healthz, /readyz, /metrics and the web console on HTTP_HOST:HTTP_PORT`],
   ['console', 'console', 'serve the web console alone on HTTP_HOST:HTTP_PORT (needs CONSOLE_TOKEN, CONSOLE_VIEWER_TOKEN or CONSOLE_USERS)'],
@@ -45,6 +48,9 @@ after fixing the cause; --dry-run shows them with each account's shortfall; with
 BANK_URL it refuses (exit 1) while a paying account is SHORT, unless --force`],
   ['pause', 'pause [--kind K] --reason R', 'no new bank call for that kind (or every kind); calls in flight finish'],
   ['resume', 'resume [--kind K] [--reason R]', 'lift the pause of that kind (no kind: every pause)'],
+  ['after-restore', 'after-restore --reason R', `once after restoring a backup, before any worker runs: a new IsTuno generation, every
+open transfer asked about before anything is sent, the days since read and reconciled
+again, the bank statements since the backup point read (needs BANK_URL); see docs/deploy/restore.md`],
   ['demo', 'demo [--accounts N] [--timeout-s N] [--keep] [bank-sim flags]', `settle one whole day end to end on the embedded defaults; prints the
 console's URL; --keep leaves the worker and the console running until Ctrl-C`],
 ];
@@ -86,6 +92,7 @@ const COMMANDS: Record<string, (argv: string[], ...rest: [ReturnType<typeof load
   export: cmdExport,
   demo: cmdDemo,
   console: cmdConsole,
+  'after-restore': cmdAfterRestore,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -131,7 +138,9 @@ main(process.argv.slice(2)).then(
     const msg = e instanceof Error ? e.message : String(e);
     console.error(`settle: ${known ? '' : 'error: '}${msg.split('\n')[0]}`);
     if (!known && process.env.LOG_LEVEL === 'debug') console.error(e);
-    // A worker never runs against function bodies of another build: like a configuration error, exit 2.
-    process.exit(e instanceof UsageError || e instanceof ConfigError || e instanceof LogicMismatchError || e instanceof HttpPortError ? 2 : 1);
+    // A process never runs against a database of another version (migrations it does not have, has not
+    // applied or that changed; function bodies of another build): like a configuration error, exit 2 (README).
+    const version = e instanceof LogicMismatchError || e instanceof MigrationUnknownError || e instanceof MigrationPendingError || e instanceof MigrationChecksumError;
+    process.exit(e instanceof UsageError || e instanceof ConfigError || version || e instanceof HttpPortError ? 2 : 1);
   },
 );

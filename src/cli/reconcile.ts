@@ -14,14 +14,14 @@ import { money } from './status-table.js';
 const reasonSchema = z.string().trim().min(1, 'must not be empty').max(1000, 'must be at most 1000 characters');
 
 /** A reconcile stage that will not change without a person or the clock: done, blocked, or waiting for a statement to become final. */
-const settled = (r: ReconcileSummaryRow) => r.reconcile === 'done' || r.reconcile === 'blocked' || /is final at/.test(r.detail);
+const settled = (r: ReconcileSummaryRow) => r.reconcile === 'done' || r.reconcile === 'blocked' || /^waiting for the bank statement/.test(r.why ?? '');
 
 export function formatReconcile(rows: readonly ReconcileSummaryRow[], breaks: readonly BreakRow[]): string[] {
   const out: string[] = [];
   for (const r of rows) {
     const what = r.reconcile === 'done' ? `reconciled: ${r.matched_lines} statement line(s) matched to the day's transfers`
       : r.reconcile === 'blocked' ? `BLOCKED: ${r.detail}`
-      : `not reconciled yet (${r.reconcile}${r.detail ? `: ${r.detail}` : ''}); ${r.matched_lines} line(s) matched so far`;
+      : `not reconciled yet: ${r.why ?? r.reconcile}${r.detail ? ` (last: ${r.detail})` : ''}; ${r.matched_lines} line(s) matched so far`;
     out.push(`${r.business_date} ${r.kind.padEnd(19)} ${what}; ${r.open_breaks} open break(s)`);
   }
   for (const b of breaks) {

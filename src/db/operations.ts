@@ -154,7 +154,7 @@ export function payoutFailures(db: CommonQueryMethods, date?: string): Promise<r
   const where = date ? sql.fragment`where business_date = ${date}::date` : sql.fragment``;
   return wrap(db.any(sql.type(failureRow)`
     select problem, what, business_date::text as business_date, kind::text as kind, transfer_id, from_account, to_account, amount, is_tuno, attempt,
-           bank_code, bank_message, coalesce(failed_at, unresolved_since)::text as since, undecided_why
+           bank_code, bank_message, settlement.local_time(coalesce(failed_at, unresolved_since)) as since, undecided_why
     from settlement.payout_failures ${where} order by business_date, kind, transfer_id`));
 }
 

@@ -54,7 +54,7 @@ export function reconciliationBreaks(db: CommonQueryMethods, date?: string | nul
     order by business_date, kind, id`));
 }
 
-const reconcileRow = z.object({ business_date: z.string(), kind: kindSchema, reconcile: z.string(), detail: z.string(), matched_lines: z.bigint(), open_breaks: z.bigint() });
+const reconcileRow = z.object({ business_date: z.string(), kind: kindSchema, reconcile: z.string(), detail: z.string(), matched_lines: z.bigint(), open_breaks: z.bigint(), why: z.string().nullable() });
 
 export type ReconcileSummaryRow = z.infer<typeof reconcileRow>;
 
@@ -64,8 +64,16 @@ export function reconcileSummary(db: CommonQueryMethods, date?: string | null, k
     select r.business_date::text as business_date, r.kind::text as kind, r.state::text as reconcile, r.detail,
            (select count(*) from settlement.line_matches m join settlement.transfers t on t.id = m.transfer_id and t.is_tuno = m.is_tuno
             where t.business_date = r.business_date and t.kind = r.kind and m.rule in ('reference', 'fallback')) as matched_lines,
-           (select count(*) from settlement.breaks b where b.business_date = r.business_date and b.kind = r.kind and b.resolved_at is null) as open_breaks
+           (select count(*) from settlement.breaks b where b.business_date = r.business_date and b.kind = r.kind and b.resolved_at is null) as open_breaks,
+           -- Why a day is not reconciled yet, by the database's clock, its times in the settlement zone (KST).
+           case when r.state in ('done', 'blocked') then null
+                when w.state is distinct from 'done' then format('waiting for the withdrawal (withdraw is %s)', coalesce(w.state::text, 'not started'))
+                when now() < f.final_by then format('waiting for the bank statement, final at %s (the date''s end + reconcile_after %s; settle configure --reconcile-after changes it)',
+                                                    settlement.local_time(f.final_by), (select c.reconcile_after from settlement.config c where c.id))
+                else 'the statements are final: a running worker reads and matches them (settle worker)' end as why
     from settlement.stage_runs r
+    left join settlement.stage_runs w on w.business_date = r.business_date and w.kind = r.kind and w.stage = 'withdraw'
+    cross join lateral (select settlement.statement_final_by(r.business_date, r.kind) as final_by) f
     where r.stage = 'reconcile' and (${date ?? null}::date is null or r.business_date = ${date ?? null}::date)
       and (${kind ?? null}::settlement.kind is null or r.kind = ${kind ?? null}::settlement.kind)
     order by 1, 2`));

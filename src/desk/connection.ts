@@ -9,6 +9,8 @@ import pg from 'pg';
 export interface DeskConnectionOptions {
   url: string;
   applicationName: string;
+  /** statement_timeout of the connection (ms); unset: the server's. */
+  statementTimeoutMs?: number;
   /** A slot was given back somewhere while this process waits (a notification). */
   onNotify(): void;
   /** The connection broke or ended: its session locks are gone. */
@@ -47,7 +49,7 @@ export function createDeskConnection(o: DeskConnectionOptions): DeskConnection {
 
   const get = (): Promise<pg.Client> =>
     client ? Promise.resolve(client) : (connecting ??= (async () => {
-      const c = new pg.Client({ connectionString: url.toString() });
+      const c = new pg.Client({ connectionString: url.toString(), ...(o.statementTimeoutMs !== undefined ? { statement_timeout: o.statementTimeoutMs } : {}) });
       c.on('error', (e) => {
         o.onError(e);
         lose(c);

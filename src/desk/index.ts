@@ -57,6 +57,8 @@ export interface DeskOptions {
   /** How long a call may wait for a slot before it fails with BankSlotTimeoutError. */
   maxWaitMs: number;
   applicationName?: string;
+  /** The desk connection's statement_timeout (DESK_STATEMENT_TIMEOUT_MS); unset: none. */
+  statementTimeoutMs?: number;
   maxBatch?: number;
   fallbackMs?: number;
   lingerMs?: number;
@@ -76,6 +78,7 @@ export function createBankDesk(o: DeskOptions): BankDesk {
   const conn = createDeskConnection({
     url: o.url,
     applicationName: o.applicationName ?? 'settle-worker',
+    ...(o.statementTimeoutMs !== undefined ? { statementTimeoutMs: o.statementTimeoutMs } : {}),
     onNotify: () => pump.wakeUp(),
     onLost: () => book.lose(),
     onError,

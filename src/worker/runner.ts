@@ -99,7 +99,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   const concurrency = config.workerConcurrency;
   // A pool whose heartbeat is older than deadAfterMs is dead and its jobs are released.
   const { heartbeatMs, deadAfterMs, pollIntervalMs } = config.worker;
-  const db = await createDbPool(o.databaseUrl, { maximumPoolSize: Math.min(concurrency, 20) + 2, applicationName: 'settle-worker' });
+  const db = await createDbPool(o.databaseUrl, { maximumPoolSize: Math.min(concurrency, 20) + 2, applicationName: 'settle-worker', statementTimeoutMs: config.statementTimeoutMs.worker });
   const diffs = await adoptSettings(db, config.timeZone, config.bank.perCallLimit, config.bank.maxInFlight).catch(async (e) => {
     await db.end();
     throw e;
@@ -134,7 +134,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   // connection of its own that also holds its bank-call slots. The name lets
   // the console count each worker's slots.
   const desk = createBankDesk({
-    url: o.databaseUrl, holder, claimLeaseMs, maxWaitMs: slotWaitMs, applicationName: `settle-worker:${process.pid}`,
+    url: o.databaseUrl, holder, claimLeaseMs, maxWaitMs: slotWaitMs, applicationName: `settle-worker:${process.pid}`, statementTimeoutMs: config.statementTimeoutMs.desk,
     onError: (e) => logger.warn({ event: 'desk:error', err: (e as Error).message }, 'bank desk round trip failed (its transfers are tried again)'),
   });
   const clock = await createDbClock(db);

@@ -7,6 +7,13 @@ t.test('defaults', async (t) => {
   t.equal(c.timeZone, 'Asia/Seoul');
   t.equal(c.databaseUrl, undefined);
   t.equal(c.bank.maxInFlight, 50);
+  t.same(c.statementTimeoutMs, { worker: 60_000, desk: 60_000, command: 60_000 }, 'statement timeouts: 60 s for the worker pool, the desk and commands');
+});
+
+t.test('statement timeouts per use', async (t) => {
+  t.same(loadConfig({ DATABASE_STATEMENT_TIMEOUT_MS: '120000' }).statementTimeoutMs, { worker: 120_000, desk: 120_000, command: 120_000 }, 'the desk and commands follow DATABASE_STATEMENT_TIMEOUT_MS');
+  t.same(loadConfig({ DATABASE_STATEMENT_TIMEOUT_MS: '120000', DESK_STATEMENT_TIMEOUT_MS: '5000', COMMAND_STATEMENT_TIMEOUT_MS: '600000' }).statementTimeoutMs,
+    { worker: 120_000, desk: 5_000, command: 600_000 }, 'each may be set on its own');
 });
 
 t.test('typed values from the environment', async (t) => {
@@ -102,4 +109,7 @@ t.test('console users, scope and host names; the metrics snapshot period', async
   t.match(problems({ METRICS_SNAPSHOT_MS: '0' }), /METRICS_SNAPSHOT_MS must be between 1 and 600000/);
   t.match(problems({ METRICS_SNAPSHOT_MS: '999' }), /METRICS_SNAPSHOT_MS must be at least 1000/);
   t.match(problems({ METRICS_SNAPSHOT_MS: 'often' }), /METRICS_SNAPSHOT_MS must be a positive integer/);
+  t.match(problems({ DATABASE_STATEMENT_TIMEOUT_MS: '999' }), /DATABASE_STATEMENT_TIMEOUT_MS must be at least 1000/, 'a statement timeout under a second is refused');
+  t.match(problems({ DESK_STATEMENT_TIMEOUT_MS: '3600001' }), /DESK_STATEMENT_TIMEOUT_MS must be between 1 and 3600000/, 'over an hour is refused');
+  t.match(problems({ COMMAND_STATEMENT_TIMEOUT_MS: '1m' }), /COMMAND_STATEMENT_TIMEOUT_MS must be a positive integer/, 'a unit is not a number of ms');
 });

@@ -31,8 +31,8 @@ export function runCli(args: string[], env: Record<string, string> = {}): Promis
  * Starts a real `settle worker` process and waits until it reports its pool id.
  * Killed (SIGKILL) at teardown if still running.
  */
-export async function spawnWorker(t: T, env: Record<string, string>): Promise<WorkerProc> {
-  const child = spawn(process.execPath, [CLI, 'worker'], {
+export async function spawnWorker(t: T, env: Record<string, string>, opts: { cli?: string } = {}): Promise<WorkerProc> {
+  const child = spawn(process.execPath, [opts.cli ?? CLI, 'worker'], {
     env: { ...process.env, LOG_LEVEL: 'info', HTTP_PORT: '0', WORKER_HEARTBEAT_MS: '500', WORKER_DEAD_AFTER_MS: '3000', WORKER_POLL_INTERVAL_MS: '500', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
