@@ -344,20 +344,26 @@ begin
     perform settlement.raise_error('ST001', 'run_stage: stage, business_date and kind are required');
   end if;
   if not pg_try_advisory_xact_lock(settlement.stage_lock_key(run_stage.stage, run_stage.business_date, run_stage.kind)) then
-    return query select 'busy'::text, format('%s %s %s is running elsewhere', run_stage.stage, run_stage.business_date, run_stage.kind);
-    return;
+    r := settlement.outcome('busy'::text, format('%s %s %s is running elsewhere', run_stage.stage, run_stage.business_date, run_stage.kind));
+  else
+    if run_stage.stage = 'reconcile' then
+      -- Before any other lock of this transaction (see above).
+      perform pg_advisory_xact_lock(settlement.matcher_lock_key());
+    end if;
+    r := case run_stage.stage
+           when 'record' then settlement.stage_record(run_stage.business_date, run_stage.kind)
+           when 'pay' then settlement.stage_pay(run_stage.business_date, run_stage.kind)
+           when 'confirm' then settlement.stage_confirm(run_stage.business_date, run_stage.kind)
+           when 'withdraw' then settlement.stage_withdraw(run_stage.business_date, run_stage.kind)
+           when 'reconcile' then settlement.stage_reconcile(run_stage.business_date, run_stage.kind)
+         end;
   end if;
-  if run_stage.stage = 'reconcile' then
-    -- Before any other lock of this transaction (see above).
-    perform pg_advisory_xact_lock(settlement.matcher_lock_key());
+  -- A person's run is audited (issue 22); a worker login's stage jobs are not
+  -- (the owner, a superuser, counts as a worker here: it holds every role).
+  if not pg_has_role(session_user, 'settlement_worker', 'member') then
+    perform settlement.audit('run_stage', jsonb_build_object('stage', run_stage.stage, 'business_date', run_stage.business_date, 'kind', run_stage.kind),
+                             jsonb_build_object('outcome', r.outcome, 'detail', r.detail));
   end if;
-  r := case run_stage.stage
-         when 'record' then settlement.stage_record(run_stage.business_date, run_stage.kind)
-         when 'pay' then settlement.stage_pay(run_stage.business_date, run_stage.kind)
-         when 'confirm' then settlement.stage_confirm(run_stage.business_date, run_stage.kind)
-         when 'withdraw' then settlement.stage_withdraw(run_stage.business_date, run_stage.kind)
-         when 'reconcile' then settlement.stage_reconcile(run_stage.business_date, run_stage.kind)
-       end;
   return query select r.outcome, r.detail;
 end $$;
 comment on function settlement.run_stage is 'Runs one stage for (business_date, kind) now, in the caller''s transaction (for reconcile, call it first in its transaction: it waits for the matcher lock). Outcomes: done, already_done, not_ready, busy, blocked; withdraw also started, in_progress.';

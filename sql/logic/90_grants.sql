@@ -19,7 +19,8 @@ begin
   for r in
     select * from (values
     ('settlement_ingest', array[
-      'accrue(text, text, settlement.kind, bigint, timestamptz)']),
+      'accrue(text, text, settlement.kind, bigint, timestamptz)',
+      'add_loan_account(text, text, text)']),
     ('settlement_viewer', array[
       'bank_slots_in_use()',
       'bank_time(text)',
@@ -38,18 +39,23 @@ begin
       'krw(bigint)',
       'local_time(timestamptz)',
       'open_days()',
+      'payee_changes()',
       'problems()',
       'retry_preview(date, settlement.kind)',
       'statement_final_by(date, settlement.kind)',
       'today()',
       'worker_status()']),
     ('settlement_operator', array[
+      'approve_change(bigint, text)',
+      'change_list(boolean, integer)',
       'configure(text, bigint, integer)',
       'configure_reconcile(interval)',
       'enqueue_stage(settlement.stage, date, settlement.kind)',
       'is_in(text)',
       'pause(settlement.kind, text)',
       'post_journal(date, settlement.kind, text, text, jsonb, text)',
+      'propose_change(text, jsonb, text)',
+      'reject_change(bigint, text)',
       'resolve_break(bigint, text)',
       'resume(settlement.kind)',
       'retry_day(date, settlement.kind)',

@@ -66,7 +66,7 @@ t.test('the reference tables refuse direct writes from every application role; o
   const before = await db.oneFirst(sql.type(z.object({ x: z.string() }))`select corporate_account as x from settlement.kind_accounts where kind = 'tax'`);
   t.equal(before, '3000000001', 'the payee is untouched');
 
-  const operator = await as('settlement_operator');
+  const operator = await roleSessions(t, url, 'dx')('settlement_operator');
   t.equal(await operator(`select * from settlement.operator_actions`), 'ok', 'operator: reads the audit');
   t.equal(await operator(`select * from settlement.changes`), 'ok', 'operator: reads the proposed changes');
   t.equal(await operator(`set settlement.reason = 'by hand'; select settlement.run_stage('record', '${D}', 'tax')`), 'ok', 'operator: run_stage');
@@ -74,7 +74,7 @@ t.test('the reference tables refuse direct writes from every application role; o
     select action, reason, db_user, result from settlement.operator_actions where action = 'run_stage'`);
   t.equal(audit.length, 1, 'an operator run_stage writes its operator_actions row');
   t.equal(audit[0]?.reason, 'by hand');
-  t.match(audit[0]?.db_user, /^settle_t_dwoperator_/, 'with the login');
+  t.match(audit[0]?.db_user, /^settle_t_dxoperator_/, 'with the login');
   t.match(audit[0]?.result, { outcome: 'done' }, 'and the outcome');
 });
 
@@ -132,7 +132,7 @@ t.test('an expired proposal cannot be approved; a rejected one neither; a stale 
   await db.query(sql.unsafe`update settlement.changes set expires_at = now() - interval '1 second' where id = ${id}`);
   t.equal(await code(bob.query(`select settlement.approve_change($1, 'ok')`, [id])), 'ST063', 'expired: refused (ST063)');
   t.equal(await db.oneFirst(sql.type(z.object({ x: z.string() }))`select corporate_account as x from settlement.kind_accounts where kind = 'tax'`), '3000000001', 'nothing changed');
-  t.equal((await one<{ s: string }>(bob, `select state from settlement.change_list() where id = $1`, [id])).s, 'expired', 'listed as expired');
+  t.equal((await one<{ s: string }>(bob, `select state as s from settlement.change_list() where id = $1`, [id])).s, 'expired', 'listed as expired');
 
   const id2 = (await one<{ id: string }>(alice, `select settlement.propose_change('bank_codes', '{"rpcd":"E9999","class":"final","note":"x"}', 'a code') as id`)).id;
   t.equal(await code(bob.query(`select settlement.reject_change($1, '')`, [id2])), 'ST040', 'a rejection needs a reason');
@@ -181,9 +181,9 @@ t.test('loan accounts still arrive from the lending core through the ingest role
   const ingest = await as('settlement_ingest');
   t.equal(await ingest(`select settlement.add_loan_account('1777000001', '011', 'borrower')`), 'ok', 'ingest: add_loan_account');
   t.equal(await ingest(`select settlement.add_loan_account('1777000001', '011', 'borrower')`), 'ok', 'again: idempotent');
-  t.equal(await ingest(`select settlement.add_loan_account('1777000001', '012', 'borrower')`), 'ST060', 'the same number with other details: refused');
-  t.equal(await ingest(`select settlement.add_loan_account('12', '011', 'x')`), 'ST060', 'a malformed number: refused');
+  t.equal(await ingest(`select settlement.add_loan_account('1777000001', '012', 'borrower')`), 'ST066', 'the same number with other details: refused');
+  t.equal(await ingest(`select settlement.add_loan_account('12', '011', 'x')`), 'ST066', 'a malformed number: refused');
   t.equal(await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from graphile_worker.jobs where key = 'register:1777000001'`), 1n, 'its registration is enqueued');
   await db.query(sql.unsafe`insert into settlement.accounts (account_no, role) values ('3000000009', 'corporate')`);
-  t.equal(await ingest(`select settlement.add_loan_account('3000000009', '011', 'x')`), 'ST060', 'an existing corporate account cannot become a loan account');
+  t.equal(await ingest(`select settlement.add_loan_account('3000000009', '011', 'x')`), 'ST066', 'an existing corporate account cannot become a loan account');
 });
