@@ -276,6 +276,9 @@ declare
   v_total bigint;
   v_ka settlement.kind_accounts;
   v_bncd text;
+  v_from text;
+  v_app text;
+  v_sources bigint;
   v_id bigint;
   v_detail text;
 begin
@@ -303,10 +306,21 @@ begin
     perform settlement.after_stage('withdraw', p_date, p_kind);
     return settlement.outcome('done'::text, v_detail);
   end if;
+  -- The money is withdrawn from where the day's payouts went (the account and
+  -- app they were planned with), even if the kind's settlement account changed
+  -- since (issue 22); the corporate account is the kind's now.
+  select min(t.to_account), min(t.fintech_apsno), count(distinct (t.to_account, t.fintech_apsno))
+  into v_from, v_app, v_sources
+  from settlement.transfers t where t.business_date = p_date and t.kind = p_kind and t.purpose = 'payout' and t.state = 'succeeded';
+  if v_sources > 1 then
+    v_detail := format('the payouts of %s %s went to %s settlement accounts (the payee changed while they were planned): withdraw each by hand', p_date, p_kind, v_sources);
+    perform settlement.set_stage(p_date, p_kind, 'withdraw', 'blocked', v_detail);
+    return settlement.outcome('blocked'::text, v_detail);
+  end if;
   select * into v_ka from settlement.kind_accounts where kind = p_kind;
   select bank_code into v_bncd from settlement.accounts where account_no = v_ka.corporate_account;
   insert into settlement.transfers (purpose, business_date, kind, from_account, to_account, fintech_apsno, to_bncd, amount, is_tuno)
-  values ('withdrawal', p_date, p_kind, v_ka.settlement_account, v_ka.corporate_account, v_ka.fintech_apsno, v_bncd, v_total, settlement.next_is_tuno())
+  values ('withdrawal', p_date, p_kind, v_from, v_ka.corporate_account, v_app, v_bncd, v_total, settlement.next_is_tuno())
   returning id into v_id;
   perform settlement.add_transfer_jobs(array[v_id]);
   v_detail := format('withdrawal of %s KRW enqueued', v_total);
