@@ -78,7 +78,7 @@ begin
       'local_time(timestamptz)',
       'open_days()',
       'problems()',
-      'record_fin_account(text, text, text)',
+      'record_fin_account(text, text, text, text)',
       'record_fin_rgno(text, text)',
       'record_stage_error(settlement.stage, date, settlement.kind, text)',
       'record_statement(text, text, text, text, jsonb, timestamptz)',

@@ -47,3 +47,12 @@ comment on column settlement.kind_accounts.changed_at is 'When the kind''s accou
 
 revoke all on settlement.changes from public;
 grant select on settlement.changes, settlement.operator_actions to settlement_operator;
+
+-- A FinAcno is accepted only as the answer to this system's own registration
+-- of the account (sql/logic/60_registration.sql): the database marks when it
+-- started one (fin_registration), takes one Rgno for it, and record_fin_account
+-- names that Rgno. Registrations already under way keep their Rgno.
+alter table settlement.accounts add column fin_rgno_asked_at timestamptz;
+comment on column settlement.accounts.fin_rgno_asked_at is 'When this system started the account''s registration (its Rgno and FinAcno are accepted only for it).';
+update settlement.accounts set fin_rgno_asked_at = now() where fin_rgno is not null and fin_acno is null;
+drop function if exists settlement.record_fin_account(text, text, text);

@@ -33,6 +33,7 @@ export const SQLSTATE = {
   ST064: 'change_needs_another_person',
   ST065: 'change_stale',
   ST066: 'invalid_loan_account',
+  ST067: 'fin_acno_refused',
 } as const;
 
 export type SettlementErrorCode = (typeof SQLSTATE)[keyof typeof SQLSTATE];

@@ -17,7 +17,11 @@ async function workerLogin(t: { teardown(fn: () => unknown): void }, url: string
     await c.end().catch(() => undefined);
     await adminQuery(`drop role if exists ${name}`).catch(() => undefined);
   });
-  return (q: string) => c.query(q).then((r) => String(Object.values(r.rows[0] ?? {})[0] ?? 'ok'), (e: { code?: string; message: string }) => e.code ?? e.message);
+  // A function returning void answers '' (or null): 'ok'.
+  return (q: string) => c.query(q).then((r) => {
+    const v: unknown = Object.values(r.rows[0] ?? {})[0];
+    return v === undefined || v === null || v === '' ? 'ok' : String(v);
+  }, (e: { code?: string; message: string }) => e.code ?? e.message);
 }
 
 t.test('a FinAcno is accepted only as the answer to this system\'s own registration of that account, once; anything else is refused and alerted', async (t) => {
