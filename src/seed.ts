@@ -2,7 +2,8 @@ import { sql } from 'slonik';
 import { z } from 'zod';
 import type { DatabasePool } from './db/pool.js';
 import { simAdminClient } from './bank-sim/sim-admin-client.js';
-import { recordFinAccount } from './db/registration.js';
+import { sqlstateOf } from './db/errors.js';
+import { FIN_ACCOUNT_LOCK_TIMEOUT_MS } from './db/registration.js';
 import { type Kind, KINDS } from './domain.js';
 
 export interface SeedOptions {
@@ -173,8 +174,25 @@ export async function registerAtSimulator(db: DatabasePool, bankUrl: string): Pr
   for (let i = 0; i < loans.length; i += 5000) {
     const got = await admin.registerFinAccounts(loans.slice(i, i + 5000).map((l) => ({ bncd: l.bank_code, acno: l.account_no })));
     const today = new Date().toISOString().slice(0, 10).replaceAll('-', '');
+    // The simulator's shortcut is no registration of ours (no Rgno): as the
+    // owner, the FinAcno is stored directly (in production a FinAcno set by
+    // hand needs two people: settle change propose --target fin_acno).
     for (const g of got) {
-      if ((await recordFinAccount(db, g.acno, g.finAcno, today)) === undefined) throw new SeedError(`loan account ${g.acno.slice(-4).padStart(g.acno.length, '*')} is held by another session (an open transaction): its FinAcno was not stored`);
+      const stored = await db.transaction(async (tx) => {
+        await tx.query(sql.unsafe`select set_config('lock_timeout', ${String(FIN_ACCOUNT_LOCK_TIMEOUT_MS)}, true)`);
+        const n = (await tx.query(sql.unsafe`update settlement.accounts set fin_acno = ${g.finAcno}, fin_registered_on = ${today}
+          where account_no = ${g.acno} and role = 'loan' and fin_acno is null`)).rowCount;
+        await tx.query(sql.unsafe`
+          select settlement.add_stage_job('pay', x.business_date, x.kind) from (
+            select distinct e.business_date, e.kind from settlement.entries e
+            join settlement.stage_runs s on s.business_date = e.business_date and s.kind = e.kind and s.stage = 'pay' and s.state <> 'done'
+            where e.account_no = ${g.acno}) x`);
+        return n;
+      }).then(() => true, (e: unknown) => {
+        if (sqlstateOf(e) === '55P03') return false;
+        throw e;
+      });
+      if (!stored) throw new SeedError(`loan account ${g.acno.slice(-4).padStart(g.acno.length, '*')} is held by another session (an open transaction): its FinAcno was not stored`);
     }
   }
   return loans.length;

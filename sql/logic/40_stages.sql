@@ -85,7 +85,7 @@ declare
   v_seq bigint := nextval('settlement.is_tuno_seq');
 begin
   if v_seq >= 100000000000000 then
-    perform settlement.raise_error('ST060', 'next_is_tuno: the IsTuno sequence is spent for this generation (settle after-restore moves the generation on)');
+    perform settlement.raise_error('ST070', 'next_is_tuno: the IsTuno sequence is spent for this generation (settle after-restore moves the generation on)');
   end if;
   return '1' || (select lpad(g.generation::text, 3, '0') from settlement.is_tuno_space g where g.id) || lpad(v_seq::text, 14, '0');
 end $$;
@@ -291,6 +291,9 @@ declare
   v_total bigint;
   v_ka settlement.kind_accounts;
   v_bncd text;
+  v_from text;
+  v_app text;
+  v_sources bigint;
   v_id bigint;
   v_detail text;
   v_hold text;
@@ -320,6 +323,17 @@ begin
     perform settlement.after_stage('withdraw', p_date, p_kind);
     return settlement.outcome('done'::text, v_detail);
   end if;
+  -- The money is withdrawn from where the day's payouts went (the account and
+  -- app they were planned with), even if the kind's settlement account changed
+  -- since (issue 22); the corporate account is the kind's now.
+  select min(t.to_account), min(t.fintech_apsno), count(distinct (t.to_account, t.fintech_apsno))
+  into v_from, v_app, v_sources
+  from settlement.transfers t where t.business_date = p_date and t.kind = p_kind and t.purpose = 'payout' and t.state = 'succeeded';
+  if v_sources > 1 then
+    v_detail := format('the payouts of %s %s went to %s settlement accounts (the payee changed while they were planned): withdraw each by hand', p_date, p_kind, v_sources);
+    perform settlement.set_stage(p_date, p_kind, 'withdraw', 'blocked', v_detail);
+    return settlement.outcome('blocked'::text, v_detail);
+  end if;
   select * into v_ka from settlement.kind_accounts where kind = p_kind;
   select bank_code into v_bncd from settlement.accounts where account_no = v_ka.corporate_account;
   -- After a restore: a withdrawal the bank booked under a number this
@@ -328,14 +342,14 @@ begin
   if v_hold is not null then
     return settlement.outcome('not_ready'::text, v_hold);
   end if;
-  select * into v_known from settlement.forgotten_booking(v_ka.settlement_account, v_total, p_date);
+  select * into v_known from settlement.forgotten_booking(v_from, v_total, p_date);
   if v_known.candidates > 1 then
     v_detail := format('after the restore, %s bookings the database forgot could be this withdrawal of %s KRW: see settlement.restores and docs/deploy/restore.md', v_known.candidates, v_total);
     perform settlement.set_stage(p_date, p_kind, 'withdraw', 'blocked', v_detail);
     return settlement.outcome('blocked'::text, v_detail);
   end if;
   insert into settlement.transfers (purpose, business_date, kind, from_account, to_account, fintech_apsno, to_bncd, amount, is_tuno, tsymd)
-  values ('withdrawal', p_date, p_kind, v_ka.settlement_account, v_ka.corporate_account, v_ka.fintech_apsno, v_bncd, v_total,
+  values ('withdrawal', p_date, p_kind, v_from, v_ka.corporate_account, v_app, v_bncd, v_total,
           coalesce(v_known.is_tuno, settlement.next_is_tuno()), v_known.tsymd)
   returning id into v_id;
   perform settlement.add_transfer_jobs(array[v_id]);
@@ -374,20 +388,26 @@ begin
     perform settlement.raise_error('ST001', 'run_stage: stage, business_date and kind are required');
   end if;
   if not pg_try_advisory_xact_lock(settlement.stage_lock_key(run_stage.stage, run_stage.business_date, run_stage.kind)) then
-    return query select 'busy'::text, format('%s %s %s is running elsewhere', run_stage.stage, run_stage.business_date, run_stage.kind);
-    return;
+    r := settlement.outcome('busy'::text, format('%s %s %s is running elsewhere', run_stage.stage, run_stage.business_date, run_stage.kind));
+  else
+    if run_stage.stage = 'reconcile' then
+      -- Before any other lock of this transaction (see above).
+      perform pg_advisory_xact_lock(settlement.matcher_lock_key());
+    end if;
+    r := case run_stage.stage
+           when 'record' then settlement.stage_record(run_stage.business_date, run_stage.kind)
+           when 'pay' then settlement.stage_pay(run_stage.business_date, run_stage.kind)
+           when 'confirm' then settlement.stage_confirm(run_stage.business_date, run_stage.kind)
+           when 'withdraw' then settlement.stage_withdraw(run_stage.business_date, run_stage.kind)
+           when 'reconcile' then settlement.stage_reconcile(run_stage.business_date, run_stage.kind)
+         end;
   end if;
-  if run_stage.stage = 'reconcile' then
-    -- Before any other lock of this transaction (see above).
-    perform pg_advisory_xact_lock(settlement.matcher_lock_key());
+  -- A person's run is audited (issue 22); a worker login's stage jobs are not
+  -- (the owner, a superuser, counts as a worker here: it holds every role).
+  if not pg_has_role(session_user, 'settlement_worker', 'member') then
+    perform settlement.audit('run_stage', jsonb_build_object('stage', run_stage.stage, 'business_date', run_stage.business_date, 'kind', run_stage.kind),
+                             jsonb_build_object('outcome', r.outcome, 'detail', r.detail));
   end if;
-  r := case run_stage.stage
-         when 'record' then settlement.stage_record(run_stage.business_date, run_stage.kind)
-         when 'pay' then settlement.stage_pay(run_stage.business_date, run_stage.kind)
-         when 'confirm' then settlement.stage_confirm(run_stage.business_date, run_stage.kind)
-         when 'withdraw' then settlement.stage_withdraw(run_stage.business_date, run_stage.kind)
-         when 'reconcile' then settlement.stage_reconcile(run_stage.business_date, run_stage.kind)
-       end;
   return query select r.outcome, r.detail;
 end $$;
 comment on function settlement.run_stage is 'Runs one stage for (business_date, kind) now, in the caller''s transaction (for reconcile, call it first in its transaction: it waits for the matcher lock). Outcomes: done, already_done, not_ready, busy, blocked; withdraw also started, in_progress.';

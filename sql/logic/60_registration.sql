@@ -36,11 +36,15 @@ create or replace trigger accounts_registration after insert on settlement.accou
   referencing new table as new_accounts
   for each statement execute function settlement.accounts_enqueue_registration();
 
--- What the register task needs to know about an account.
+-- What the register task needs to know about an account. Asking starts this
+-- system's registration of it (fin_rgno_asked_at): only then is an Rgno taken
+-- for it, and a FinAcno only as the answer to that Rgno (issue 22).
 create or replace function settlement.fin_registration(p_account_no text)
 returns table (account_no text, bank_code text, fin_rgno text, fin_acno text)
-language plpgsql stable as $$
+language plpgsql as $$
 begin
+  update settlement.accounts a set fin_rgno_asked_at = now()
+  where a.account_no = p_account_no and a.role = 'loan' and a.fin_acno is null and a.fin_rgno is null and a.fin_rgno_asked_at is null;
   return query select a.account_no, a.bank_code, a.fin_rgno, a.fin_acno from settlement.accounts a
   where a.account_no = p_account_no and a.role = 'loan';
   if not found then
@@ -51,23 +55,58 @@ end $$;
 ------------------------------------------------------------------------------
 -- Fin-account registration (the register task)
 
--- Step 1 done: the bank gave a registration number.
+-- Step 1 done: the bank gave a registration number. Taken once, and only for
+-- a registration this system started; the same number again is a no-op.
 create or replace function settlement.record_fin_rgno(p_account_no text, p_rgno text) returns void
 language plpgsql as $$
+declare
+  a settlement.accounts;
 begin
-  update settlement.accounts set fin_rgno = p_rgno where account_no = p_account_no and role = 'loan' and fin_acno is null;
+  update settlement.accounts set fin_rgno = p_rgno
+  where account_no = p_account_no and role = 'loan' and fin_acno is null and fin_rgno is null and fin_rgno_asked_at is not null;
+  if found then
+    return;
+  end if;
+  select * into a from settlement.accounts where account_no = p_account_no;
+  if a.fin_rgno is not distinct from p_rgno and a.fin_rgno is not null then
+    return;
+  end if;
+  perform settlement.raise_error('ST067', format('record_fin_rgno: loan account ****%s has no registration of this system waiting for an Rgno (%s): refused',
+    right(p_account_no, 4), case when a.account_no is null then 'unknown account' when a.fin_acno is not null then 'registered already'
+                                 when a.fin_rgno is not null then 'it has another Rgno' else 'registration not started' end));
 end $$;
 
--- Step 2 done: the fin-account. Days waiting for it get their pay job again.
-create or replace function settlement.record_fin_account(p_account_no text, p_fin_acno text, p_registered_on text) returns text
+-- Step 2 done: the fin-account, accepted only as the answer to the Rgno this
+-- system's registration stored, once. Anything else is refused and alerted
+-- (answers 'refused': the alert stays; src/db/registration.ts raises ST067).
+-- Days waiting for it get their pay job again.
+create or replace function settlement.record_fin_account(p_account_no text, p_rgno text, p_fin_acno text, p_registered_on text) returns text
 language plpgsql as $$
 declare
   r record;
+  a settlement.accounts;
+  v_id bigint;
 begin
   update settlement.accounts set fin_acno = p_fin_acno, fin_registered_on = p_registered_on
-  where account_no = p_account_no and role = 'loan' and fin_acno is null;
+  where account_no = p_account_no and role = 'loan' and fin_acno is null
+    and fin_rgno_asked_at is not null and fin_rgno is not null and fin_rgno = p_rgno;
   if not found then
-    return 'already_registered';
+    select * into a from settlement.accounts where account_no = p_account_no and role = 'loan';
+    if a.fin_acno is not null and a.fin_acno = p_fin_acno and a.fin_rgno is not distinct from p_rgno then
+      return 'already_registered';
+    end if;
+    insert into settlement.alerts (key, problem, message, cleared_at)
+    values (format('fin_acno_refused:%s:%s', p_account_no, txid_current()), 'fin_acno_refused',
+            format('FinAcno %s (Rgno %s) for loan account ****%s refused: %s. Someone holding the worker login may be redirecting payouts: check who called (operator_actions, the database log).',
+                   left(coalesce(p_fin_acno, 'null'), 30), left(coalesce(p_rgno, 'null'), 20), right(coalesce(p_account_no, ''), 4),
+                   case when a.account_no is null then 'not a known loan account'
+                        when a.fin_acno is not null then 'it has its FinAcno already (a FinAcno is taken once)'
+                        when a.fin_rgno_asked_at is null or a.fin_rgno is null then 'this system has not registered it (no Rgno of its own)'
+                        else 'not the answer to the Rgno this system stored' end),
+            now())
+    returning id into v_id;
+    perform settlement.add_alert_job(v_id);
+    return 'refused';
   end if;
   for r in
     select distinct e.business_date, e.kind from settlement.entries e

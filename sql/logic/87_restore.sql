@@ -92,7 +92,7 @@ begin
   end if;
   update settlement.is_tuno_space set generation = generation + 1, moved_at = now() where id returning generation into v_gen;
   if v_gen > 999 then
-    perform settlement.raise_error('ST060', 'after_restore: every IsTuno generation is used');
+    perform settlement.raise_error('ST070', 'after_restore: every IsTuno generation is used');
   end if;
   v_last := settlement.last_activity();
   v_from := to_char(coalesce(v_last, now()) at time zone 'Asia/Seoul', 'YYYYMMDD');

@@ -19,7 +19,8 @@ begin
   for r in
     select * from (values
     ('settlement_ingest', array[
-      'accrue(text, text, settlement.kind, bigint, timestamptz)']),
+      'accrue(text, text, settlement.kind, bigint, timestamptz)',
+      'add_loan_account(text, text, text)']),
     ('settlement_viewer', array[
       'bank_slots_in_use()',
       'bank_time(text)',
@@ -38,6 +39,7 @@ begin
       'krw(bigint)',
       'local_time(timestamptz)',
       'open_days()',
+      'payee_changes()',
       'problems()',
       'retry_preview(date, settlement.kind)',
       'statement_final_by(date, settlement.kind)',
@@ -46,6 +48,8 @@ begin
       'worker_status()']),
     ('settlement_operator', array[
       'after_restore(text)',
+      'approve_change(bigint, text)',
+      'change_list(boolean, integer)',
       'configure(text, bigint, integer)',
       'configure_reconcile(interval)',
       'decide_transfer(bigint, boolean, text)',
@@ -54,6 +58,8 @@ begin
       'pause(settlement.kind, text)',
       'post_journal(date, settlement.kind, text, text, jsonb, text)',
       'record_statement(text, text, text, text, jsonb, timestamptz)',
+      'propose_change(text, jsonb, text)',
+      'reject_change(bigint, text)',
       'resolve_break(bigint, text)',
       'restore_statements()',
       'restore_statements_read(bigint)',
@@ -78,7 +84,7 @@ begin
       'local_time(timestamptz)',
       'open_days()',
       'problems()',
-      'record_fin_account(text, text, text)',
+      'record_fin_account(text, text, text, text)',
       'record_fin_rgno(text, text)',
       'record_stage_error(settlement.stage, date, settlement.kind, text)',
       'record_statement(text, text, text, text, jsonb, timestamptz)',

@@ -6,6 +6,7 @@ import { createLogger } from '../log.js';
 import { SeedError } from '../seed.js';
 import { UsageError } from './args.js';
 import { cmdBankSim } from './bank-sim.js';
+import { cmdChange } from './change.js';
 import { cmdConfigure, cmdMigrate, cmdRun, cmdSeed } from './commands.js';
 import { cmdFailures, cmdPause, cmdResume, cmdRetry, cmdStatus } from './oncall.js';
 import { shouldWatchParent, watchParent } from '../ops/parent-watch.js';
@@ -51,6 +52,9 @@ BANK_URL it refuses (exit 1) while a paying account is SHORT, unless --force`],
   ['after-restore', 'after-restore --reason R', `once after restoring a backup, before any worker runs: a new IsTuno generation, every
 open transfer asked about before anything is sent, the days since read and reconciled
 again, the bank statements since the backup point read (needs BANK_URL); see docs/deploy/restore.md`],
+  ['change', 'change propose --target T --set JSON --reason R | approve --id N --reason R | reject --id N --reason R | list [--all] [--json]', `the reference data (accounts, fin_acno, contracts, kind_accounts, bank_codes, limits,
+ops_settings) changes only here: propose it; what moves money applies only when
+another database login approves it (expires after 24 h); list: changes awaiting approval`],
   ['demo', 'demo [--accounts N] [--timeout-s N] [--keep] [bank-sim flags]', `settle one whole day end to end on the embedded defaults; prints the
 console's URL; --keep leaves the worker and the console running until Ctrl-C`],
 ];
@@ -87,6 +91,7 @@ const COMMANDS: Record<string, (argv: string[], ...rest: [ReturnType<typeof load
   failures: cmdFailures,
   pause: cmdPause,
   resume: cmdResume,
+  change: cmdChange,
   reconcile: cmdReconcile,
   report: cmdReport,
   export: cmdExport,

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { createNhBankClient } from '../bank/client.js';
 import type { Config } from '../config.js';
 import { activePauses, asOperator, dailyStatus, pause, payoutFailures, problems, resume, retryDay, retryPreview, type RetryPreviewRow, type VerdictRow, verdicts, workerStatus, type WorkerStatus } from '../db/operations.js';
+import { formatPayeeChange, payeeChanges } from '../db/changes.js';
 import { dateSchema, kindSchema } from '../domain.js';
 import type { Logger } from '../log.js';
 import { parseCommand } from './args.js';
@@ -43,11 +44,12 @@ export async function cmdStatus(argv: string[], config: Config, logger: Logger) 
       process.exitCode = ps.length === 0 ? 0 : 1;
       return;
     }
-    const [vs, w, pauses, rows] = await Promise.all([verdicts(db, o.date), workerStatus(db), activePauses(db), dailyStatus(db, o.date)]);
+    const [vs, w, pauses, rows, payees] = await Promise.all([verdicts(db, o.date), workerStatus(db), activePauses(db), dailyStatus(db, o.date), payeeChanges(db)]);
     // --json stays settlement.daily_status's rows (scripts read it); the verdict is settlement.verdict.
     if (o.json) return void console.log(JSON.stringify(rows, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2));
     const out = [...formatVerdicts(vs), formatWorkers(w)];
     for (const p of pauses) out.push(`paused: ${p.kind ?? 'every kind'} since ${p.paused_at} by ${p.paused_by}: ${p.reason}`);
+    for (const p of payees) out.push(formatPayeeChange(p));
     console.log(`${out.join('\n')}\n\n${formatStatus(rows)}`);
   });
 }

@@ -11,6 +11,8 @@ export interface WorkersData {
   pauses: ReadonlyArray<{ kind: string | null; reason: string; paused_at: string | null; paused_by: string }>;
   problems: readonly Problem[];
   actions: readonly ActionRow[];
+  /** When each kind's payee last changed (formatPayeeChange lines). */
+  payees: readonly string[];
 }
 
 export function workersBody(d: WorkersData): Html {
@@ -27,6 +29,8 @@ ${d.workers.length === 0 ? html`<p class="flash error">No worker is registered: 
 <h2>Paused</h2>
 ${d.pauses.length === 0 ? html`<p id="pauses">No pause: bank calls run for every kind.</p>` : html`<table id="pauses"><thead><tr><th>kind</th><th>since</th><th>by</th><th>reason</th></tr></thead>
 <tbody>${d.pauses.map((p) => html`<tr data-kind="${p.kind ?? '*'}"><td>${p.kind ?? 'every kind'}</td><td>${p.paused_at ?? ''}</td><td>${p.paused_by}</td><td>${p.reason}</td></tr>`)}</tbody></table>`}
+${d.payees.length === 0 ? '' : html`<h2>Payee changes</h2>
+<ul id="payee-changes">${d.payees.map((l) => html`<li>${l}</li>`)}</ul>`}
 <h2>Needs a person</h2>
 ${d.problems.length === 0 ? html`<p>Nothing needs a person.</p>` : html`<ul class="problems">${d.problems.map((p) => html`<li>${p.message}${p.next_command ? html` <span class="note">next: <code>${p.next_command}</code></span>` : ''}</li>`)}</ul>`}
 <h2>Latest operator actions</h2>

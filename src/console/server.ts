@@ -1,6 +1,7 @@
 import http from 'node:http';
 import { z } from 'zod';
 import { SettlementError } from '../db/errors.js';
+import { formatPayeeChange, payeeChanges } from '../db/changes.js';
 import { problems, retryPreview } from '../db/operations.js';
 import { dateSchema, kindSchema } from '../domain.js';
 import { actionRoutes } from './actions.js';
@@ -180,8 +181,8 @@ export function createConsole(o: ConsoleOptions): Console {
 
   const workers = (req: http.IncomingMessage, res: http.ServerResponse, viewer: Viewer) =>
     render(req, res, viewer, 'Workers and the bank', async () => {
-      const [ws, bank, pauses, ps, actions] = await Promise.all([consoleWorkers(db), bankSlots(db), pausesNow(db), problems(db), operatorActions(db, null, 20)]);
-      const d: WorkersData = { workers: ws, bank, pauses, problems: ps, actions };
+      const [ws, bank, pauses, ps, actions, payees] = await Promise.all([consoleWorkers(db), bankSlots(db), pausesNow(db), problems(db), operatorActions(db, null, 20), payeeChanges(db)]);
+      const d: WorkersData = { workers: ws, bank, pauses, problems: ps, actions, payees: payees.map(formatPayeeChange) };
       return {
         active: ws.some((w) => w.jobs_locked > 0n) || bank.in_use > 0n,
         before: html`<h1>Workers and the bank</h1>`,

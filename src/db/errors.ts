@@ -31,6 +31,15 @@ export const SQLSTATE = {
   ST040: 'reason_required',
   ST041: 'alert_not_found',
   ST050: 'invalid_range',
+  ST060: 'invalid_change',
+  ST061: 'change_not_found',
+  ST062: 'change_not_pending',
+  ST063: 'change_expired',
+  ST064: 'change_needs_another_person',
+  ST065: 'change_stale',
+  ST066: 'invalid_loan_account',
+  ST067: 'fin_acno_refused',
+  ST070: 'is_tuno_space_spent',
 } as const;
 
 export type SettlementErrorCode = (typeof SQLSTATE)[keyof typeof SQLSTATE];

@@ -25,7 +25,7 @@ export function createRegisterTask(ctx: TaskContext): Task {
       await recordFinRgno(ctx.db, accountNo, rgno);
     }
     const fin = await ctx.bank.checkFinAccount(rgno, ctx.desk.gate());
-    const r = await recordFinAccount(ctx.db, accountNo, fin.finAcno, fin.rgsnYmd);
+    const r = await recordFinAccount(ctx.db, accountNo, rgno, fin.finAcno, fin.rgsnYmd);
     // An ingest transaction that added an accrual to this account holds its row until it ends
     // (at most limits.ingest_idle_timeout idle): not waited for here, the job runs again later.
     if (r === undefined) throw new RetryLaterError('another session holds the account (an accrual in an open transaction?); registered when it ends');

@@ -36,7 +36,7 @@ t.test('each role may do its work and nothing else', async (t) => {
   t.equal(await operator(`select settlement.enqueue_stage('confirm', '${D}', 'tax')`), 'ok', 'operator: enqueue_stage');
   t.equal(await operator(`select settlement.retry_failed('${D}', 'tax')`), 'ok', 'operator: retry_failed');
   t.equal(await operator(`select * from settlement.transfers`), 'ok', 'operator: reads the tables');
-  t.equal(await operator(`insert into settlement.bank_codes (rpcd, api, class, note) values ('X0001', '*', 'retry', 'test')`), 'ok', 'operator: edits bank codes');
+  t.equal(await operator(`insert into settlement.bank_codes (rpcd, api, class, note) values ('X0001', '*', 'retry', 'test')`), DENIED, 'operator: bank codes only through propose_change (issue 22)');
   t.equal(await operator(`update settlement.transfers set state = 'failed', fail_code = 'X' where id = 1`), DENIED, 'operator: cannot change a transfer');
   t.equal(await operator(`update settlement.journal_lines set amount = 1`), DENIED, 'operator: cannot rewrite the journal');
   t.equal(await operator(`set session_replication_role = replica`), DENIED, 'operator: cannot switch triggers off');
