@@ -61,7 +61,7 @@ comment on view settlement.reconcile_scope is 'The (account, date) statements ea
 --
 -- 1. A statement read proves something about a transfer only if it was made
 --    after the transfer settled. statement_reads.read_at is the moment
---    the reader was told to read (statements_to_read's now(), before the bank
+--    the reader was told to read (statements_to_read's settlement_meta.now(), before the bank
 --    was asked), and a read of (account, date) counts for a transfer only if
 --    read_at is later than the moment the transfer settled (for an
 --    unresolved one: its last claim or answer) — or later than the end of
@@ -179,9 +179,9 @@ language sql stable as $$
     from settlement.transfers t
     cross join lateral settlement.unresolved_read_need(t) n
     where t.state = 'sending' and t.unresolved_since is not null and t.tsymd is not null and n.bncd in ('011', '012'))
-  select n.bncd, n.acno, n.ymd, least(settlement.ymd_add(n.ymd, 1), settlement.bank_ymd()), now()
+  select n.bncd, n.acno, n.ymd, least(settlement.ymd_add(n.ymd, 1), settlement.bank_ymd()), settlement_meta.now()
   from needed n
-  where now() >= settlement.statement_final_at(n.ymd)
+  where settlement_meta.now() >= settlement.statement_final_at(n.ymd)
     and not settlement.read_after(n.bncd, n.acno, n.ymd, n.read_after)
   group by n.bncd, n.acno, n.ymd
   order by n.ymd, n.bncd, n.acno
@@ -194,7 +194,7 @@ language plpgsql as $$
 declare
   v_n integer;
   -- never later than now (a reader cannot claim a fresher read than it made)
-  v_at timestamptz := least(coalesce(p_asked_at, now()), now());
+  v_at timestamptz := least(coalesce(p_asked_at, settlement_meta.now()), settlement_meta.now());
 begin
   if p_bncd is null or p_acno is null or p_ymd !~ '^[0-9]{8}$' or p_to_ymd !~ '^[0-9]{8}$' or jsonb_typeof(p_lines) is distinct from 'array' then
     perform settlement.raise_error('ST023', 'record_statement: bncd, acno, ymd, to_ymd (YYYYMMDD) and a JSON array of lines are required');
@@ -386,12 +386,12 @@ begin
   for t in
     select x.* from settlement.transfers x
     where x.state = 'sending' and x.unresolved_since is not null and x.tsymd is not null
-      and (x.claimed_until is null or x.claimed_until < now())
+      and (x.claimed_until is null or x.claimed_until < settlement_meta.now())
     order by x.id
     for update skip locked
   loop
     select * into n from settlement.unresolved_read_need(t);
-    if n.bncd is null or n.bncd not in ('011', '012') or now() < settlement.statement_final_at(t.tsymd) then
+    if n.bncd is null or n.bncd not in ('011', '012') or settlement_meta.now() < settlement.statement_final_at(t.tsymd) then
       continue;
     end if;
     -- The last read predates its last claim or answer: the next run
@@ -422,7 +422,7 @@ begin
             format('no line with DS%s on the final statement of %s %s', t.is_tuno, n.acno, t.tsymd));
     update settlement.transfers x
     set state = 'pending', attempt = x.attempt + 1, is_tuno = settlement.next_is_tuno(), tsymd = null,
-        claimed_by = null, claimed_until = null, unresolved_since = null, unresolved_reason = null, updated_at = now()
+        claimed_by = null, claimed_until = null, unresolved_since = null, unresolved_reason = null, updated_at = settlement_meta.now()
     where x.id = t.id;
     perform settlement.add_transfer_jobs(array[t.id]);
     transfer_id := t.id; is_tuno := t.is_tuno; decision := 'not_booked';
@@ -432,8 +432,8 @@ begin
   -- it is answered, it is decided here, not at the next crontab tick.
   if v_again or exists (select 1 from settlement.transfers x
                         where x.state = 'sending' and x.unresolved_since is not null and x.tsymd is not null
-                          and x.claimed_until >= now() and now() >= settlement.statement_final_at(x.tsymd)) then
-    perform settlement.add_reconcile_job(now() + interval '3 seconds');
+                          and x.claimed_until >= settlement_meta.now() and settlement_meta.now() >= settlement.statement_final_at(x.tsymd)) then
+    perform settlement.add_reconcile_job(settlement_meta.now() + interval '3 seconds');
   end if;
 end $$;
 comment on function settlement.decide_unresolved is 'Reconcile task: decides unresolved transfers by the final statement of their date, read after their last claim or answer (line with the reference: succeeded; none: re-planned under a new IsTuno with its job).';
@@ -553,7 +553,7 @@ begin
   end if;
   select s.ymd, settlement.statement_final_at(s.ymd) as final_at into v_wait
   from settlement.reconcile_scope s
-  where s.business_date = p_date and s.kind = p_kind and now() < settlement.statement_final_at(s.ymd)
+  where s.business_date = p_date and s.kind = p_kind and settlement_meta.now() < settlement.statement_final_at(s.ymd)
   order by s.ymd desc limit 1;
   if found then
     perform settlement.add_stage_job('reconcile', p_date, p_kind, v_wait.final_at);
@@ -617,7 +617,7 @@ begin
   if resolve_break.note is null or btrim(resolve_break.note) = '' then
     perform settlement.raise_error('ST020', 'resolve_break: a note is required (say what explains the break)');
   end if;
-  update settlement.breaks x set resolved_at = now(), resolved_by = session_user, resolution = left(btrim(resolve_break.note), 2000)
+  update settlement.breaks x set resolved_at = settlement_meta.now(), resolved_by = session_user, resolution = left(btrim(resolve_break.note), 2000)
   where x.id = resolve_break.id and x.resolved_at is null
   returning * into b;
   if not found then
@@ -637,7 +637,7 @@ begin
   if p_after is null then
     perform settlement.raise_error('ST022', 'configure_reconcile: reconcile_after is required (an interval, e.g. ''2 hours'')');
   end if;
-  update settlement.config set reconcile_after = p_after, updated_at = now() where id;
+  update settlement.config set reconcile_after = p_after, updated_at = settlement_meta.now() where id;
   if to_regproc('settlement.audit') is not null then
     perform settlement.audit('configure_reconcile', jsonb_build_object('reconcile_after', p_after::text));
   end if;
