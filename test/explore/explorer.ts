@@ -171,9 +171,12 @@ export async function runSeed(db: pg.Client, seed: number, opts: ExploreOptions,
         const options = enabled(w, prev!, setup, `a${i + 1}`);
         text = choose(options, pick);
       }
-      // Every step takes a little business time: nothing two steps do happens at the same instant.
-      await w.setClock(w.clock.ms + 250);
-      const note = await exec(w, text, setup);
+      const note = text.startsWith('settle-day ')
+        ? await settleDay(w, setup, text.split(' ')[1]!, `a${i + 1}.`, async (sub, n) => {
+            log({ step: `  [${text}] ${sub}`, note: n });
+            await check(sub.split(' ')[0]!);
+          })
+        : await exec(w, text, setup);
       if (note === null) {
         if (schedule) continue;
         log({ step: text, note: 'skipped' });
@@ -187,7 +190,7 @@ export async function runSeed(db: pg.Client, seed: number, opts: ExploreOptions,
     await drain(w, setup, async (text, note) => {
       log({ step: `[drain] ${text}`, note });
       await check(text.split(' ')[0]!);
-    });
+    }, { label: 'd', operator: true });
     // The books must agree with the bank (or a break say why) once every day was reconciled; a day
     // still waiting (a failure no retry fixed) has not looked at its statements yet.
     const waiting = await w.q(`select count(*)::int as n from settlement.stage_runs where stage = 'reconcile' and state not in ('done', 'blocked')`);
@@ -271,6 +274,10 @@ function enabled(w: World, s: Snapshot, setup: Setup, label: string): Option[] {
     for (const stage of STAGES) o.push({ text: `stage ${stage} ${d}`, weight: stage === next ? 2 : 0.1 });
   }
   o.push({ text: 'reconcile-task', weight: 1 });
+  for (const d of DAYS) {
+    const rec = s.stages.find((x) => x.date === d && x.stage === 'reconcile')?.state;
+    if (rec !== 'done' && rec !== 'blocked') o.push({ text: `settle-day ${d}`, weight: 0.25 });
+  }
   o.push({ text: 'decide', weight: 0.4 });
   const ymds = [...new Set([w.clock.ymd(), ...s.transfers.map((t) => t.tsymd).filter((x): x is string => x !== null)])];
   for (const acno of [SETTLE, CORP]) for (const y of ymds) o.push({ text: `read ${acno} ${y}`, weight: 0.15 });
@@ -461,11 +468,21 @@ function after(a: Attempt): string {
 }
 
 /** Everything finishes, deterministically: requests reach the bank and are answered, workers finish, time passes, stages and reconcile run. */
-async function drain(w: World, setup: Setup, step: (text: string, note: string) => Promise<void>): Promise<void> {
+interface DrainOptions {
+  /** Names the attempts the drain starts. */
+  label: string;
+  /** Stop as soon as this holds (checked at the start of each round). */
+  until?: () => Promise<boolean>;
+  /** Also act as the operator: fund what ran dry, retry what failed (twice per day at most). */
+  operator: boolean;
+}
+
+async function drain(w: World, setup: Setup, step: (text: string, note: string) => Promise<void>, opts: DrainOptions): Promise<void> {
   let quiet = 0;
   const startedAt = new Map<number, number>();
   const retried = new Map<string, number>();
   for (let round = 0; round < 120 && quiet < 1; round++) {
+    if (opts.until && (await opts.until())) return;
     let moved = false;
     for (const c of [...w.calls]) {
       if (c.bank === 'travelling') {
@@ -497,21 +514,28 @@ async function drain(w: World, setup: Setup, step: (text: string, note: string) 
       // One attempt per transfer per moment: an unresolved one is asked again after time passes (the task's backoff).
       if (live || startedAt.get(Number(r.id)) === w.clock.ms) continue;
       startedAt.set(Number(r.id), w.clock.ms);
-      const label = `d${round}.${r.id}`;
+      const label = `${opts.label}${round}.${r.id}`;
       await step(`start t${r.id}`, `${label}: ${await w.start(label, Number(r.id))}`);
       started = true;
     }
     if (started) continue;
-    const before = JSON.stringify((await w.q(`select state, count(*) from settlement.stage_runs group by 1 order by 1`)).rows)
-      + JSON.stringify((await w.q(`select state, is_tuno from settlement.transfers order by id`)).rows);
+    const state = async () => JSON.stringify((await w.q(`select (select json_agg(r.state order by r.business_date, r.stage) from settlement.stage_runs r) as s,
+      (select json_agg(json_build_object(t.state, t.is_tuno) order by t.id) from settlement.transfers t) as t`)).rows);
+    const before = await state();
+    // Each day's stages in order, from its first one not done, until one is not done now (what the chained jobs do).
+    const runs = await w.q(`select business_date::text as d, stage::text as stage from settlement.stage_runs where state <> 'done' and stage <> 'reconcile' order by 1, stage`);
+    const todo = new Map<string, string[]>();
+    for (const r of runs.rows) todo.set(r.d, [...(todo.get(r.d) ?? []), r.stage]);
     for (const d of DAYS) {
-      for (const stage of ['record', 'pay', 'confirm', 'withdraw'] as const) {
-        await step(`stage ${stage} ${d}`, await sqlStep(w, `select outcome, detail from settlement.run_stage($1, $2::date, $3)`, [stage, d, KIND]));
+      // (accrue created each day with its stage rows)
+      for (const stage of todo.get(d) ?? []) {
+        const note = await sqlStep(w, `select outcome, detail from settlement.run_stage($1, $2::date, $3)`, [stage, d, KIND]);
+        await step(`stage ${stage} ${d}`, note);
+        if (!/^\[\["(done|already_done)"/.test(note)) break;
       }
     }
     await step('reconcile-task', await reconcileTask(w));
-    const afterState = JSON.stringify((await w.q(`select state, count(*) from settlement.stage_runs group by 1 order by 1`)).rows)
-      + JSON.stringify((await w.q(`select state, is_tuno from settlement.transfers order by id`)).rows);
+    const afterState = await state();
     if (afterState !== before) {
       quiet = 0;
       continue;
@@ -526,6 +550,7 @@ async function drain(w: World, setup: Setup, step: (text: string, note: string) 
     if (at === null) {
       // The operator's part: fund what ran dry, retry what failed (a few times), then stop.
       let acted = false;
+      if (!opts.operator) break;
       for (const [i, acno] of LOANS.entries()) {
         const acc = w.ledger.account('011', acno)!;
         if (acc.balance === 0n) {
@@ -550,18 +575,37 @@ async function drain(w: World, setup: Setup, step: (text: string, note: string) 
   void CALL_TIMEOUT_MS;
 }
 
+/**
+ * A scheduled step that is a lot of ordinary progress: every request reaches
+ * the bank and is answered, workers finish, stages run and time passes, until
+ * day `d` is reconciled (done or blocked), or nothing more can happen without
+ * an operator. Each sub-step is checked like any other.
+ */
+async function settleDay(w: World, setup: Setup, d: string, label: string, step: (text: string, note: string) => Promise<void>): Promise<string> {
+  const state = async () => (await w.q(`select state::text as s from settlement.stage_runs where business_date = $1 and stage = 'reconcile'`, [d])).rows[0]?.s as string | undefined;
+  await drain(w, setup, step, { label, operator: false, until: async () => ['done', 'blocked'].includes((await state()) ?? '') });
+  return `reconcile of ${d}: ${(await state()) ?? 'no day'}`;
+}
+
 // -----------------------------------------------------------------------------
 // The invariants
 
+/**
+ * What the invariants compare, in one query; it also moves the clock on by
+ * 250 ms for the next step (every step takes a little business time: nothing
+ * two steps do happens at the same instant). The query's own reads see the
+ * clock before the move.
+ */
 async function snapshot(w: World, history: Map<number, Set<string>>): Promise<Snapshot> {
-  const r = await w.q(`select json_build_object(
+  w.clock.ms += 250;
+  const r = await w.q(`with tick as (update settlement_meta.explore_clock set at = $1) select json_build_object(
     'transfers', (select coalesce(json_agg(json_build_object('id', t.id, 'state', t.state, 'is_tuno', t.is_tuno, 'attempt', t.attempt, 'tsymd', t.tsymd,
                    'date', t.business_date::text, 'purpose', t.purpose, 'claimed', coalesce(t.claimed_until >= settlement_meta.now(), false)) order by t.id), '[]') from settlement.transfers t),
     'attempts', (select coalesce(json_agg(json_build_object('tid', a.transfer_id, 'is_tuno', a.is_tuno, 'outcome', a.outcome)), '[]') from settlement.transfer_attempts a),
     'done', (select coalesce(json_agg(r.business_date::text), '[]') from settlement.stage_runs r where r.stage = 'reconcile' and r.state = 'done'),
     'stages', (select coalesce(json_agg(json_build_object('date', r.business_date::text, 'stage', r.stage, 'state', r.state)), '[]') from settlement.stage_runs r),
     'breaks', (select coalesce(json_agg(b.id order by b.id), '[]') from settlement.breaks b where b.resolved_at is null),
-    'paused', (select exists (select 1 from settlement.pauses p where p.resumed_at is null))) as s`);
+    'paused', (select exists (select 1 from settlement.pauses p where p.resumed_at is null))) as s`, [w.clock.iso()]);
   const s = r.rows[0].s as Snapshot;
   for (const t of s.transfers) {
     if (!history.has(t.id)) history.set(t.id, new Set());
@@ -636,11 +680,13 @@ async function checkStep(w: World, prev: Snapshot, cur: Snapshot, op: string, hi
       .map((t) => ({ t, bt: w.ledger.transfers.find((b) => b.isTuno === t.is_tuno && b.cancelTuno !== null) }))
       .filter((x) => x.bt !== undefined);
     for (const { t, bt } of cancelled) {
+      // (once a reconcile has matched it: a line only stored by a read is not judged yet)
       const seen = await w.q(`select l.id, l.acno, l.trdd from settlement.statement_lines l where l.tuno = $1
+        and exists (select 1 from settlement.line_matches m where m.line_id = l.id)
         and not exists (select 1 from settlement.breaks b where b.line_id = l.id or (b.transfer_id = $2 and b.problem = 'cancelled')) order by l.id limit 1`, [bt!.cancelTuno, t.id]);
       const x = seen.rows[0];
       if (x) {
-        return { invariant: 'done-complete', detail: `${t.date} is DONE, but the bank cancelled its transfer ${t.id} (${t.is_tuno}) and line ${x.id} (${x.acno} ${x.trdd}, the cancellation, read) is in no break` };
+        return { invariant: 'done-complete', detail: `${t.date} is DONE, but the bank cancelled its transfer ${t.id} (${t.is_tuno}) and line ${x.id} (${x.acno} ${x.trdd}, the cancellation, read and matched) is in no break` };
       }
     }
     const r = await w.q(`

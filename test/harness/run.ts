@@ -57,7 +57,9 @@ async function main() {
     // Worker processes in the tests log in with settlement_worker only (test/helpers/day.ts).
     await ensureLoginRole(adminUrl, TEST_WORKER_LOGIN);
 
-    const files = args.length > 0 ? args : readdirSync(testDir).filter((f) => f.endsWith('.test.js')).sort().map((f) => path.join(testDir, f));
+    const inDir = (dir: string) => readdirSync(dir).filter((f) => f.endsWith('.test.js')).sort().map((f) => path.join(dir, f));
+    // test/explore/: the schedule explorer's suite (issue 20).
+    const files = args.length > 0 ? args : [...inDir(testDir), ...inDir(path.join(testDir, 'explore'))];
     const tap = spawn(
       process.execPath,
       [path.resolve(here, '../../../node_modules/tap/dist/esm/run.mjs'), '--disable-coverage', '--reporter=tap', '--timeout=300', '--jobs=2', ...files],
