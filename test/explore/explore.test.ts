@@ -15,7 +15,7 @@ import { freshDatabase } from '../helpers/db.js';
 import { formatRun, runSeed, shrink, type RunResult } from './explorer.js';
 import { installClock } from './world.js';
 
-const SEEDS = Number(process.env['EXPLORE_SEEDS'] ?? 120);
+const SEEDS = Number(process.env['EXPLORE_SEEDS'] ?? 60);
 const STEPS = Number(process.env['EXPLORE_STEPS'] ?? 40);
 const FROM = Number(process.env['EXPLORE_FROM'] ?? 1);
 
@@ -65,12 +65,15 @@ t.test(`${SEEDS} random schedules (seeds ${FROM}..${FROM + SEEDS - 1}, ${STEPS} 
       clean++;
       continue;
     }
+    const k = known(r);
+    if (k) {
+      // Known until issue 21 lands: named, not shrunk here (npm run explore shrinks it).
+      t.fail(`seed ${s}: ${r.violation.invariant}: ${r.violation.detail}\n  replay: npm run explore -- --seed ${s} --steps ${STEPS}`, { todo: `issue 21 defect ${k}: fixed there` });
+      continue;
+    }
     const small = await shrink(db, s, r, { budget: 150 });
-    const text = formatRun(small, `seed ${s}: ${r.violation.invariant} (shrunk from ${r.schedule.length} to ${small.schedule.length} steps)`) +
-      `\n  replay: npm run explore -- --seed ${s} --steps ${STEPS} --schedule "${small.schedule.join('; ')}"`;
-    const k = known(small);
-    if (k) t.fail(text, { todo: `issue 21 defect ${k}: fixed there` });
-    else t.fail(text);
+    t.fail(formatRun(small, `seed ${s}: ${r.violation.invariant} (shrunk from ${r.schedule.length} to ${small.schedule.length} steps)`) +
+      `\n  replay: npm run explore -- --seed ${s} --steps ${STEPS} --schedule "${small.schedule.join('; ')}"`);
   }
   t.ok(clean > 0, `${clean} of ${SEEDS} seeds clean, ${(SEEDS / ((Date.now() - t0) / 1000)).toFixed(1)} seeds/s`);
 });

@@ -6,6 +6,8 @@
  *   --seeds COUNT   runs COUNT seeds from --from (default 1), a progress line every few seconds;
  *                   the first failure is shrunk and printed, and the run goes on (--stop-at-first to stop)
  *   --steps M       scheduled steps per seed before the drain (default 60)
+ *   --focus money   the bank never cancels nor books money nobody sent (searches the payment defects)
+ *   --no-shrink     print failures as found
  *
  * One scratch database per process: DATABASE_URL (a superuser's: the reset
  * between seeds truncates with triggers off) or an embedded Postgres.
@@ -50,10 +52,11 @@ async function main(): Promise<number> {
   let code = 0;
   try {
     const steps = Number(arg('steps') ?? 60);
+    const focus = arg('focus') === 'money' ? 'money' : 'all';
     const one = arg('seed');
     if (one !== undefined) {
       const schedule = arg('schedule')?.split(';').map((x) => x.trim()).filter(Boolean);
-      const r = await runSeed(db, Number(one), { steps, log: (l) => console.log(l) }, schedule);
+      const r = await runSeed(db, Number(one), { steps, focus, log: (l) => console.log(l) }, schedule);
       console.log(r.violation ? `seed ${one}: VIOLATED ${r.violation.invariant}: ${r.violation.detail}` : `seed ${one}: every invariant held (${r.steps.length} steps)`);
       code = r.violation ? 1 : 0;
     } else {
@@ -64,7 +67,7 @@ async function main(): Promise<number> {
       let last = t0;
       const failures: RunResult[] = [];
       for (let s = from; s < from + count; s++) {
-        const r = await runSeed(db, s, { steps });
+        const r = await runSeed(db, s, { steps, focus });
         if (r.violation) {
           const small = process.argv.includes('--no-shrink') ? r : await shrink(db, s, r);
           failures.push(small);
