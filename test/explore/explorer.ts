@@ -255,6 +255,7 @@ function enabled(w: World, s: Snapshot, setup: Setup, label: string): Option[] {
       if (c.bank === 'travelling') o.push({ text: `drop ${c.id}`, weight: 0.4 });
     }
   }
+  for (const sw of w.slotWaits) if (!sw.done && !sw.attempt.dead) o.push({ text: `slot ${sw.id}`, weight: 5 });
   for (const a of live) {
     if (a.done) o.push({ text: `finish ${a.id}`, weight: 4 });
     o.push({ text: `crash ${a.id}`, weight: 0.3 });
@@ -391,6 +392,12 @@ async function exec(w: World, text: string, setup: Setup): Promise<string | null
       await w[op](c);
       return after(c.attempt);
     }
+    case 'slot': {
+      const sw = w.slotWaits.find((x) => x.id === a1);
+      if (!sw || sw.done || sw.attempt.dead) return null;
+      await w.slot(sw);
+      return after(sw.attempt);
+    }
     case 'finish': {
       const a = w.attempts.get(a1!);
       if (!a || a.dead || a.finished || !a.done) return null;
@@ -465,6 +472,8 @@ function after(a: Attempt): string {
     if (!r) return `attempt ${a.id} threw ${a.error?.message}`;
     return `attempt ${a.id} ended: ${r.status}${r.status === 'succeeded' ? ` ${r.processedAt} by ${r.by}` : r.status === 'failed' ? ` ${r.code}` : ` (${r.reason.slice(0, 80)})`}`;
   }
+  const sw = a.slots.find((x) => !x.done);
+  if (sw) return `attempt ${a.id} waits for a bank-call slot (${sw.id})`;
   const c = a.calls[a.calls.length - 1]!;
   return `attempt ${a.id} now calls ${c.id} ${c.api} ${c.api.startsWith('Check') ? `(asks about ${String(c.body['OrtrIsTuno'])})` : `${c.isTuno} Tsymd ${c.tsymd}`}`;
 }
@@ -486,6 +495,13 @@ async function drain(w: World, setup: Setup, step: (text: string, note: string) 
   for (let round = 0; round < 120 && quiet < 1; round++) {
     if (opts.until && (await opts.until())) return;
     let moved = false;
+    for (const sw of [...w.slotWaits]) {
+      if (!sw.done && !sw.attempt.dead) {
+        await w.slot(sw);
+        await step(`slot ${sw.id}`, after(sw.attempt));
+        moved = true;
+      }
+    }
     for (const c of [...w.calls]) {
       if (c.bank === 'travelling') {
         await step(`bank ${c.id}`, w.bankProcesses(c));

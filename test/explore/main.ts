@@ -3,6 +3,7 @@
  *
  *   --seed N        runs seed N and prints every step (a replay)
  *   --schedule "…"  with --seed: replays that step list (a shrunk schedule as printed) instead of the generated one
+ *   --shrink        with --seed: shrink a failing schedule and print the short one
  *   --seeds COUNT   runs COUNT seeds from --from (default 1), a progress line every few seconds;
  *                   the first failure is shrunk and printed, and the run goes on (--stop-at-first to stop)
  *   --steps M       scheduled steps per seed before the drain (default 60)
@@ -56,7 +57,13 @@ async function main(): Promise<number> {
     const one = arg('seed');
     if (one !== undefined) {
       const schedule = arg('schedule')?.split(';').map((x) => x.trim()).filter(Boolean);
-      const r = await runSeed(db, Number(one), { steps, focus, log: (l) => console.log(l) }, schedule);
+      const quiet = process.argv.includes('--shrink');
+      let r = await runSeed(db, Number(one), { steps, focus, log: quiet ? undefined : (l) => console.log(l) }, schedule);
+      if (quiet && r.violation) {
+        r = await shrink(db, Number(one), r);
+        console.log(formatRun(r, `seed ${one}: ${r.violation!.invariant} (shrunk to ${r.schedule.length} scheduled steps)`));
+        console.log(`  replay: npm run explore -- --seed ${one} --schedule "${r.schedule.join('; ')}"`);
+      }
       console.log(r.violation ? `seed ${one}: VIOLATED ${r.violation.invariant}: ${r.violation.detail}` : `seed ${one}: every invariant held (${r.steps.length} steps)`);
       code = r.violation ? 1 : 0;
     } else {

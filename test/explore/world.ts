@@ -15,6 +15,7 @@
 import pg from 'pg';
 import { createNhBankClient, type NhBankClient } from '../../src/bank/client.js';
 import type { PostOutcome } from '../../src/bank/http-post.js';
+import { DEFAULT_RETRY_POLICY } from '../../src/bank/wire.js';
 import type { CodeBook, CodeClass, TransferResult } from '../../src/bank/port.js';
 import { processApi, type SimApiContext } from '../../src/bank-sim/sim-api.js';
 import { SIM_CODES } from '../../src/bank-sim/sim-codes.js';
@@ -73,6 +74,19 @@ export interface Call {
   resolve: (o: PostOutcome) => void;
 }
 
+/** A call waiting for a bank-call slot (the desk's gate) before it is built and sent. */
+export interface SlotWait {
+  id: string;
+  attempt: Attempt;
+  since: number;
+  done: boolean;
+  grant: () => void;
+  fail: () => void;
+}
+
+/** How long a call waits for a slot before the desk gives up on it (BankSlotTimeoutError: not sent). */
+export const SLOT_WAIT_MS = 120_000;
+
 /** One worker attempt at one transfer: a claim, the product's bank client under it, then a finish. */
 export interface Attempt {
   id: string;
@@ -80,6 +94,7 @@ export interface Attempt {
   holder: string;
   claim: Claim;
   calls: Call[];
+  slots: SlotWait[];
   dead: boolean;
   done: boolean;
   finished: boolean;
@@ -121,6 +136,7 @@ export class World {
   sim: SimApiContext;
   codeBook: CodeBook;
   calls: Call[] = [];
+  slotWaits: SlotWait[] = [];
   attempts = new Map<string, Attempt>();
   /** Every number a claim handed out, and its transfer. */
   numbers = new Map<string, number>();
@@ -237,7 +253,7 @@ export class World {
   /** Resolves once the attempt waits for an unanswered call, or is done. */
   async settle(a: Attempt): Promise<void> {
     for (;;) {
-      if (a.done || a.calls.some((c) => !c.answered)) return;
+      if (a.done || a.calls.some((c) => !c.answered) || a.slots.some((w) => !w.done)) return;
       await new Promise<void>((r) => (a.wake = r));
       a.wake = undefined;
     }
@@ -251,15 +267,38 @@ export class World {
     if (claim instanceof Error) return `claim error: ${claim.message}`;
     if (claim.action !== 'send') return claim.action;
     this.numbers.set(claim.is_tuno, tid);
-    const a: Attempt = { id, tid, holder: `w-${id}`, claim, calls: [], dead: false, done: false, finished: false } as unknown as Attempt;
+    const a: Attempt = { id, tid, holder: `w-${id}`, claim, calls: [], slots: [], dead: false, done: false, finished: false } as unknown as Attempt;
+    // The desk's gate: every call waits for a bank-call slot, which the scheduler grants (or the wait times out).
+    const gate = {
+      run: <T>(fn: () => Promise<T>): Promise<T> =>
+        new Promise<T>((resolve, reject) => {
+          const w: SlotWait = {
+            id: `${a.id}.s${a.slots.length + 1}`, attempt: a, since: this.clock.ms, done: false,
+            grant: () => {
+              w.done = true;
+              fn().then(resolve, reject);
+            },
+            fail: () => {
+              w.done = true;
+              reject(new Error(`no bank-call slot within ${SLOT_WAIT_MS} ms`));
+            },
+          };
+          a.slots.push(w);
+          this.slotWaits.push(w);
+          a.wake?.();
+        }),
+    };
     a.client = createNhBankClient({
       baseUrl: 'http://bank.explore.invalid', iscd: ISCD, fintechApsno: APSNO, accessToken: TOKEN, perCallLimit: PER_CALL_LIMIT,
-      timeoutMs: CALL_TIMEOUT_MS, codeBook: this.codeBook, now: () => this.clock.date(), retries: 1, minBackoffMs: 0, maxBackoffMs: 0,
+      // The product's defaults (6 retries of a transient failure, 3 rounds); backoff sleeps and the
+      // retry-time budget are wall-clock in p-retry, so they are 0 / unbounded here: every retry is a
+      // step the scheduler chooses (and each unanswered one times out after CALL_TIMEOUT_MS business time).
+      timeoutMs: CALL_TIMEOUT_MS, codeBook: this.codeBook, now: () => this.clock.date(), retries: DEFAULT_RETRY_POLICY.retries, minBackoffMs: 0, maxBackoffMs: 0,
       maxRetryTimeMs: 1e12, maxRounds: 3, post: this.transportFor(a),
     });
     this.attempts.set(id, a);
     void Promise.resolve()
-      .then(() => a.client.transfer(orderOf(claim)))
+      .then(() => a.client.transfer(orderOf(claim), gate))
       .then((res) => (a.result = res), (e: Error) => (a.error = e))
       .finally(() => {
         a.done = true;
@@ -284,6 +323,12 @@ export class World {
     c.answered = true;
     c.resolve(o);
     if (!c.attempt.dead) await this.settle(c.attempt);
+  }
+
+  /** The attempt gets its bank-call slot: its call is built (Trtm now) and sent. */
+  async slot(w: SlotWait): Promise<void> {
+    w.grant();
+    if (!w.attempt.dead) await this.settle(w.attempt);
   }
 
   async reply(c: Call): Promise<void> {
@@ -314,24 +359,46 @@ export class World {
     return `${what} -> ${res instanceof Error ? res.message : res}`;
   }
 
-  /** Moves the clock; calls unanswered past the client's timeout are lost to their worker, requests travelling too long never arrive. */
+  /**
+   * Moves the clock to `to`, in order of what falls due on the way: a call
+   * unanswered for the client's timeout is lost to its worker at that moment
+   * (which then makes its next call, itself timing out 10 s later, and so on:
+   * an attempt left alone ends within its rounds, as a real one does); a
+   * request still travelling after REQUEST_HORIZON_MS never arrives.
+   */
   async advance(to: number): Promise<string[]> {
     const notes: string[] = [];
+    for (;;) {
+      let next: { due: number; c?: Call; w?: SlotWait } | undefined;
+      for (const c of this.calls) {
+        if (c.answered || c.attempt.dead) continue;
+        if (!next || c.sentAt + CALL_TIMEOUT_MS < next.due) next = { due: c.sentAt + CALL_TIMEOUT_MS, c };
+      }
+      for (const w of this.slotWaits) {
+        if (w.done || w.attempt.dead) continue;
+        if (!next || w.since + SLOT_WAIT_MS < next.due) next = { due: w.since + SLOT_WAIT_MS, w };
+      }
+      if (!next || next.due > to) break;
+      await this.setClock(Math.max(this.clock.ms, next.due));
+      this.expire();
+      if (next.c) {
+        notes.push(`${next.c.id} timed out`);
+        await this.lose(next.c);
+      } else {
+        notes.push(`${next.w!.id} got no slot`);
+        next.w!.fail();
+        await this.settle(next.w!.attempt);
+      }
+    }
     await this.setClock(to);
-    for (const c of this.calls) {
-      if (c.bank === 'travelling' && to - c.sentAt > REQUEST_HORIZON_MS) {
-        c.bank = 'gone';
-      }
-    }
-    // In order; each answer may make its attempt send the next call (sent now).
-    for (let i = 0; i < this.calls.length; i++) {
-      const c = this.calls[i]!;
-      if (!c.answered && !c.attempt.dead && to - c.sentAt >= CALL_TIMEOUT_MS) {
-        notes.push(`${c.id} timed out`);
-        await this.lose(c);
-      }
-    }
+    this.expire();
     return notes;
+  }
+
+  private expire(): void {
+    for (const c of this.calls) {
+      if (c.bank === 'travelling' && this.clock.ms - c.sentAt > REQUEST_HORIZON_MS) c.bank = 'gone';
+    }
   }
 
   closeClients(): void {
