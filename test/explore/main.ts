@@ -60,7 +60,7 @@ async function main(): Promise<number> {
       const quiet = process.argv.includes('--shrink');
       let r = await runSeed(db, Number(one), { steps, focus, log: quiet ? undefined : (l) => console.log(l) }, schedule);
       if (quiet && r.violation) {
-        r = await shrink(db, Number(one), r);
+        r = await shrink(db, Number(one), r, { budget: Number(arg('budget') ?? 400) });
         console.log(formatRun(r, `seed ${one}: ${r.violation!.invariant} (shrunk to ${r.schedule.length} scheduled steps)`));
         console.log(`  replay: npm run explore -- --seed ${one} --schedule "${r.schedule.join('; ')}"`);
       }
