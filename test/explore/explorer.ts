@@ -229,6 +229,11 @@ function choose(options: Option[], r: () => number): string {
 
 const STAGES = ['record', 'pay', 'confirm', 'withdraw', 'reconcile'] as const;
 
+/** An instant as KST ISO text (what tick steps name). */
+function kst(ms: number): string {
+  return new Date(ms + 9 * HOUR).toISOString().replace('Z', '+09:00');
+}
+
 function nextMidnightAfter(ms: number): number {
   const ymd = kstYmd(new Date(ms));
   const d = `${ymd.slice(0, 4)}-${ymd.slice(4, 6)}-${ymd.slice(6, 8)}`;
@@ -260,16 +265,17 @@ function enabled(w: World, s: Snapshot, setup: Setup, label: string): Option[] {
     if (a.done) o.push({ text: `finish ${a.id}`, weight: 4 });
     o.push({ text: `crash ${a.id}`, weight: 0.3 });
   }
-  // Time.
-  o.push({ text: `tick +5000ms`, weight: 1.5 });
-  o.push({ text: `tick +${LEASE_MS + 1000}ms`, weight: 0.6 });
-  o.push({ text: `tick +${HOUR}ms`, weight: 0.3 });
+  // Time (to an absolute moment, so that a shrunk schedule still reaches it).
+  const to = (ms: number) => `tick ${kst(ms)}`;
+  o.push({ text: to(w.clock.ms + 5000), weight: 1.5 });
+  o.push({ text: to(w.clock.ms + LEASE_MS + 1000), weight: 0.6 });
+  o.push({ text: to(w.clock.ms + HOUR), weight: 0.3 });
   const midnight = nextMidnightAfter(w.clock.ms);
-  if (midnight - w.clock.ms > 20_000) o.push({ text: `tick +${midnight - 10_000 - w.clock.ms}ms`, weight: 0.5 });
-  o.push({ text: `tick +${midnight + 3_000 - w.clock.ms}ms`, weight: 0.5 });
+  if (midnight - w.clock.ms > 20_000) o.push({ text: to(midnight - 10_000), weight: 0.5 });
+  o.push({ text: to(midnight + 3_000), weight: 0.5 });
   const lastMidnight = midnight - 24 * HOUR;
   const final = lastMidnight + setup.reconcileAfterMs + 2_000;
-  o.push({ text: `tick +${(final > w.clock.ms ? final : midnight + setup.reconcileAfterMs + 2_000) - w.clock.ms}ms`, weight: 0.5 });
+  o.push({ text: to(final > w.clock.ms ? final : midnight + setup.reconcileAfterMs + 2_000), weight: 0.5 });
   // Stages: the next one of each day is the likely one (its job chained), any other may run (the crontab).
   for (const d of DAYS) {
     const st = (stage: string) => s.stages.find((x) => x.date === d && x.stage === stage)?.state ?? 'pending';
@@ -410,8 +416,10 @@ async function exec(w: World, text: string, setup: Setup): Promise<string | null
       return 'the worker process died';
     }
     case 'tick': {
-      const ms = Number(a1!.replace(/^\+/, '').replace(/ms$/, ''));
-      const notes = await w.advance(w.clock.ms + ms);
+      // `tick 2030-03-05T23:59:50.000+09:00` (absolute; skipped once past) or `tick +5000ms`.
+      const target = a1!.startsWith('+') ? w.clock.ms + Number(a1!.slice(1).replace(/ms$/, '')) : Date.parse(a1!);
+      if (!(target > w.clock.ms)) return null;
+      const notes = await w.advance(target);
       return `${new Date(w.clock.ms + 9 * HOUR).toISOString().slice(0, 19).replace('T', ' ')} KST${notes.length ? `; ${notes.join(', ')}` : ''}`;
     }
     case 'stage':
