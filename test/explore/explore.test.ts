@@ -39,7 +39,19 @@ export const KNOWN_DEFECT_CLASSES: Record<Defect, (r: RunResult) => boolean> = {
  * Seeds the explorer found on the base without issue 21's fixes, each with
  * its shrunk schedule (replayed exactly). They fail until the fixes land.
  */
-export const KNOWN_DEFECT_SEEDS: { defect: Defect; seed: number; what: string; schedule: string[] }[] = [
+export const KNOWN_DEFECT_SEEDS: { defect: Defect; seed: number; focus?: 'money'; what: string; schedule: string[] }[] = [
+  {
+    defect: 'C', seed: 3, focus: 'money',
+    schedule: ['stage record 2030-03-04', 'stage pay 2030-03-04', 'start t4 a7', 'tick 2030-03-05T11:10:57.000+09:00', 'finish a7',
+      'tick 2030-03-05T23:59:50.000+09:00', 'start t4 a54', 'tick 2030-03-06T00:10:02.000+09:00', 'reconcile-task'],
+    what: 'an attempt claimed at 23:59:50 (sendable) waits for bank-call slots past midnight and past its lease; the statement read after the grace decides the transfer not booked and re-plans it; the attempt then sends the old number under yesterday\'s Tsymd, booked; the new number is booked too (one-booking)',
+  },
+  {
+    defect: 'C', seed: 20135, focus: 'money',
+    schedule: ['stage record 2030-03-04', 'stage pay 2030-03-04', 'tick 2030-03-07T00:10:02.000+09:00', 'start t1 a23', 'tick 2030-03-07T23:59:50.000+09:00',
+      'finish a23', 'start t1 a32', 'tick 2030-03-08T00:10:02.000+09:00', 'reconcile-task'],
+    what: 'the same order on another day: a sendable attempt outlives its lease in slot waits across midnight, the transfer is decided not booked and re-planned, the old number is then sent and booked (one-booking)',
+  },
   {
     defect: 'B', seed: 25, schedule: ['settle-day 2030-03-04', 'cancel t3'],
     what: '2030-03-04 DONE; the bank cancels its withdrawal; 2030-03-05\'s reconcile reads and matches the cancellation; no break, 2030-03-04 stays DONE (done-complete)',
