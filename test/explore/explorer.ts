@@ -16,7 +16,7 @@
 import pg from 'pg';
 import { recordStatement, type StatementNeed } from '../../src/db/queries.js';
 import { kstYmd } from '../../src/nh/contract.js';
-import { CALL_TIMEOUT_MS, KIND, LEASE_MS, LOAN_FUNDS, LOANS, SETTLE, CORP, STRANGER, World, type Attempt, type Call } from './world.js';
+import { KIND, LEASE_MS, LOAN_FUNDS, LOANS, SETTLE, CORP, STRANGER, World, type Attempt, type Call } from './world.js';
 
 /** A small, fast, seedable PRNG (mulberry32). */
 export function rng(seed: number): () => number {
@@ -465,7 +465,6 @@ async function exec(w: World, text: string, setup: Setup): Promise<string | null
     default:
       throw new Error(`unknown step ${text}`);
   }
-  void setup;
 }
 
 function nextYmd(ymd: string): string {
@@ -598,7 +597,6 @@ async function drain(w: World, setup: Setup, step: (text: string, note: string) 
     const notes = await w.advance(Math.max(at + 1_000, w.clock.ms + 1_000));
     await step(`tick to ${new Date(w.clock.ms + 9 * HOUR).toISOString().slice(0, 19).replace('T', ' ')} KST`, notes.join(', '));
   }
-  void CALL_TIMEOUT_MS;
 }
 
 /**
