@@ -15,7 +15,7 @@ import { freshDatabase } from '../helpers/db.js';
 import { formatRun, runSeed, shrink, type RunResult } from './explorer.js';
 import { installClock } from './world.js';
 
-const SEEDS = Number(process.env['EXPLORE_SEEDS'] ?? 60);
+const SEEDS = Number(process.env['EXPLORE_SEEDS'] ?? 40);
 const STEPS = Number(process.env['EXPLORE_STEPS'] ?? 40);
 const FROM = Number(process.env['EXPLORE_FROM'] ?? 1);
 
