@@ -2,6 +2,13 @@
 -- formatting helpers, and the day with its stage rows.
 -- Errors raised on purpose use SQLSTATE class 'ST' (registry in README.md).
 
+-- The SQL's one clock (sql/schema/0004_clock.sql says why and who may
+-- replace it): every time the logic reads is settlement_meta.now().
+create or replace function settlement_meta.now() returns timestamptz
+language sql stable parallel safe as $$ select pg_catalog.now() $$;
+comment on function settlement_meta.now() is
+  'The SQL''s one clock: pg_catalog.now() (only the owner can replace it; a test database may, to move business time).';
+
 create or replace function settlement.time_zone() returns text
 language sql stable as $$ select time_zone from settlement.config where id $$;
 
@@ -11,11 +18,11 @@ language sql stable as $$ select (p_at at time zone settlement.time_zone())::dat
 
 -- Today's business date. Day D can be settled once today > D.
 create or replace function settlement.today() returns date
-language sql stable as $$ select settlement.business_date_of(now()) $$;
+language sql stable as $$ select settlement.business_date_of(settlement_meta.now()) $$;
 
 -- NH's transaction date (Tsymd): always Korea time, whatever the settlement zone.
 create or replace function settlement.bank_ymd() returns text
-language sql stable as $$ select to_char(now() at time zone 'Asia/Seoul', 'YYYYMMDD') $$;
+language sql stable as $$ select to_char(settlement_meta.now() at time zone 'Asia/Seoul', 'YYYYMMDD') $$;
 
 create or replace function settlement.ymd_add(p_ymd text, p_days integer) returns text
 language sql immutable as $$ select to_char(to_date(p_ymd, 'YYYYMMDD') + p_days, 'YYYYMMDD') $$;

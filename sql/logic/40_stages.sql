@@ -31,9 +31,9 @@ language sql as $$
   set state = p_state,
       detail = p_detail,
       runs = runs + 1,
-      started_at = coalesce(started_at, now()),
-      finished_at = case when p_state = 'done' then now() else finished_at end,
-      updated_at = now()
+      started_at = coalesce(started_at, settlement_meta.now()),
+      finished_at = case when p_state = 'done' then settlement_meta.now() else finished_at end,
+      updated_at = settlement_meta.now()
   where business_date = p_date and kind = p_kind and stage = p_stage;
 $$;
 
@@ -218,7 +218,7 @@ begin
                                                 where e.business_date = p_date and e.kind = p_kind and a.fin_acno is null));
     v_detail := format('waiting for the fin-accounts of %s loan account(s) (%s%s): registration is enqueued',
                        v_missing_n, array_to_string(v_missing, ', '), case when v_missing_n > 5 then ', …' else '' end);
-    update settlement.stage_runs set detail = v_detail, updated_at = now()
+    update settlement.stage_runs set detail = v_detail, updated_at = settlement_meta.now()
     where business_date = p_date and kind = p_kind and stage = 'pay';
     return settlement.outcome('not_ready'::text, v_detail);
   end if;
@@ -375,7 +375,7 @@ begin
     perform settlement.stage_reconcile(p_date, p_kind);
     return;
   end if;
-  perform settlement.add_stage_job('reconcile', p_date, p_kind, case when v_at > now() then v_at end);
+  perform settlement.add_stage_job('reconcile', p_date, p_kind, case when v_at > settlement_meta.now() then v_at end);
 end $$;
 
 create or replace function settlement.run_stage(stage settlement.stage, business_date date, kind settlement.kind)
@@ -419,7 +419,7 @@ language plpgsql as $$
 begin
   update settlement.stage_runs
   set state = case when state = 'done' then state else 'blocked' end,
-      detail = left(format('error: %s (the stage is tried again at the next tick)', p_error), 1000), updated_at = now()
+      detail = left(format('error: %s (the stage is tried again at the next tick)', p_error), 1000), updated_at = settlement_meta.now()
   where business_date = p_date and kind = p_kind and stage = p_stage and state <> 'done';
 end $$;
 comment on function settlement.record_stage_error is 'Worker: a stage that failed with an error for one (date, kind) is shown blocked with the error; the next tick tries it again.';
@@ -508,17 +508,17 @@ begin
   with retried as (
     update settlement.transfers t
     set state = 'pending', attempt = t.attempt + 1, is_tuno = settlement.next_is_tuno(), tsymd = null, processed_at = null,
-        fail_code = null, fail_message = null, settled_at = null, updated_at = now()
+        fail_code = null, fail_message = null, settled_at = null, updated_at = settlement_meta.now()
     where t.business_date = v_d and t.kind = v_k and t.state = 'failed'
     returning t.id, t.purpose)
   select array_agg(id), count(*) filter (where purpose = 'payout'), count(*) filter (where purpose = 'withdrawal')
   into v_ids, v_payouts, v_withdrawals from retried;
   if v_payouts > 0 then
-    update settlement.stage_runs r set state = 'pending', detail = format('%s chunks retried by operator', v_payouts), updated_at = now()
+    update settlement.stage_runs r set state = 'pending', detail = format('%s chunks retried by operator', v_payouts), updated_at = settlement_meta.now()
     where r.business_date = v_d and r.kind = v_k and r.stage = 'confirm' and r.state = 'blocked';
   end if;
   if v_withdrawals > 0 then
-    update settlement.stage_runs r set state = 'running', detail = 'withdrawal retried by operator', updated_at = now()
+    update settlement.stage_runs r set state = 'running', detail = 'withdrawal retried by operator', updated_at = settlement_meta.now()
     where r.business_date = v_d and r.kind = v_k and r.stage = 'withdraw';
   end if;
   if v_ids is not null then

@@ -210,9 +210,9 @@ begin
   update settlement.transfers x
   set state = 'succeeded', is_tuno = p_is_tuno, tsymd = case when a.is_tuno is null then x.tsymd else a.tsymd end,
       -- (a person's word carries no bank time: the moment it was recorded, KST)
-      processed_at = coalesce(p_processed_at, to_char(now() at time zone 'Asia/Seoul', 'YYYYMMDDHH24MISS')),
-      fail_code = null, fail_message = null, settled_at = now(),
-      claimed_by = null, claimed_until = null, claim_token = null, unresolved_since = null, unresolved_reason = null, updated_at = now()
+      processed_at = coalesce(p_processed_at, to_char(settlement_meta.now() at time zone 'Asia/Seoul', 'YYYYMMDDHH24MISS')),
+      fail_code = null, fail_message = null, settled_at = settlement_meta.now(),
+      claimed_by = null, claimed_until = null, claim_token = null, unresolved_since = null, unresolved_reason = null, updated_at = settlement_meta.now()
   where x.id = t.id
   returning * into t;
   if t.purpose = 'payout' then
@@ -295,7 +295,7 @@ begin
     select l.id, l.tsymd,
            case when l.state not in ('pending', 'sending') then 'done'
                 when settlement.is_paused(l.kind) then 'paused'
-                when l.claimed_until is null or l.claimed_until < now() or l.claimed_by = r.holder then 'send'
+                when l.claimed_until is null or l.claimed_until < settlement_meta.now() or l.claimed_by = r.holder then 'send'
                 else 'busy' end as action
     from l join unnest(p_ids, p_holders) r(id, holder) on r.id = l.id)
   select coalesce(array_agg(d.id) filter (where d.action = 'send'), '{}'),
@@ -309,8 +309,8 @@ begin
   -- Each claim gets a new fencing token; sent_until covers its lease.
   update settlement.transfers x
   set state = 'sending', tsymd = coalesce(x.tsymd, v_ymd), claimed_by = p_holders[array_position(p_ids, x.id)],
-      claimed_until = now() + v_lease, claim_token = nextval('settlement.claim_token_seq'),
-      sent_until = greatest(x.sent_until, now() + v_lease), updated_at = now()
+      claimed_until = settlement_meta.now() + v_lease, claim_token = nextval('settlement.claim_token_seq'),
+      sent_until = greatest(x.sent_until, settlement_meta.now() + v_lease), updated_at = settlement_meta.now()
   where x.id = any(v_send);
 
   select json_agg(json_build_object(
@@ -334,7 +334,7 @@ begin
   -- While another process waits, this one takes no more than its share of
   -- the cap (max_in_flight over the live workers).
   select greatest(count(*), 1) into v_workers from settlement.workers w cross join settlement.ops_settings o
-  where o.id and w.last_beat > now() - o.worker_silent_after;
+  where o.id and w.last_beat > settlement_meta.now() - o.worker_silent_after;
   v_others := settlement.others_waiting_for_slots();
   if v_others then
     p_want := least(p_want, ceil(v_max::numeric / v_workers)::integer - cardinality(coalesce(p_held, '{}')));
@@ -419,9 +419,9 @@ begin
     update settlement.transfers x
     set state = p_outcomes[array_position(p_ids, x.id)]::settlement.transfer_state,
         processed_at = p_processed_at[array_position(p_ids, x.id)], fail_code = p_codes[array_position(p_ids, x.id)],
-        fail_message = left(p_messages[array_position(p_ids, x.id)], 500), settled_at = now(), claimed_by = null, claimed_until = null,
-        claim_token = null, sent_until = case when x.claim_token = v_tokens[array_position(p_ids, x.id)] then now() else x.sent_until end,
-        unresolved_since = null, unresolved_reason = null, updated_at = now()
+        fail_message = left(p_messages[array_position(p_ids, x.id)], 500), settled_at = settlement_meta.now(), claimed_by = null, claimed_until = null,
+        claim_token = null, sent_until = case when x.claim_token = v_tokens[array_position(p_ids, x.id)] then settlement_meta.now() else x.sent_until end,
+        unresolved_since = null, unresolved_reason = null, updated_at = settlement_meta.now()
     where x.id = any(v_fast) and x.is_tuno = p_is_tunos[array_position(p_ids, x.id)]
       and x.state = 'sending' and x.purpose = 'payout'
       and (p_outcomes[array_position(p_ids, x.id)] = 'succeeded' or x.claim_token = v_tokens[array_position(p_ids, x.id)])
@@ -440,16 +440,16 @@ begin
       v_out := v_out || p_outcomes[i];
     elsif p_outcomes[i] = 'unresolved' then
       update settlement.transfers x
-      set claimed_by = null, claimed_until = null, claim_token = null, sent_until = now(),
-          unresolved_since = coalesce(x.unresolved_since, now()), unresolved_reason = left(p_messages[i], 500), updated_at = now()
+      set claimed_by = null, claimed_until = null, claim_token = null, sent_until = settlement_meta.now(),
+          unresolved_since = coalesce(x.unresolved_since, settlement_meta.now()), unresolved_reason = left(p_messages[i], 500), updated_at = settlement_meta.now()
       where x.id = p_ids[i] and x.is_tuno = p_is_tunos[i] and x.state = 'sending' and x.claim_token = v_tokens[i];
       v_out := v_out || case when found then 'unresolved' else settlement.finish_miss(p_ids[i], p_is_tunos[i]) end;
     else
       update settlement.transfers x
       set state = p_outcomes[i]::settlement.transfer_state, processed_at = p_processed_at[i], fail_code = p_codes[i],
-          fail_message = left(p_messages[i], 500), settled_at = now(), claimed_by = null, claimed_until = null,
-          claim_token = null, sent_until = case when x.claim_token = v_tokens[i] then now() else x.sent_until end,
-          unresolved_since = null, unresolved_reason = null, updated_at = now()
+          fail_message = left(p_messages[i], 500), settled_at = settlement_meta.now(), claimed_by = null, claimed_until = null,
+          claim_token = null, sent_until = case when x.claim_token = v_tokens[i] then settlement_meta.now() else x.sent_until end,
+          unresolved_since = null, unresolved_reason = null, updated_at = settlement_meta.now()
       where x.id = p_ids[i] and x.is_tuno = p_is_tunos[i] and x.state = 'sending'
         and (p_outcomes[i] = 'succeeded' or x.claim_token = v_tokens[i])
       returning * into t;
@@ -496,7 +496,7 @@ begin
   -- An unsettled transfer belongs to a day whose withdraw is not done.
   select array_agg(t.id) into v_ids from settlement.transfers t
   join settlement.stage_runs r on r.business_date = t.business_date and r.kind = t.kind and r.stage = 'withdraw' and r.state <> 'done'
-  where t.state in ('pending', 'sending') and (t.claimed_until is null or t.claimed_until < now())
+  where t.state in ('pending', 'sending') and (t.claimed_until is null or t.claimed_until < settlement_meta.now())
     and not exists (select 1 from graphile_worker.jobs j where j.key = 'transfer:' || t.id and j.attempts < j.max_attempts);
   if v_ids is not null then
     perform settlement.add_transfer_jobs(v_ids);

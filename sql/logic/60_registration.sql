@@ -43,7 +43,7 @@ create or replace function settlement.fin_registration(p_account_no text)
 returns table (account_no text, bank_code text, fin_rgno text, fin_acno text)
 language plpgsql as $$
 begin
-  update settlement.accounts a set fin_rgno_asked_at = now()
+  update settlement.accounts a set fin_rgno_asked_at = settlement_meta.now()
   where a.account_no = p_account_no and a.role = 'loan' and a.fin_acno is null and a.fin_rgno is null and a.fin_rgno_asked_at is null;
   return query select a.account_no, a.bank_code, a.fin_rgno, a.fin_acno from settlement.accounts a
   where a.account_no = p_account_no and a.role = 'loan';
@@ -103,7 +103,7 @@ begin
                         when a.fin_acno is not null then 'it has its FinAcno already (a FinAcno is taken once)'
                         when a.fin_rgno_asked_at is null or a.fin_rgno is null then 'this system has not registered it (no Rgno of its own)'
                         else 'not the answer to the Rgno this system stored' end),
-            now())
+            settlement_meta.now())
     returning id into v_id;
     perform settlement.add_alert_job(v_id);
     return 'refused';

@@ -67,7 +67,7 @@ comment on view settlement.reconcile_scope is 'The (account, date) statements ea
 --
 -- 1. A statement read proves something about a transfer only if it was made
 --    after the transfer settled. statement_reads.read_at is the moment
---    the reader was told to read (statements_to_read's now(), before the bank
+--    the reader was told to read (statements_to_read's settlement_meta.now(), before the bank
 --    was asked), and a read of (account, date) counts for a transfer only if
 --    read_at is later than the moment the transfer settled (for an
 --    unresolved one: its last claim or answer) — or later than the end of
@@ -156,17 +156,17 @@ begin
   if t.state <> 'sending' or t.unresolved_since is null or t.tsymd is null then
     return null;
   end if;
-  if t.claimed_until >= now() then
+  if t.claimed_until >= settlement_meta.now() then
     return format('an attempt holds it until %s (its result check may still answer)', settlement.local_time(t.claimed_until));
   end if;
   select * into n from settlement.unresolved_read_need(t);
   if n.bncd is null or n.bncd not in ('011', '012') then
     return format('its account is not at NH: no statement can decide it; a person decides with settlement.decide_transfer(%s, booked, evidence)', t.id);
   end if;
-  if now() < settlement.statement_final_at(t.tsymd) then
+  if settlement_meta.now() < settlement.statement_final_at(t.tsymd) then
     return format('the statement of %s is final at %s', t.tsymd, settlement.local_time(settlement.statement_final_at(t.tsymd)));
   end if;
-  if n.read_after > now() then
+  if n.read_after > settlement_meta.now() then
     return format('a request may have been in flight until %s: only a read after it proves anything', settlement.local_time(n.read_after));
   end if;
   if not settlement.read_after(n.bncd, n.acno, n.ymd, n.read_after) then
@@ -237,10 +237,10 @@ language sql stable as $$
     from settlement.transfers t
     cross join lateral settlement.unresolved_read_need(t) n
     where t.state = 'sending' and t.unresolved_since is not null and t.tsymd is not null and n.bncd in ('011', '012')
-      and n.read_after <= now())
-  select n.bncd, n.acno, n.ymd, least(settlement.ymd_add(n.ymd, 1), settlement.bank_ymd()), now()
+      and n.read_after <= settlement_meta.now())
+  select n.bncd, n.acno, n.ymd, least(settlement.ymd_add(n.ymd, 1), settlement.bank_ymd()), settlement_meta.now()
   from needed n
-  where now() >= settlement.statement_final_at(n.ymd)
+  where settlement_meta.now() >= settlement.statement_final_at(n.ymd)
     and not settlement.read_after(n.bncd, n.acno, n.ymd, n.read_after)
   group by n.bncd, n.acno, n.ymd
   order by n.ymd, n.bncd, n.acno
@@ -253,7 +253,7 @@ language plpgsql as $$
 declare
   v_n integer;
   -- never later than now (a reader cannot claim a fresher read than it made)
-  v_at timestamptz := least(coalesce(p_asked_at, now()), now());
+  v_at timestamptz := least(coalesce(p_asked_at, settlement_meta.now()), settlement_meta.now());
 begin
   if p_bncd is null or p_acno is null or p_ymd !~ '^[0-9]{8}$' or p_to_ymd !~ '^[0-9]{8}$' or jsonb_typeof(p_lines) is distinct from 'array' then
     perform settlement.raise_error('ST023', 'record_statement: bncd, acno, ymd, to_ymd (YYYYMMDD) and a JSON array of lines are required');
@@ -449,16 +449,16 @@ begin
   for t in
     select x.* from settlement.transfers x
     where x.state = 'sending' and x.unresolved_since is not null and x.tsymd is not null
-      and (x.claimed_until is null or x.claimed_until < now())
+      and (x.claimed_until is null or x.claimed_until < settlement_meta.now())
     order by x.id
     for update skip locked
   loop
     select * into n from settlement.unresolved_read_need(t);
-    if n.bncd is null or n.bncd not in ('011', '012') or now() < settlement.statement_final_at(t.tsymd) then
+    if n.bncd is null or n.bncd not in ('011', '012') or settlement_meta.now() < settlement.statement_final_at(t.tsymd) then
       continue;
     end if;
     -- A request may still be in flight: look again once it cannot be.
-    if n.read_after > now() then
+    if n.read_after > settlement_meta.now() then
       v_next := least(v_next, n.read_after);
       continue;
     end if;
@@ -487,7 +487,7 @@ begin
     update settlement.transfers x
     set state = 'pending', attempt = x.attempt + 1, is_tuno = settlement.next_is_tuno(), tsymd = null,
         claimed_by = null, claimed_until = null, claim_token = null, sent_until = null,
-        unresolved_since = null, unresolved_reason = null, updated_at = now()
+        unresolved_since = null, unresolved_reason = null, updated_at = settlement_meta.now()
     where x.id = t.id;
     perform settlement.add_transfer_jobs(array[t.id]);
     transfer_id := t.id; is_tuno := t.is_tuno; decision := 'not_booked';
@@ -497,8 +497,8 @@ begin
   -- it is answered, it is decided here, not at the next crontab tick.
   if v_again or exists (select 1 from settlement.transfers x
                         where x.state = 'sending' and x.unresolved_since is not null and x.tsymd is not null
-                          and x.claimed_until >= now() and now() >= settlement.statement_final_at(x.tsymd)) then
-    perform settlement.add_reconcile_job(now() + interval '3 seconds');
+                          and x.claimed_until >= settlement_meta.now() and settlement_meta.now() >= settlement.statement_final_at(x.tsymd)) then
+    perform settlement.add_reconcile_job(settlement_meta.now() + interval '3 seconds');
   elsif v_next is not null then
     perform settlement.add_reconcile_job(v_next + interval '1 second');
   end if;
@@ -623,7 +623,7 @@ begin
   end if;
   select s.ymd, settlement.statement_final_at(s.ymd) as final_at into v_wait
   from settlement.reconcile_scope s
-  where s.business_date = p_date and s.kind = p_kind and now() < settlement.statement_final_at(s.ymd)
+  where s.business_date = p_date and s.kind = p_kind and settlement_meta.now() < settlement.statement_final_at(s.ymd)
   order by s.ymd desc limit 1;
   if found then
     perform settlement.add_stage_job('reconcile', p_date, p_kind, v_wait.final_at);
@@ -686,7 +686,7 @@ create or replace function settlement.breaks_reopen_day() returns trigger
 language plpgsql as $$
 begin
   update settlement.stage_runs r
-  set state = 'blocked', updated_at = now(),
+  set state = 'blocked', updated_at = settlement_meta.now(),
       detail = format('reopened: a %s break found after the day reconciled (%s); see settlement.reconciliation_breaks; explain each with settlement.resolve_break(id, note)',
                       new.problem, left(new.detail, 300))
   where r.business_date = new.business_date and r.kind = new.kind and r.stage = 'reconcile' and r.state = 'done';
@@ -706,7 +706,7 @@ begin
   if resolve_break.note is null or btrim(resolve_break.note) = '' then
     perform settlement.raise_error('ST020', 'resolve_break: a note is required (say what explains the break)');
   end if;
-  update settlement.breaks x set resolved_at = now(), resolved_by = session_user, resolution = left(btrim(resolve_break.note), 2000)
+  update settlement.breaks x set resolved_at = settlement_meta.now(), resolved_by = session_user, resolution = left(btrim(resolve_break.note), 2000)
   where x.id = resolve_break.id and x.resolved_at is null
   returning * into b;
   if not found then
@@ -735,7 +735,7 @@ begin
     perform settlement.raise_error('ST022', format('configure_reconcile: a grace of %s is shorter than the longest attempt (config.max_attempt %s)',
                                                    p_after, (select c.max_attempt from settlement.config c where c.id)));
   end if;
-  update settlement.config set reconcile_after = p_after, updated_at = now() where id;
+  update settlement.config set reconcile_after = p_after, updated_at = settlement_meta.now() where id;
   if to_regproc('settlement.audit') is not null then
     perform settlement.audit('configure_reconcile', jsonb_build_object('reconcile_after', p_after::text));
   end if;
@@ -788,7 +788,7 @@ comment on view settlement.bank_vs_statement is 'Per account: the bank:<account>
 -- becomes final, by the database's clock: the latest statement_final_at of
 -- the dates its transfers were sent on (reconcile_scope). Null when the day
 -- moved no money at NH (nothing to wait for). The reconcile stage waits for
--- exactly this (stage_reconcile: not_ready until now() >= it).
+-- exactly this (stage_reconcile: not_ready until settlement_meta.now() >= it).
 create or replace function settlement.statement_final_by(p_date date, p_kind settlement.kind) returns timestamptz
 language sql stable as $$
   select max(settlement.statement_final_at(s.ymd)) from settlement.reconcile_scope s

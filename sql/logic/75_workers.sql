@@ -29,7 +29,7 @@ comment on function settlement.adopt_settings is 'Worker/migrate: writes the set
 create or replace function settlement.worker_beat(p_pool_id text, p_host text, p_pid integer) returns void
 language sql as $$
   insert into settlement.workers (pool_id, host, pid) values (p_pool_id, p_host, p_pid)
-  on conflict (pool_id) do update set last_beat = now()
+  on conflict (pool_id) do update set last_beat = settlement_meta.now()
 $$;
 
 create or replace function settlement.worker_gone(p_pool_id text) returns void
@@ -41,13 +41,13 @@ declare
   v_dead text[];
 begin
   select coalesce(array_agg(pool_id), '{}') into v_dead
-  from settlement.workers where last_beat < now() - make_interval(secs => p_dead_after_ms / 1000.0);
+  from settlement.workers where last_beat < settlement_meta.now() - make_interval(secs => p_dead_after_ms / 1000.0);
   -- Also pools that hold jobs but never registered or were already removed.
   select coalesce(array_agg(distinct x), '{}') into v_dead from (
     select unnest(v_dead) as x
     union
     select j.locked_by from graphile_worker.jobs j
-    where j.locked_by is not null and j.locked_at < now() - make_interval(secs => p_dead_after_ms / 1000.0)
+    where j.locked_by is not null and j.locked_at < settlement_meta.now() - make_interval(secs => p_dead_after_ms / 1000.0)
       and not exists (select 1 from settlement.workers w where w.pool_id = j.locked_by)
   ) t;
   perform settlement.release_pool(d) from unnest(v_dead) d;

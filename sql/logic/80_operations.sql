@@ -33,9 +33,9 @@ begin
   if p_time_zone is null or p_per_call_limit is null or p_max_in_flight is null or p_per_call_limit <= 0 or p_max_in_flight <= 0 then
     perform settlement.raise_error('ST001', 'configure: time zone, a per-call limit > 0 and a max in flight > 0 are required');
   end if;
-  perform now() at time zone p_time_zone; -- raises for an unknown zone
+  perform settlement_meta.now() at time zone p_time_zone; -- raises for an unknown zone
   update settlement.config
-  set time_zone = p_time_zone, per_call_limit = p_per_call_limit, max_in_flight = p_max_in_flight, configured = true, updated_at = now()
+  set time_zone = p_time_zone, per_call_limit = p_per_call_limit, max_in_flight = p_max_in_flight, configured = true, updated_at = settlement_meta.now()
   where id;
 end $$;
 comment on function settlement.configure_unaudited is 'Operator: sets the settings every worker must share (settle configure). Workers started with other values refuse to start.';
@@ -90,7 +90,7 @@ comment on function settlement.retry_failed is 'Operator: re-enqueues the transf
 create or replace function settlement.ops_settings_audit() returns trigger
 language plpgsql as $$
 begin
-  new.updated_at := now();
+  new.updated_at := settlement_meta.now();
   perform settlement.audit('ops_settings', jsonb_build_object('old', to_jsonb(old) - 'id' - 'updated_at', 'new', to_jsonb(new) - 'id' - 'updated_at'));
   return new;
 end $$;
@@ -130,7 +130,7 @@ declare
 begin
   -- resume(null) lifts every pause; resume(kind) lifts that kind's own pause
   -- (an every-kind pause stays until resume(null)).
-  update settlement.pauses p set resumed_at = now(), resumed_by = session_user
+  update settlement.pauses p set resumed_at = settlement_meta.now(), resumed_by = session_user
   where p.resumed_at is null and (resume.kind is null or p.kind = resume.kind);
   get diagnostics v_n = row_count;
   -- Transfers that were held back run at once (their jobs may be backing off).
@@ -215,7 +215,7 @@ begin
   if not found then
     perform settlement.raise_error('ST008', format('decide_transfer: transfer %s does not exist', p_id));
   end if;
-  if t.claimed_until >= now() then
+  if t.claimed_until >= settlement_meta.now() then
     perform settlement.raise_error('ST017', format('decide_transfer: transfer %s is claimed by %s until %s (an attempt may still send or answer); try after it', p_id, t.claimed_by, t.claimed_until));
   end if;
   if not (t.state = 'sending' and t.unresolved_since is not null) and not (p_booked and t.state in ('failed', 'sending')) then
@@ -232,7 +232,7 @@ begin
     update settlement.transfers x
     set state = 'pending', attempt = x.attempt + 1, is_tuno = settlement.next_is_tuno(), tsymd = null,
         claimed_by = null, claimed_until = null, claim_token = null, sent_until = null,
-        unresolved_since = null, unresolved_reason = null, updated_at = now()
+        unresolved_since = null, unresolved_reason = null, updated_at = settlement_meta.now()
     where x.id = t.id;
     perform settlement.add_transfer_jobs(array[t.id]);
     v_out := 'not_booked';
@@ -249,7 +249,7 @@ select case when t.state = 'failed' then 'failed' else 'unresolved' end as probl
        t.amount, t.is_tuno, t.tsymd, t.attempt,
        t.fail_code as bank_code, coalesce(t.fail_message, t.unresolved_reason) as bank_message,
        t.settled_at as failed_at, t.unresolved_since,
-       case when t.unresolved_since is not null then now() - t.unresolved_since end as unresolved_for,
+       case when t.unresolved_since is not null then settlement_meta.now() - t.unresolved_since end as unresolved_for,
        settlement.undecided_why(t) as undecided_why
 from settlement.transfers t
 where t.state = 'failed' or t.unresolved_since is not null;
@@ -340,7 +340,7 @@ select
   coalesce(b.breaks, 0)::bigint as reconciliation_breaks,
   p.reason as paused_reason,
   p.paused_at,
-  d.business_date >= (now() at time zone c.time_zone)::date as waiting,
+  d.business_date >= (settlement_meta.now() at time zone c.time_zone)::date as waiting,
   ((d.business_date + 1)::timestamp at time zone c.time_zone) as settle_from,
   ((d.business_date::timestamp + o.withdraw_deadline) at time zone c.time_zone) as withdraw_by
 from settlement.days d
@@ -394,13 +394,13 @@ cross join lateral (
     (not f.all_done and f.paused_reason is not null, 'PAUSED', 2,
        format('bank calls paused since %s: %s; %s KRW unpaid', settlement.local_time(f.paused_at), f.paused_reason, settlement.krw(f.amount_unpaid)),
        format('settle resume%s --reason ...', case when exists (select 1 from settlement.pauses p where p.resumed_at is null and p.kind = f.kind) then ' --kind ' || f.kind else '' end)),
-    (not f.all_done and not f.waiting and not coalesce(w.final_by > now(), false), 'IN PROGRESS', 3,
+    (not f.all_done and not f.waiting and not coalesce(w.final_by > settlement_meta.now(), false), 'IN PROGRESS', 3,
        format('%s of %s chunks paid, %s in flight%s; %s KRW unpaid', f.chunks_succeeded, f.chunks_total, f.chunks_in_flight,
               case when f.chunks_unresolved > 0 then format(', %s unresolved', f.chunks_unresolved) else '' end, settlement.krw(f.amount_unpaid)),
        null),
     (not f.all_done and f.waiting, 'WAITING', 4,
        format('until %s (the day is not over)', settlement.local_time(f.settle_from)), null),
-    (not f.all_done and not f.waiting and coalesce(w.final_by > now(), false), 'WAITING', 4,
+    (not f.all_done and not f.waiting and coalesce(w.final_by > settlement_meta.now(), false), 'WAITING', 4,
        format('until %s (withdrawn %s KRW; the bank''s statement becomes final, then reconcile)', settlement.local_time(w.final_by), settlement.krw(f.amount_withdrawn)),
        null),
     (f.all_done, 'DONE', 5, format('%s KRW withdrawn', settlement.krw(f.amount_withdrawn)), null)
@@ -431,7 +431,7 @@ create or replace function settlement.day_metrics(p_days_back integer default 7)
 returns setof settlement.day_facts
 language sql stable as $$
   select f.* from settlement.day_facts f
-  where not f.all_done or f.business_date >= (now() at time zone (select time_zone from settlement.config where id))::date - p_days_back
+  where not f.all_done or f.business_date >= (settlement_meta.now() at time zone (select time_zone from settlement.config where id))::date - p_days_back
 $$;
 comment on function settlement.day_metrics is 'Worker /metrics: day_facts of the days not done and of the last p_days_back days.';
 
@@ -441,7 +441,7 @@ create or replace function settlement.worker_status()
 returns table (alive integer, registered integer, newest_beat timestamptz, oldest_beat timestamptz, silent_after interval)
 language sql stable as $$
   -- count(w.pool_id), not count(*): with no worker the left join still gives one (null) row.
-  select (count(w.pool_id) filter (where w.last_beat > now() - o.worker_silent_after))::int, count(w.pool_id)::int,
+  select (count(w.pool_id) filter (where w.last_beat > settlement_meta.now() - o.worker_silent_after))::int, count(w.pool_id)::int,
          max(w.last_beat), min(w.last_beat), o.worker_silent_after
   from settlement.ops_settings o left join settlement.workers w on true
   where o.id
@@ -452,7 +452,7 @@ comment on function settlement.worker_status is 'Workers alive (heartbeat within
 create or replace function settlement.worker_heartbeats()
 returns table (pool_id text, host text, pid integer, started_at timestamptz, age_seconds double precision)
 language sql stable as $$
-  select w.pool_id, w.host, w.pid, w.started_at, extract(epoch from now() - w.last_beat)::float8 from settlement.workers w order by w.pool_id
+  select w.pool_id, w.host, w.pid, w.started_at, extract(epoch from settlement_meta.now() - w.last_beat)::float8 from settlement.workers w order by w.pool_id
 $$;
 
 ------------------------------------------------------------------------------
@@ -469,13 +469,13 @@ language sql stable as $$
          format('%s %s: %s transfer(s) unresolved since %s (the bank has not told the outcome)', f.business_date, f.kind, f.chunks_unresolved, settlement.local_time(f.oldest_unresolved)),
          f.amount_unpaid, format('settle failures --date %s', f.business_date)
   from settlement.day_facts f cross join settlement.ops_settings o
-  where o.id and f.oldest_unresolved < now() - o.unresolved_alert_after
+  where o.id and f.oldest_unresolved < settlement_meta.now() - o.unresolved_alert_after
   union all
   select 'deadline:' || f.business_date || ':' || f.kind, 'not_withdrawn', f.business_date, f.kind,
          format('%s %s is not withdrawn and its deadline %s has passed; %s KRW unpaid', f.business_date, f.kind, settlement.local_time(f.withdraw_by), settlement.krw(f.amount_unpaid)),
          f.amount_unpaid, format('settle status --date %s', f.business_date)
   from settlement.day_facts f
-  where not f.withdrawn and f.withdraw_by < now()
+  where not f.withdrawn and f.withdraw_by < settlement_meta.now()
   union all
   select 'workers', 'no_live_worker', null, null,
          case when s.registered = 0 then 'no worker is registered: nothing is settling (start `settle worker`)'
@@ -505,7 +505,7 @@ begin
   with p as (
     select * from settlement.problems() x where p_only is null or x.problem = any (p_only)),
   cleared as (
-    update settlement.alerts a set cleared_at = now()
+    update settlement.alerts a set cleared_at = settlement_meta.now()
     where a.cleared_at is null and (p_only is null or a.problem = any (p_only))
       and not exists (select 1 from p where p.key = a.key)
     returning a.id),
@@ -535,7 +535,7 @@ end $$;
 
 create or replace function settlement.alert_sent(p_id bigint, p_error text default null) returns void
 language sql as $$
-  update settlement.alerts set sent_at = case when p_error is null then coalesce(sent_at, now()) else sent_at end,
+  update settlement.alerts set sent_at = case when p_error is null then coalesce(sent_at, settlement_meta.now()) else sent_at end,
                                send_error = left(p_error, 500)
   where id = p_id
 $$;

@@ -183,7 +183,7 @@ returns table (business_date date, kind settlement.kind, paid_krw bigint, chunks
 language sql stable as $$
   with dates as (
     select distinct d.business_date from settlement.days d
-    where d.business_date >= (now() at time zone (select c.time_zone from settlement.config c where c.id))::date - least(greatest(coalesce(p_days, 30), 1), 366))
+    where d.business_date >= (settlement_meta.now() at time zone (select c.time_zone from settlement.config c where c.id))::date - least(greatest(coalesce(p_days, 30), 1), 366))
   select d.business_date, d.kind,
          coalesce((select sum(t.amount) from settlement.transfers t
                    where t.business_date = d.business_date and t.kind = d.kind and t.purpose = 'payout' and t.state = 'succeeded'), 0)::bigint,

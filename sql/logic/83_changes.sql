@@ -126,9 +126,9 @@ begin
     return 'null'::jsonb;
   end if;
   if p_target in ('limits', 'bank_codes') then
-    v := v || jsonb_build_object('updated_at', now());
+    v := v || jsonb_build_object('updated_at', settlement_meta.now());
   elsif p_target = 'kind_accounts' then
-    v := v || jsonb_build_object('changed_at', now());
+    v := v || jsonb_build_object('changed_at', settlement_meta.now());
   end if;
   select array_agg(k order by k) into v_cols from jsonb_object_keys(v) k;
   if v_before is null then
@@ -187,7 +187,7 @@ declare
   v_id bigint;
 begin
   insert into settlement.alerts (key, problem, kind, message, cleared_at)
-  values (format('change:%s:%s', p_id, p_what), 'change_' || p_what, p_kind, p_message, now())
+  values (format('change:%s:%s', p_id, p_what), 'change_' || p_what, p_kind, p_message, settlement_meta.now())
   returning id into v_id;
   perform settlement.add_alert_job(v_id);
 end $$;
@@ -234,8 +234,8 @@ begin
   end if;
   insert into settlement.changes (target, change, reason, before, after, needs_two, state, expires_at, decided_by, decided_at, decision_reason)
   values (propose_change.target, v_change, v_reason, v_before, v_after, v_two, v_state,
-          now() + (select change_expires_after from settlement.ops_settings where id),
-          case when not v_two then session_user end, case when not v_two then now() end, case when not v_two then v_reason end)
+          settlement_meta.now() + (select change_expires_after from settlement.ops_settings where id),
+          case when not v_two then session_user end, case when not v_two then settlement_meta.now() end, case when not v_two then v_reason end)
   returning * into c;
   perform settlement.audit('propose_change', jsonb_build_object('id', c.id, 'target', c.target, 'change', c.change, 'before', c.before, 'after', c.after, 'needs_two', c.needs_two),
                            jsonb_build_object('state', c.state), v_reason);
@@ -267,7 +267,7 @@ begin
   if c.state <> 'pending' then
     perform settlement.raise_error('ST062', format('approve_change: change #%s is %s already (by %s at %s)', c.id, c.state, c.decided_by, settlement.local_time(c.decided_at)));
   end if;
-  if c.expires_at <= now() then
+  if c.expires_at <= settlement_meta.now() then
     perform settlement.raise_error('ST063', format('approve_change: change #%s expired at %s; propose it again', c.id, settlement.local_time(c.expires_at)));
   end if;
   if c.proposed_by = session_user then
@@ -279,7 +279,7 @@ begin
     perform settlement.raise_error('ST065', format('approve_change: the %s row of change #%s changed since it was proposed (now %s); propose it again', c.target, c.id, coalesce(v_now::text, 'none')));
   end if;
   v_after := settlement.change_apply(c.target, c.change);
-  update settlement.changes x set state = 'applied', after = v_after, decided_by = session_user, decided_at = now(), decision_reason = v_reason
+  update settlement.changes x set state = 'applied', after = v_after, decided_by = session_user, decided_at = settlement_meta.now(), decision_reason = v_reason
   where x.id = c.id
   returning * into c;
   perform settlement.audit('approve_change', jsonb_build_object('id', c.id, 'target', c.target, 'change', c.change, 'before', c.before, 'after', c.after,
@@ -307,7 +307,7 @@ begin
   if c.state <> 'pending' then
     perform settlement.raise_error('ST062', format('reject_change: change #%s is %s already', c.id, c.state));
   end if;
-  update settlement.changes x set state = 'rejected', decided_by = session_user, decided_at = now(), decision_reason = v_reason where x.id = c.id;
+  update settlement.changes x set state = 'rejected', decided_by = session_user, decided_at = settlement_meta.now(), decision_reason = v_reason where x.id = c.id;
   perform settlement.audit('reject_change', jsonb_build_object('id', c.id, 'target', c.target, 'change', c.change, 'proposed_by', c.proposed_by), null, v_reason);
 end $$;
 comment on function settlement.reject_change is 'Operator: rejects a pending change (the proposer may withdraw their own). Audited. ST040, ST061, ST062.';
@@ -317,10 +317,10 @@ create or replace function settlement.change_list(p_all boolean default true, p_
 returns table (id bigint, target text, state text, needs_two boolean, change jsonb, reason text, before jsonb, after jsonb,
                proposed_by text, proposed_at timestamptz, expires_at timestamptz, decided_by text, decided_at timestamptz, decision_reason text)
 language sql stable as $$
-  select c.id, c.target, case when c.state = 'pending' and c.expires_at <= now() then 'expired' else c.state end, c.needs_two, c.change, c.reason,
+  select c.id, c.target, case when c.state = 'pending' and c.expires_at <= settlement_meta.now() then 'expired' else c.state end, c.needs_two, c.change, c.reason,
          c.before, c.after, c.proposed_by, c.proposed_at, c.expires_at, c.decided_by, c.decided_at, c.decision_reason
   from settlement.changes c
-  where p_all or (c.state = 'pending' and c.expires_at > now())
+  where p_all or (c.state = 'pending' and c.expires_at > settlement_meta.now())
   order by c.id desc
   limit greatest(coalesce(p_limit, 50), 1)
 $$;

@@ -86,8 +86,8 @@ create or replace function settlement.console_workers()
 returns table (pool_id text, host text, pid integer, started_at text, age_seconds double precision, alive boolean,
                jobs_locked bigint, tasks text, bank_slots bigint, transfers_claimed bigint)
 language sql stable as $$
-  select w.pool_id, w.host, w.pid, settlement.console_time(w.started_at), extract(epoch from now() - w.last_beat)::float8,
-         w.last_beat > now() - o.worker_silent_after,
+  select w.pool_id, w.host, w.pid, settlement.console_time(w.started_at), extract(epoch from settlement_meta.now() - w.last_beat)::float8,
+         w.last_beat > settlement_meta.now() - o.worker_silent_after,
          (select count(*) from graphile_worker.jobs j where j.locked_by = w.pool_id),
          (select string_agg(x.task_identifier || ' ' || x.n, ', ' order by x.task_identifier)
           from (select j.task_identifier, count(*) as n from graphile_worker.jobs j where j.locked_by = w.pool_id group by 1) x),
@@ -95,7 +95,7 @@ language sql stable as $$
           where l.locktype = 'advisory' and l.classid = settlement.bank_slot_lock_class() and l.objsubid = 2 and l.objid > 0 and l.granted
             and l.database = (select oid from pg_catalog.pg_database where datname = current_database())
             and a.application_name = 'settle-worker:' || w.pid),
-         (select count(*) from settlement.transfers t where t.claimed_by = w.pool_id and t.state = 'sending' and t.claimed_until > now())
+         (select count(*) from settlement.transfers t where t.claimed_by = w.pool_id and t.state = 'sending' and t.claimed_until > settlement_meta.now())
   from settlement.workers w cross join settlement.ops_settings o
   where o.id
   order by w.started_at, w.pool_id

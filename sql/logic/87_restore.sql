@@ -90,18 +90,18 @@ begin
                              'last_activity', settlement.iso_time(v_open.last_activity), 'transfers_to_ask', v_open.transfers_to_ask,
                              'days_to_reconcile', v_open.days_to_reconcile, 'held_days', v_open.held_days, 'again', true);
   end if;
-  update settlement.is_tuno_space set generation = generation + 1, moved_at = now() where id returning generation into v_gen;
+  update settlement.is_tuno_space set generation = generation + 1, moved_at = settlement_meta.now() where id returning generation into v_gen;
   if v_gen > 999 then
     perform settlement.raise_error('ST070', 'after_restore: every IsTuno generation is used');
   end if;
   v_last := settlement.last_activity();
-  v_from := to_char(coalesce(v_last, now()) at time zone 'Asia/Seoul', 'YYYYMMDD');
+  v_from := to_char(coalesce(v_last, settlement_meta.now()) at time zone 'Asia/Seoul', 'YYYYMMDD');
 
   -- 2. Ask before sending: a pending transfer may have been sent after the backup point.
-  update settlement.transfers t set tsymd = v_from, updated_at = now()
+  update settlement.transfers t set tsymd = v_from, updated_at = settlement_meta.now()
   where t.state = 'pending' and t.tsymd is null;
   get diagnostics v_asked = row_count;
-  update settlement.transfers t set claimed_by = null, claimed_until = null, updated_at = now()
+  update settlement.transfers t set claimed_by = null, claimed_until = null, updated_at = settlement_meta.now()
   where t.state = 'sending' and t.claimed_by is not null;
   select count(*)::integer into v_asked from settlement.transfers t where t.state in ('pending', 'sending');
   -- No worker of the backed-up database lives: its jobs' locks go, every open transfer has its job.
@@ -161,7 +161,7 @@ language plpgsql as $$
 declare
   v_n integer;
 begin
-  update settlement.restores set statements_read_at = now() where id = p_restore and statements_read_at is null;
+  update settlement.restores set statements_read_at = settlement_meta.now() where id = p_restore and statements_read_at is null;
   if not found then
     perform settlement.raise_error('ST062', format('restore_statements_read: restore %s does not exist or its statements were read already', p_restore));
   end if;

@@ -44,6 +44,8 @@ export interface NhBankClientOptions {
   maxRetryTimeMs?: number;
   /** Send → check → not found → send cycles per transfer() before `unresolved` (default 3). */
   maxRounds?: number;
+  /** How a request travels (default: HTTP); the schedule explorer (test/explore/) passes its in-process network. */
+  post?: Wire['post'];
 }
 
 export interface NhBankClient extends BankClient {
@@ -98,6 +100,7 @@ export function createNhBankClient(opts: NhBankClientOptions): NhBankClient {
       maxRetryTimeMs: opts.maxRetryTimeMs ?? DEFAULT_RETRY_POLICY.maxRetryTimeMs,
     },
     logger: opts.logger,
+    post: opts.post,
   };
   const policy = { maxRounds: opts.maxRounds ?? DEFAULT_MAX_ROUNDS };
   const app = opts.fintechApsno;

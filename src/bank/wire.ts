@@ -11,7 +11,7 @@ import pRetry from 'p-retry';
 import type { Logger } from 'pino';
 import { APIS, apiPath, checkRequest, checkResponse, kstHms, kstYmd, type ApiNm, type ApiSvcCodes } from '../nh/contract.js';
 import { BankInputError } from './errors.js';
-import { postJson } from './http-post.js';
+import { postJson, type PostOptions, type PostOutcome } from './http-post.js';
 import type { CodeBook, Gate } from './port.js';
 
 /** What every call shares; built once by the client. */
@@ -27,6 +27,8 @@ export interface Wire {
   codeBook: CodeBook;
   retry: RetryPolicy;
   logger: Logger | undefined;
+  /** How a request travels (default: HTTP, postJson); the schedule explorer passes its in-process network. */
+  post?: (url: URL, payload: string, opts: PostOptions) => Promise<PostOutcome>;
 }
 
 /** The answer's Header, as RESPONSE_HEADER publishes it. */
@@ -114,7 +116,7 @@ export async function callNh(w: Wire, gate: Gate, call: NhCall): Promise<WireRes
     // is never sent (the simulator would refuse it; NH might do anything).
     const problems = checkRequest(call.api, body, w.svcCodes);
     if (problems.length > 0) throw new BankInputError('nonconforming_request', `${call.api} request does not conform: ${problems.join('; ')}`);
-    const out = await postJson(w.urls[call.api], JSON.stringify(body), { agent: w.agent, timeoutMs: w.timeoutMs });
+    const out = await (w.post ?? postJson)(w.urls[call.api], JSON.stringify(body), { agent: w.agent, timeoutMs: w.timeoutMs });
     if (out.kind !== 'response') return out;
     if (out.status < 200 || out.status > 299) return { kind: 'http_status', status: out.status, reason: `HTTP ${out.status}` };
     return readAnswer(call, out.body, trtm);

@@ -1,0 +1,150 @@
+/**
+ * The schedule explorer in `npm test` (issue 20): a sweep of random seeds,
+ * and the fixed regression schedules the explorer found before issue 21's
+ * fixes (A, B, C). Those fixes are merged: every regression schedule must
+ * hold every invariant, and a random seed that breaks A's or C's invariant,
+ * or B's done-complete, fails the suite.
+ *
+ * One class stays open and is reported as a tap `todo` (it shows and does
+ * not fail the suite): OPEN_GAPS. When every day is already DONE and the bank
+ * later cancels or books a line on a date no later day's reconcile reads, no
+ * reconcile ever reads that statement again, so the books differ from the
+ * bank with no break (invariants balances / bank-known). Issue 21 makes such
+ * late evidence reopen a closed day when a read finds it; re-reading the
+ * statements of closed days is the missing half.
+ */
+import pg from 'pg';
+import t from 'tap';
+import { freshDatabase } from '../helpers/db.js';
+import { formatRun, runSeed, shrink, type RunResult } from './explorer.js';
+import { installClock } from './world.js';
+
+const SEEDS = Number(process.env['EXPLORE_SEEDS'] ?? 40);
+const STEPS = Number(process.env['EXPLORE_STEPS'] ?? 40);
+const FROM = Number(process.env['EXPLORE_FROM'] ?? 1);
+
+type Defect = 'A' | 'B' | 'C';
+
+/** Violations that are known and still open (see the header): reported as `todo`, never shrunk here. */
+export const OPEN_GAPS: Record<string, (r: RunResult) => boolean> = {
+  'late evidence on a statement nobody reads again': (r) => r.violation?.invariant === 'balances' || r.violation?.invariant === 'bank-known',
+};
+
+/**
+ * Seeds the explorer found on the base without issue 21's fixes (b83cdf6),
+ * each with its shrunk schedule (replayed exactly). `open`: still failing
+ * after the fixes (an OPEN_GAPS class), reported as `todo`.
+ */
+export const KNOWN_DEFECT_SEEDS: { defect: Defect; seed: number; focus?: 'money'; what: string; schedule: string[]; open?: string }[] = [
+  {
+    // Not found by a random seed yet: seed 3's C schedule (below) with six of the explorer's own steps
+    // appended by hand (the late send is answered, then the loan account runs dry); the drain's operator
+    // then retries the failed day.
+    defect: 'A', seed: 3, focus: 'money',
+    schedule: ['stage record 2030-03-04', 'stage pay 2030-03-04', 'start t4 a7', 'tick 2030-03-05T11:10:57.000+09:00', 'finish a7',
+      'tick 2030-03-05T23:59:50.000+09:00', 'start t4 a54', 'tick 2030-03-06T00:10:02.000+09:00', 'reconcile-task',
+      'slot a54.s6', 'bank a54.1', 'reply a54.1', 'slot a54.s7', 'bank a54.2', 'drain 1'],
+    what: 'C\'s order, then the old number is booked late (recorded only as an orphan), the new number fails for want of funds, and the operator\'s retry_day re-plans the transfer under a third number although the bank booked the first (retry-safe, operator retry)',
+  },
+  {
+    defect: 'C', seed: 3, focus: 'money',
+    schedule: ['stage record 2030-03-04', 'stage pay 2030-03-04', 'start t4 a7', 'tick 2030-03-05T11:10:57.000+09:00', 'finish a7',
+      'tick 2030-03-05T23:59:50.000+09:00', 'start t4 a54', 'tick 2030-03-06T00:10:02.000+09:00', 'reconcile-task'],
+    what: 'an attempt claimed at 23:59:50 (sendable) waits for bank-call slots past midnight and past its lease; the statement read after the grace decides the transfer not booked and re-plans it; the attempt then sends the old number under yesterday\'s Tsymd, booked; the new number is booked too (one-booking)',
+  },
+  {
+    defect: 'C', seed: 20135, focus: 'money',
+    schedule: ['stage record 2030-03-04', 'stage pay 2030-03-04', 'tick 2030-03-07T00:10:02.000+09:00', 'start t1 a23', 'tick 2030-03-07T23:59:50.000+09:00',
+      'finish a23', 'start t1 a32', 'tick 2030-03-08T00:10:02.000+09:00', 'reconcile-task'],
+    what: 'the same order on another day: a sendable attempt outlives its lease in slot waits across midnight, the transfer is decided not booked and re-planned, the old number is then sent and booked (one-booking)',
+  },
+  {
+    defect: 'C', seed: 60167, focus: 'money',
+    schedule: [
+      'tick 2030-03-06T00:00:02.000+09:00',
+      'stage record 2030-03-04',
+      'stage pay 2030-03-04',
+      'stage record 2030-03-05',
+      'stage pay 2030-03-05',
+      'start t2 a15',
+      'tick 2030-03-06T23:59:50.000+09:00',
+      'finish a15',
+      'start t4 a22',
+      'slot a22.s1',
+      'tick 2030-03-07T00:00:02.000+09:00',
+      'reconcile-task',
+      'bank a22.1',
+      'tick 2030-03-08T00:00:03.000+09:00',
+      'finish a22',
+      'decide',
+    ],
+    what: 'reconcile_after 0: a payout sent at 23:59:50 reaches the bank after midnight, after a statement read made for another transfer; that read is later taken as proof that it was not booked: re-planned although the bank booked it (retry-safe, statement decision)',
+  },
+  {
+    defect: 'B', seed: 25, schedule: ['settle-day 2030-03-04', 'cancel t3'],
+    what: '2030-03-04 DONE; the bank cancels its withdrawal; 2030-03-05\'s reconcile reads and matches the cancellation; no break, 2030-03-04 stays DONE (done-complete)',
+  },
+  {
+    defect: 'B', seed: 9, schedule: ['settle-day 2030-03-05', 'cancel t1'], open: 'late evidence on a statement nobody reads again',
+    what: 'both days DONE; the bank cancels a payout of 2030-03-04 the next day: no reconcile ever reads it, the books differ from the bank with no break (balances)',
+  },
+];
+
+function openGap(r: RunResult): string | undefined {
+  return Object.keys(OPEN_GAPS).find((k) => OPEN_GAPS[k]!(r));
+}
+
+async function explorerDb(tt: Parameters<typeof freshDatabase>[0]): Promise<pg.Client> {
+  const { url } = await freshDatabase(tt);
+  const db = new pg.Client({ connectionString: url });
+  await db.connect();
+  tt.teardown(() => db.end());
+  await db.query('set client_min_messages = warning');
+  await installClock(db);
+  return db;
+}
+
+t.test(`${SEEDS} random schedules (seeds ${FROM}..${FROM + SEEDS - 1}, ${STEPS} steps each, then the drain) hold every invariant`, async (t) => {
+  const db = await explorerDb(t);
+  const t0 = Date.now();
+  let clean = 0;
+  for (let s = FROM; s < FROM + SEEDS; s++) {
+    // Every other seed without cancellations and strays (focus money): the evidence defects would
+    // otherwise end most schedules before the payment ones can show.
+    const focus = s % 2 === 0 ? 'money' : 'all';
+    const r = await runSeed(db, s, { steps: STEPS, focus });
+    if (!r.violation) {
+      clean++;
+      continue;
+    }
+    const gap = openGap(r);
+    if (gap) {
+      // Known and open: named, not shrunk here (npm run explore shrinks it).
+      t.fail(`seed ${s}: ${r.violation.invariant}: ${r.violation.detail}\n  replay: npm run explore -- --seed ${s} --steps ${STEPS} --focus ${focus}`, { todo: `open: ${gap}` });
+      continue;
+    }
+    const small = await shrink(db, s, r, { budget: 150 });
+    t.fail(formatRun(small, `seed ${s}: ${r.violation.invariant} (shrunk from ${r.schedule.length} to ${small.schedule.length} steps)`) +
+      `\n  replay: npm run explore -- --seed ${s} --steps ${STEPS} --focus ${focus} --schedule "${small.schedule.join('; ')}"`);
+  }
+  t.ok(clean > 0, `${clean} of ${SEEDS} seeds clean, ${(SEEDS / ((Date.now() - t0) / 1000)).toFixed(1)} seeds/s`);
+});
+
+for (const k of KNOWN_DEFECT_SEEDS) {
+  // Issue 21 is merged: each must hold every invariant, except a schedule of an open gap (todo).
+  t.test(`issue 21 defect ${k.defect}: seed ${k.seed}'s shrunk schedule (${k.what}) holds every invariant`, async (t) => {
+    const db = await explorerDb(t);
+    const r = await runSeed(db, k.seed, { steps: 0 }, k.schedule);
+    t.equal(r.violation?.invariant, undefined, `${r.violation ? `${r.violation.invariant}: ${r.violation.detail}` : 'every invariant held'}\n${formatRun(r, `seed ${k.seed} (defect ${k.defect})`)}`,
+      k.open ? { todo: `open: ${k.open}` } : {});
+  });
+}
+
+t.test('a schedule replays exactly: the same seed gives the same steps and the same end', async (t) => {
+  const db = await explorerDb(t);
+  const a = await runSeed(db, 7, { steps: STEPS });
+  const b = await runSeed(db, 7, { steps: STEPS });
+  t.same(b.steps, a.steps, 'the same steps, notes included');
+  const c = await runSeed(db, 7, { steps: 0 }, a.schedule);
+  t.same(c.steps.map((s) => s.step), a.steps.filter((s) => s.note !== 'skipped').map((s) => s.step), 'replaying the printed schedule runs the same steps');
+});
