@@ -4,7 +4,7 @@ import path from 'node:path';
 import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { startEmbeddedPostgres } from '../../src/db/embedded.js';
+import { startEmbeddedPostgres, freePort } from '../../src/db/embedded.js';
 import { migrate } from '../../src/db/migrate.js';
 import { createDbPool } from '../../src/db/pool.js';
 import { enqueueStage } from '../../src/db/operations.js';
@@ -25,7 +25,9 @@ t.test('workers survive a database restart mid-payout and finish the day exactly
   const dir = mkdtempSync(path.join(os.tmpdir(), 'settle-restart-'));
   chmodSync(dir, 0o755);
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const port = 20000 + Math.floor(Math.random() * 20000);
+  // A port free now (a random one could be in use, e.g. another test's connection's ephemeral port:
+  // the start then failed at once, seen once in a full run); kept across the restart.
+  const port = await freePort();
   const start = () => startEmbeddedPostgres({ dataDir: path.join(dir, 'pg'), persistent: true, database: 'postgres', port });
   let pg = await start();
   t.teardown(() => pg.stop());
