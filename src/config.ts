@@ -114,6 +114,7 @@ export const envSchema = z.object({
   WORKER_CONCURRENCY: positiveIntFromEnv('WORKER_CONCURRENCY', 25, 1_000),
   WORKER_HEARTBEAT_MS: positiveIntFromEnv('WORKER_HEARTBEAT_MS', 5_000, 600_000),
   WORKER_DEAD_AFTER_MS: positiveIntFromEnv('WORKER_DEAD_AFTER_MS', 20_000, 3_600_000),
+  WORKER_STOP_TIMEOUT_MS: positiveIntFromEnv('WORKER_STOP_TIMEOUT_MS', 25_000, 600_000),
   WORKER_POLL_INTERVAL_MS: positiveIntFromEnv('WORKER_POLL_INTERVAL_MS', 1_000, 600_000),
   SETTLEMENT_TIMEZONE: timeZone,
   LOG_LEVEL: z
@@ -248,7 +249,8 @@ export interface Config {
     timeoutMs: number;
   };
   workerConcurrency: number;
-  worker: { heartbeatMs: number; deadAfterMs: number; pollIntervalMs: number };
+  /** stopTimeoutMs: how long a stop waits for the jobs in hand before it releases what is left and exits. */
+  worker: { heartbeatMs: number; deadAfterMs: number; pollIntervalMs: number; stopTimeoutMs: number };
   timeZone: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   httpPort: number;
@@ -337,7 +339,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       timeoutMs: e.BANK_TIMEOUT_MS,
     },
     workerConcurrency: e.WORKER_CONCURRENCY,
-    worker: { heartbeatMs: e.WORKER_HEARTBEAT_MS, deadAfterMs: e.WORKER_DEAD_AFTER_MS, pollIntervalMs: e.WORKER_POLL_INTERVAL_MS },
+    worker: { heartbeatMs: e.WORKER_HEARTBEAT_MS, deadAfterMs: e.WORKER_DEAD_AFTER_MS, pollIntervalMs: e.WORKER_POLL_INTERVAL_MS, stopTimeoutMs: e.WORKER_STOP_TIMEOUT_MS },
     timeZone: e.SETTLEMENT_TIMEZONE,
     logLevel: e.LOG_LEVEL,
     httpPort: e.HTTP_PORT,

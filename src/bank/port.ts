@@ -116,6 +116,17 @@ export interface Gate {
 }
 export const openGate: Gate = { run: (fn) => fn() };
 
+/**
+ * A gate that starts no new bank call (the process is stopping). Nothing was
+ * sent by the call it refused; the caller ends its attempt at once (no retry
+ * in this process): the transfer is resumed, by result check, by whichever
+ * worker runs its job next.
+ */
+export class GateClosedError extends Error {
+  override name = 'GateClosedError';
+  readonly code = 'gate_closed';
+}
+
 export interface BankClient {
   /** Moves money exactly once under order.isTuno, or says why not yet. Never throws for a bank answer; throws BankInputError for a bad order. */
   transfer(order: TransferOrder, gate?: Gate): Promise<TransferResult>;

@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { APIS, apiPath, checkRequest, checkResponse, kstHms, kstYmd, type ApiNm, type ApiSvcCodes } from '../nh/contract.js';
 import { BankInputError } from './errors.js';
 import { postJson, type PostOptions, type PostOutcome } from './http-post.js';
-import type { CodeBook, Gate } from './port.js';
+import { GateClosedError, type CodeBook, type Gate } from './port.js';
 
 /** What every call shares; built once by the client. */
 export interface Wire {
@@ -137,7 +137,8 @@ export async function callNh(w: Wire, gate: Gate, call: NhCall): Promise<WireRes
  * matters is whether our request went out: if `send` never ran, nothing was
  * sent; if it ran but its answer was lost with the gate's error, the outcome
  * is unknown; if the answer arrived, failing to give the slot back does not
- * change it. Our own BankInputError passes through.
+ * change it. Our own BankInputError passes through, and so does a gate
+ * closed for a stop (the call never started).
  */
 async function throughGate(gate: Gate, send: () => Promise<WireResult>): Promise<WireResult> {
   let started = false;
@@ -149,7 +150,7 @@ async function throughGate(gate: Gate, send: () => Promise<WireResult>): Promise
       return answer;
     });
   } catch (err) {
-    if (err instanceof BankInputError) throw err;
+    if (err instanceof BankInputError || err instanceof GateClosedError) throw err;
     if (answer) return answer;
     const reason = `gate: ${err instanceof Error ? err.message : String(err)}`;
     return started ? { kind: 'lost', reason } : { kind: 'not_sent', reason };

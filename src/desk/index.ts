@@ -20,7 +20,7 @@
  *   nobody here needs is kept a moment (`lingerMs`) for the next claim, then
  *   given back.
  */
-import type { Gate } from '../bank/port.js';
+import { GateClosedError, type Gate } from '../bank/port.js';
 import { RetryLaterError, type Claim, type FinishResult, type TransferOutcome } from '../domain.js';
 import { createDeskConnection } from './connection.js';
 import { createPump } from './pump.js';
@@ -46,6 +46,14 @@ export interface BankDesk {
   gate(): Gate;
   /** Slots this process holds right now (in use or kept for the next claim). */
   inUse(): number;
+  /**
+   * The process is stopping: no new claim and no new bank call from here on
+   * (each is refused with GateClosedError, waiting calls too); calls already
+   * out finish and their outcomes are recorded.
+   */
+  stopSending(): void;
+  /** Resolves with the ids of the attempts still running once none is, or when `ms` have passed. */
+  idle(ms: number): Promise<number[]>;
   close(): Promise<void>;
 }
 
@@ -97,8 +105,12 @@ export function createBankDesk(o: DeskOptions): BankDesk {
     onError,
   });
   const attempting = new Set<number>();
+  let sending = true;
+  let onIdle: (() => void) | undefined;
+  const closedGate = () => new GateClosedError('the worker is stopping: no new bank call from this process');
 
   const acquire = (): Promise<Token> => {
+    if (!sending) return Promise.reject(closedGate());
     const kept = book.takeKept();
     if (kept) return Promise.resolve(kept);
     return new Promise<Token>((resolve, reject) => {
@@ -150,6 +162,7 @@ export function createBankDesk(o: DeskOptions): BankDesk {
       try {
         return await fn({
           claim: async () => {
+            if (!sending) throw closedGate();
             if (!counted) book.coming++;
             counted = true;
             const c = await pump.claim(id);
@@ -158,6 +171,7 @@ export function createBankDesk(o: DeskOptions): BankDesk {
           },
           gate: {
             async run<T2>(call: () => Promise<T2>): Promise<T2> {
+              if (!sending) throw closedGate();
               if (!token) {
                 try {
                   token = await acquire();
@@ -176,6 +190,7 @@ export function createBankDesk(o: DeskOptions): BankDesk {
       } finally {
         letGo();
         attempting.delete(id);
+        if (attempting.size === 0) onIdle?.();
       }
     },
     gate: () => ({
@@ -189,6 +204,27 @@ export function createBankDesk(o: DeskOptions): BankDesk {
       },
     }),
     inUse: () => book.size,
+    stopSending() {
+      if (!sending) return;
+      sending = false;
+      for (const w of book.drainWaiters()) {
+        clearTimeout(w.timer);
+        w.reject(closedGate());
+      }
+    },
+    async idle(ms: number): Promise<number[]> {
+      if (attempting.size > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, ms);
+          onIdle = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        onIdle = undefined;
+      }
+      return [...attempting];
+    },
     async close() {
       conn.markClosed();
       const stopped = pump.close();

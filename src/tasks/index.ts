@@ -8,6 +8,7 @@ import { rejectJob } from '../db/workers.js';
 import { PayloadError } from '../domain.js';
 import { createAlertTask } from './alert.js';
 import type { TaskContext } from './context.js';
+import type { JobsInHand } from './in-hand.js';
 import { createReconcileTask } from './reconcile.js';
 import { createRegisterTask } from './register.js';
 import { createStageTask } from './stage.js';
@@ -15,12 +16,14 @@ import { createSweepTask } from './sweep.js';
 import { createTransferTask } from './transfer.js';
 import { createWatchTask } from './watch.js';
 
-export function createTaskList(ctx: TaskContext): TaskList {
+/** `inHand`: counts every job while it runs (a stop waits for them). */
+export function createTaskList(ctx: TaskContext, inHand?: JobsInHand): TaskList {
   // A job that can never succeed (a payload that will never parse, a transfer
   // or account that does not exist) fails for good at once: it is recorded in
   // settlement.rejected_jobs, logged as an error and taken off the queue,
   // instead of being retried 25 times.
-  const guard = (t: Task): Task => async (payload, helpers) => {
+  const guard = (t: Task): Task => (payload, helpers) => (inHand ? inHand.run(() => guarded(t, payload, helpers)) : guarded(t, payload, helpers));
+  const guarded = async (t: Task, payload: unknown, helpers: Parameters<Task>[1]) => {
     try {
       return await t(payload, helpers);
     } catch (e) {

@@ -1,6 +1,6 @@
 import type { Job, Task } from 'graphile-worker';
 import { z } from 'zod';
-import type { TransferResult } from '../bank/port.js';
+import { GateClosedError, type TransferResult } from '../bank/port.js';
 import type { Claim } from '../domain.js';
 import type { Attempt } from '../desk/index.js';
 import { RetryLaterError } from '../domain.js';
@@ -48,6 +48,10 @@ async function attemptTransfer(ctx: TaskContext, a: Attempt, job: Job, id: numbe
   try {
     result = await ctx.bank.transfer(orderOf(claim), a.gate);
   } catch (e) {
+    // The worker is stopping: this attempt starts no new bank call. Its claim
+    // is released with the worker's pool (settlement.release_pool) and the
+    // next attempt asks the bank first; nothing is recorded here.
+    if (e instanceof GateClosedError) throw e;
     // Refused by our own checks before any request of this attempt left
     // (the order, or the client's validation of it): nothing was sent. With
     // no earlier attempt that may have reached the bank, the chunk fails for

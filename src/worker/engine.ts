@@ -19,17 +19,18 @@ export function engineSettings(concurrency: number, pollIntervalMs: number): Eng
     concurrency,
     maxPoolSize: concurrency + 4,
     pollInterval: pollIntervalMs,
-    // Fetch jobs in batches (one get_job round trip serves many payouts) and
-    // complete them in batches. A crash can then re-run a job that had
-    // finished; every task is idempotent, so that costs a no-op. A batch is a
-    // quarter of the concurrency: jobs fetched are this process's until it
-    // runs them, and at the end of a day the other processes should not sit
-    // idle beside a long local queue.
-    preset: { worker: { localQueue: { size: Math.max(1, Math.ceil(concurrency / 4)) }, completeJobBatchDelay: 0 } },
+    // No local queue: graphile-worker 0.17.3's LocalQueue, released while it
+    // holds jobs no worker has taken, throws ("Cannot background something
+    // when the queue is already released"); the pool's graceful shutdown then
+    // fails the jobs still running and leaves the held ones locked. Each job is
+    // fetched on its own (one get_job round trip); completions still go in
+    // batches. A crash can re-run a job that had finished; every task is
+    // idempotent, so that costs a no-op.
+    preset: { worker: { localQueue: { size: concurrency }, completeJobBatchDelay: 0 } },
   };
 }
 
 /** One line for people: what the engine runs with. */
 export function describeEngine(s: EngineSettings): string {
-  return `concurrency ${s.concurrency}, pool ${s.maxPoolSize}, poll ${s.pollInterval} ms, local queue ${s.preset.worker.localQueue.size}, completeJobBatchDelay ${s.preset.worker.completeJobBatchDelay} ms`;
+  return `concurrency ${s.concurrency}, pool ${s.maxPoolSize}, poll ${s.pollInterval} ms, local queue ${s.preset.worker.localQueue.size < 0 ? 'off' : s.preset.worker.localQueue.size}, completeJobBatchDelay ${s.preset.worker.completeJobBatchDelay} ms`;
 }

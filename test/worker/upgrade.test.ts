@@ -85,6 +85,9 @@ t.test('rolling upgrade: settle migrate while a worker pays a day; the old worke
   await waitFor('the new worker ready', async () => (await readyz(fresh)).status === 200, 30_000);
   old.child.kill('SIGTERM');
   t.equal(await old.exited, 0, 'the old worker stops cleanly');
+  t.same(old.logs.filter((l) => /"level":(5|6)0/.test(l)), [], 'with no error-level line');
+  t.equal(await db.oneFirst(sql.type(count)`select count(*) as n from settlement.transfers where claimed_by = ${old.poolId} and claimed_until is not null`), 0n,
+    'and leaves no claim behind (its transfers go to the new worker now, not after a lease)');
 
   await waitAllWithdrawn(db, [D], KINDS.length, 150_000);
   t.ok(fresh.child.exitCode === null, 'the new worker finished the day');
