@@ -111,7 +111,8 @@ export const envSchema = z.object({
   BANK_PER_CALL_LIMIT: moneyFromEnv('BANK_PER_CALL_LIMIT', 100_000n),
   BANK_MAX_IN_FLIGHT: positiveIntFromEnv('BANK_MAX_IN_FLIGHT', 50, 10_000),
   BANK_TIMEOUT_MS: positiveIntFromEnv('BANK_TIMEOUT_MS', 10_000, 600_000),
-  WORKER_CONCURRENCY: positiveIntFromEnv('WORKER_CONCURRENCY', 25, 1_000),
+  // Unset: from the sizing rule (see workerConcurrency below).
+  WORKER_CONCURRENCY: positiveIntFromEnv('WORKER_CONCURRENCY', 0, 1_000),
   WORKER_HEARTBEAT_MS: positiveIntFromEnv('WORKER_HEARTBEAT_MS', 5_000, 600_000),
   WORKER_DEAD_AFTER_MS: positiveIntFromEnv('WORKER_DEAD_AFTER_MS', 20_000, 3_600_000),
   WORKER_STOP_TIMEOUT_MS: positiveIntFromEnv('WORKER_STOP_TIMEOUT_MS', 25_000, 600_000),
@@ -338,7 +339,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxInFlight: e.BANK_MAX_IN_FLIGHT,
       timeoutMs: e.BANK_TIMEOUT_MS,
     },
-    workerConcurrency: e.WORKER_CONCURRENCY,
+    // The sizing rule: a process keeps about twice its share of the bank's
+    // cap busy (a claimed transfer waits behind every call in flight); with
+    // one process, its share is the whole cap.
+    workerConcurrency: e.WORKER_CONCURRENCY || Math.min(1_000, 2 * e.BANK_MAX_IN_FLIGHT),
     worker: { heartbeatMs: e.WORKER_HEARTBEAT_MS, deadAfterMs: e.WORKER_DEAD_AFTER_MS, pollIntervalMs: e.WORKER_POLL_INTERVAL_MS, stopTimeoutMs: e.WORKER_STOP_TIMEOUT_MS },
     timeZone: e.SETTLEMENT_TIMEZONE,
     logLevel: e.LOG_LEVEL,

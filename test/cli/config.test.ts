@@ -7,6 +7,10 @@ t.test('defaults', async (t) => {
   t.equal(c.timeZone, 'Asia/Seoul');
   t.equal(c.databaseUrl, undefined);
   t.equal(c.bank.maxInFlight, 50);
+  t.equal(c.workerConcurrency, 100, 'concurrency from the sizing rule: twice the bank cap for one process');
+  t.equal(loadConfig({ BANK_MAX_IN_FLIGHT: '8' }).workerConcurrency, 16, 'and it follows the cap');
+  t.equal(loadConfig({ BANK_MAX_IN_FLIGHT: '2000' }).workerConcurrency, 1000, 'up to the most WORKER_CONCURRENCY accepts');
+  t.equal(c.worker.stopTimeoutMs, 25_000, 'a stop waits 25 s at most for the jobs in hand');
   t.same(c.statementTimeoutMs, { worker: 60_000, desk: 60_000, command: 60_000 }, 'statement timeouts: 60 s for the worker pool, the desk and commands');
 });
 

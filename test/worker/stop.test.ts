@@ -89,3 +89,18 @@ t.test('a bank that does not answer cannot hold a stop: after WORKER_STOP_TIMEOU
   await sim.whenIdle();
   await checkInvariants(t, db, sim.url);
 });
+
+t.test('a worker with the default settings: concurrency from the sizing rule, no batch-size warning from graphile-worker, a quick and quiet stop', async (t) => {
+  const { url, db } = await freshDb(t);
+  const sim = await startSim(t);
+  const w = await spawnWorker(t, workerEnv(url, sim.url, { WORKER_CONCURRENCY: '', BANK_MAX_IN_FLIGHT: '' }));
+  const start = JSON.parse(w.logs.find((l) => l.includes('"event":"worker:start"'))!) as { concurrency: number; max_in_flight: number };
+  t.same([start.concurrency, start.max_in_flight], [100, 50], 'concurrency 100: twice the default cap of 50');
+  await db.query(sql.unsafe`select graphile_worker.add_job('watch', '{}'::json)`);
+  await waitFor('the job run', async () => (await db.oneFirst(sql.type(count)`select count(*) as n from graphile_worker.jobs`)) === 0n, 30_000);
+  w.child.kill('SIGTERM');
+  t.equal(await w.exited, 0, 'it exits 0');
+  t.notOk(w.logs.some((l) => /batch size/i.test(l)), 'graphile-worker did not warn about its batch size');
+  t.same(w.logs.filter((l) => /"level":(40|50|60)/.test(l) && !l.includes('"event":"sim:in_process"')), [], 'no warning or error in its log');
+  t.same(await held(db, w.poolId), { claims: 0n, jobs: 0n, registered: 0n }, 'nothing held');
+});
