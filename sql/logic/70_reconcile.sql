@@ -63,6 +63,40 @@ join settlement.accounts a on a.account_no = v.account_no
 where x.ymd is not null and a.bank_code in ('011', '012');
 comment on view settlement.reconcile_scope is 'The (account, date) statements each (business_date, kind) is reconciled against.';
 
+-- The watch: evidence of a reconciled day can come later, on a date no
+-- other day reads (the bank cancels one of its payouts, books one of its
+-- numbers late or twice, money with no reference lands on its settlement
+-- account), or on one of its own dates after a read that was made before
+-- the date was over (a negative grace). For config.statement_watch after the
+-- last date its transfers were sent on, a reconciled (done or blocked) day's
+-- settlement account is watched on every date from its first: each date's
+-- statement is read once the date is over (statements_to_read), and the
+-- lines no day has matched are matched by the same rules (match_watch); a
+-- line that belongs to the watched day is a break of that day, which reopens
+-- it (breaks_reopen_day). Every payout and withdrawal moves money on the
+-- settlement account, so its cancellation or second booking shows there:
+-- loan and corporate accounts are not watched (their statements carry other
+-- business). Only days of the last statement_watch + 1 day are looked at.
+create or replace view settlement.watch_scope as
+with days as (
+  select s.business_date, s.kind, s.bncd, s.acno, min(s.ymd) as first_ymd, max(s.ymd) as last_ymd
+  from settlement.config c
+  join settlement.reconcile_scope s
+    on c.id and c.statement_watch > interval '0'
+   and s.business_date >= (settlement_meta.now() at time zone 'Asia/Seoul')::date - c.statement_watch - interval '1 day'
+  join settlement.stage_runs r on r.business_date = s.business_date and r.kind = s.kind and r.stage = 'reconcile' and r.state in ('done', 'blocked')
+  where s.role = 'settlement'
+  group by 1, 2, 3, 4)
+select d.business_date, d.kind, d.bncd, d.acno, to_char(g, 'YYYYMMDD') as ymd
+from days d
+cross join settlement.config c
+cross join lateral generate_series(to_date(d.first_ymd, 'YYYYMMDD')::timestamp,
+                                   least(to_date(d.last_ymd, 'YYYYMMDD') + c.statement_watch,
+                                         to_date(settlement.bank_ymd(), 'YYYYMMDD')::timestamp),
+                                   interval '1 day') g
+where c.id;
+comment on view settlement.watch_scope is 'The statement watch: per reconciled day, its settlement account on every date from its first to config.statement_watch after its last (up to today, KST).';
+
 -- Two rules of when and how reads count:
 --
 -- 1. A statement read proves something about a transfer only if it was made
@@ -237,7 +271,12 @@ language sql stable as $$
     from settlement.transfers t
     cross join lateral settlement.unresolved_read_need(t) n
     where t.state = 'sending' and t.unresolved_since is not null and t.tsymd is not null and n.bncd in ('011', '012')
-      and n.read_after <= settlement_meta.now())
+      and n.read_after <= settlement_meta.now()
+    union all
+    -- the watch: each date once it is over (whatever the grace), read after that
+    select w.bncd, w.acno, w.ymd, settlement.bookings_end(w.ymd)
+    from settlement.watch_scope w
+    where settlement.bookings_end(w.ymd) <= settlement_meta.now())
   select n.bncd, n.acno, n.ymd, least(settlement.ymd_add(n.ymd, 1), settlement.bank_ymd()), settlement_meta.now()
   from needed n
   where settlement_meta.now() >= settlement.statement_final_at(n.ymd)
@@ -245,7 +284,7 @@ language sql stable as $$
   group by n.bncd, n.acno, n.ymd
   order by n.ymd, n.bncd, n.acno
 $$;
-comment on function settlement.statements_to_read is 'Reconcile task: the (Bncd, Acno, date) statements to read now (final, and not read since the transfers they prove settled), the end of the range to ask for, and asked_at: pass it to record_statement.';
+comment on function settlement.statements_to_read is 'Reconcile task: the (Bncd, Acno, date) statements to read now (final, and not read since the transfers they prove settled; the watch''s dates once over), the end of the range to ask for, and asked_at: pass it to record_statement.';
 
 create or replace function settlement.record_statement(p_bncd text, p_acno text, p_ymd text, p_to_ymd text, p_lines jsonb, p_asked_at timestamptz default null)
 returns integer
@@ -343,11 +382,6 @@ end $$;
 -- given (account, date) scope: a line is matched once, whichever day runs first.
 create or replace function settlement.match_lines(p_date date, p_kind settlement.kind) returns integer
 language plpgsql as $$
-declare
-  v_n integer := 0;
-  v_k integer;
-  c record;
-  o bigint;
 begin
   create temporary table if not exists pg_temp.rec_lines (id bigint primary key) on commit drop;
   truncate pg_temp.rec_lines;
@@ -356,7 +390,20 @@ begin
   join settlement.statement_lines l on l.bncd = s.bncd and l.acno = s.acno and l.trdd in (s.ymd, settlement.ymd_add(s.ymd, 1))
   where s.business_date = p_date and s.kind = p_kind
     and not exists (select 1 from settlement.line_matches m where m.line_id = l.id);
+  return settlement.match_line_set();
+end $$;
 
+-- The matching rule (the header of this file) for the lines in
+-- pg_temp.rec_lines (none of them matched yet): a day's (match_lines) or the
+-- watch's (match_watch). Returns how many lines it matched.
+create or replace function settlement.match_line_set() returns integer
+language plpgsql as $$
+declare
+  v_n integer := 0;
+  v_k integer;
+  c record;
+  o bigint;
+begin
   -- 1. By reference (Ccyn 0): the first line per (account, reference) is the match.
   insert into settlement.line_matches (line_id, rule, transfer_id, is_tuno)
   select x.id, case when x.n = 1 and not x.taken then 'reference' else 'duplicate' end, x.transfer_id, x.ref_is_tuno
@@ -508,30 +555,26 @@ comment on function settlement.decide_unresolved is 'Reconcile task: decides unr
 ------------------------------------------------------------------------------
 -- Breaks: a transfer's side checked only against a read made after it
 -- settled (the stage waits for one; this is the same rule, kept here too).
-create or replace function settlement.detect_breaks(p_date date, p_kind settlement.kind) returns void
+-- Orphans and cancellations among the lines of pg_temp.break_lines (each
+-- with the day and kind that owns it when line_owner knows none: the
+-- watch's), for the day (p_date, p_kind) and for days already reconciled
+-- (late evidence: a break of that day, which breaks_reopen_day reopens).
+create or replace function settlement.detect_line_breaks(p_date date, p_kind settlement.kind) returns void
 language plpgsql as $$
 declare
   r record;
   v_id bigint;
 begin
   -- Orphans: lines of ours that name no succeeded transfer's current number.
-  -- Only the lines of (D, K)'s statements (its scope's accounts on its dates
-  -- and the day after, as match_lines) can belong to (D, K): the candidates
-  -- are taken from those first, and line_owner (which says which day and kind
-  -- a line belongs to) runs for them alone, not for every line ever matched.
   for r in
-    with candidates as materialized (
-      select distinct l.id
-      from settlement.reconcile_scope s
-      join settlement.statement_lines l on l.bncd = s.bncd and l.acno = s.acno and l.trdd in (s.ymd, settlement.ymd_add(s.ymd, 1))
-      where s.business_date = p_date and s.kind = p_kind)
     select l.*, m.rule, m.is_tuno as m_is_tuno, t.id as t_id, t.is_tuno as t_is_tuno, t.state as t_state, o.business_date as d, o.kind as k, a.account_no
-    from candidates c
+    from pg_temp.break_lines c
     join settlement.line_matches m on m.line_id = c.id
     join settlement.statement_lines l on l.id = m.line_id
     left join settlement.transfers t on t.id = m.transfer_id
     join settlement.accounts a on a.account_no = l.acno and a.bank_code = l.bncd
-    cross join lateral settlement.line_owner(l.id) o
+    cross join lateral (select coalesce(lo.business_date, c.owner_date) as business_date, coalesce(lo.kind, c.owner_kind) as kind
+                        from settlement.line_owner(l.id) lo) o
     where m.rule in ('reference', 'duplicate', 'unknown')
       and (m.rule <> 'reference' or t.id is null or m.is_tuno <> t.is_tuno or t.state in ('pending', 'failed'))
       and ((o.business_date = p_date and o.kind = p_kind) or settlement.stage_state_of(o.business_date, o.kind, 'reconcile') in ('done', 'blocked'))
@@ -566,13 +609,34 @@ begin
                 case when ol.id is not null then format(' of line %s (Tuno %s)', ol.id, ol.tuno)
                      when l.ref_is_tuno is not null then format(' naming DS%s, with no original line found', l.ref_is_tuno)
                      else ': the line has no reference to its original (an amount is not proof); a person pairs it' end)
-  from settlement.line_matches m
+  from pg_temp.break_lines c
+  join settlement.line_matches m on m.line_id = c.id
   join settlement.statement_lines l on l.id = m.line_id
   left join settlement.statement_lines ol on ol.id = m.cancels_line_id
-  cross join lateral settlement.line_owner(coalesce(ol.id, l.id)) o
-  where m.rule = 'cancellation'
+  cross join lateral (select coalesce(lo.business_date, c.owner_date) as business_date, coalesce(lo.kind, c.owner_kind) as kind
+                      from settlement.line_owner(coalesce(ol.id, l.id)) lo) o
+  where m.rule = 'cancellation' and o.business_date is not null
     and ((o.business_date = p_date and o.kind = p_kind) or settlement.stage_state_of(o.business_date, o.kind, 'reconcile') in ('done', 'blocked'))
   on conflict do nothing;
+
+end $$;
+
+create or replace function settlement.detect_breaks(p_date date, p_kind settlement.kind) returns void
+language plpgsql as $$
+begin
+  -- Orphans and cancellations: only the lines of (D, K)'s statements (its
+  -- scope's accounts on its dates and the day after, as match_lines) can
+  -- belong to (D, K): the candidates are taken from those first, and
+  -- line_owner (which says which day and kind a line belongs to) runs for
+  -- them alone, not for every line ever matched.
+  create temporary table if not exists pg_temp.break_lines (id bigint primary key, owner_date date, owner_kind settlement.kind) on commit drop;
+  truncate pg_temp.break_lines;
+  insert into pg_temp.break_lines (id)
+  select distinct l.id
+  from settlement.reconcile_scope s
+  join settlement.statement_lines l on l.bncd = s.bncd and l.acno = s.acno and l.trdd in (s.ymd, settlement.ymd_add(s.ymd, 1))
+  where s.business_date = p_date and s.kind = p_kind;
+  perform settlement.detect_line_breaks(p_date, p_kind);
 
   -- Each succeeded transfer of (D, K): one line with the right direction and
   -- amount on each side whose statement was read after the transfer settled.
@@ -593,6 +657,56 @@ begin
     and settlement.read_after(a.bank_code, a.account_no, t.tsymd, least(t.settled_at, settlement.bookings_end(t.tsymd)))
   on conflict do nothing;
 end $$;
+
+-- The watch's matcher (see watch_scope): the lines of watched (account,
+-- date)s read after the date was over that no day has matched, except those
+-- an open day's reconcile will match (its scope's accounts on its dates and
+-- the day after), by the same rules; then the breaks of the days they belong
+-- to. One matcher at a time (the matcher lock; busy: nothing now, the next
+-- reconcile run does it). Returns the lines it matched.
+create or replace function settlement.match_watch() returns integer
+language plpgsql as $$
+declare
+  v_n integer;
+begin
+  if not pg_try_advisory_xact_lock(settlement.matcher_lock_key()) then
+    return 0;
+  end if;
+  create temporary table if not exists pg_temp.break_lines (id bigint primary key, owner_date date, owner_kind settlement.kind) on commit drop;
+  truncate pg_temp.break_lines;
+  insert into pg_temp.break_lines (id, owner_date, owner_kind)
+  select distinct on (l.id) l.id, w.business_date, w.kind
+  from settlement.watch_scope w
+  join settlement.statement_lines l on l.bncd = w.bncd and l.acno = w.acno and l.trdd = w.ymd
+  where settlement.read_after(w.bncd, w.acno, w.ymd, settlement.bookings_end(w.ymd))
+    and not exists (select 1 from settlement.line_matches m where m.line_id = l.id)
+    and not exists (select 1 from settlement.reconcile_scope s
+                    join settlement.stage_runs r on r.business_date = s.business_date and r.kind = s.kind and r.stage = 'reconcile' and r.state not in ('done', 'blocked')
+                    where s.bncd = l.bncd and s.acno = l.acno and l.trdd in (s.ymd, settlement.ymd_add(s.ymd, 1)))
+  -- the latest watched day before the line owns it
+  order by l.id, w.business_date desc, w.kind;
+  if not found then
+    return 0;
+  end if;
+  create temporary table if not exists pg_temp.rec_lines (id bigint primary key) on commit drop;
+  truncate pg_temp.rec_lines;
+  insert into pg_temp.rec_lines select id from pg_temp.break_lines;
+  v_n := settlement.match_line_set();
+  perform settlement.detect_line_breaks(null, null);
+  return v_n;
+end $$;
+comment on function settlement.match_watch is 'Reconcile task: matches the new lines of the watched statements (settlement.watch_scope) no day matches, and opens the breaks of the reconciled days they belong to (late evidence reopens a day). Returns the lines matched.';
+
+create or replace function settlement.configure_statement_watch(p_watch interval) returns void
+language plpgsql as $$
+begin
+  if p_watch is null or p_watch < interval '0' or p_watch > interval '366 days' then
+    perform settlement.raise_error('ST024', format('configure_statement_watch: the watch must be an interval from 0 to 366 days (got %s)', coalesce(p_watch::text, 'null')));
+  end if;
+  update settlement.config set statement_watch = p_watch, updated_at = settlement_meta.now() where id;
+  perform settlement.audit('configure_statement_watch', jsonb_build_object('statement_watch', p_watch::text));
+end $$;
+comment on function settlement.configure_statement_watch is 'Operator: how long after its last date a reconciled day''s settlement account is watched for late evidence (0: not at all; at most 366 days). ST024 otherwise. Audited.';
 
 ------------------------------------------------------------------------------
 -- The stage: matches only when every statement of the day's scope was

@@ -52,6 +52,7 @@ begin
       'change_list(boolean, integer)',
       'configure(text, bigint, integer)',
       'configure_reconcile(interval)',
+      'configure_statement_watch(interval)',
       'decide_transfer(bigint, boolean, text)',
       'enqueue_stage(settlement.stage, date, settlement.kind)',
       'is_in(text)',
@@ -82,6 +83,7 @@ begin
       'give_bank_slots(integer[])',
       'krw(bigint)',
       'local_time(timestamptz)',
+      'match_watch()',
       'open_days()',
       'problems()',
       'record_fin_account(text, text, text, text)',
@@ -121,7 +123,7 @@ end $$;
 -- The views (re-created by the files before this one).
 grant select on settlement.bank_vs_statement, settlement.daily_status, settlement.day_facts, settlement.day_verdicts,
   settlement.day_report, settlement.day_report_kinds, settlement.journal_export, settlement.ledger_balances, settlement.payout_failures, settlement.reconcile_scope, settlement.reconciliation_breaks,
-  settlement.verdict to settlement_viewer;
+  settlement.verdict, settlement.watch_scope to settlement_viewer;
 grant select on settlement.bank_vs_statement, settlement.daily_status, settlement.ledger_balances,
-  settlement.payout_failures, settlement.reconcile_scope, settlement.reconciliation_breaks to settlement_operator;
+  settlement.payout_failures, settlement.reconcile_scope, settlement.reconciliation_breaks, settlement.watch_scope to settlement_operator;
 grant select on settlement.day_facts, settlement.day_verdicts, settlement.reconciliation_breaks, settlement.verdict to settlement_worker;

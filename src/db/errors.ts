@@ -24,6 +24,7 @@ export const SQLSTATE = {
   ST021: 'break_not_found',
   ST022: 'invalid_reconcile_after',
   ST023: 'invalid_statement',
+  ST024: 'invalid_statement_watch',
   ST030: 'amount_over_limit',
   ST031: 'date_out_of_window',
   ST032: 'invalid_source_ref',

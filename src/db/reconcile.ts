@@ -38,6 +38,20 @@ export function decideUnresolved(db: CommonQueryMethods): Promise<readonly z.inf
   return wrap(db.any(sql.type(decision)`select transfer_id, is_tuno, decision from settlement.decide_unresolved()`));
 }
 
+/**
+ * The statement watch: matches the new lines of the watched statements of
+ * reconciled days (settlement.watch_scope) and opens the breaks of the days
+ * they belong to. Returns how many lines it matched (0 also when another
+ * reconcile holds the matcher: the next run does it).
+ */
+export function matchWatch(db: CommonQueryMethods): Promise<number> {
+  return wrap(db.oneFirst(sql.type(z.object({ n: z.number() }))`select settlement.match_watch() as n`));
+}
+
+export async function configureStatementWatch(db: CommonQueryMethods, watch: string): Promise<void> {
+  await wrap(db.query(sql.type(voidRow)`select settlement.configure_statement_watch(${watch}::interval)`));
+}
+
 const breakRow = z.object({
   id: z.bigint(), business_date: z.string(), kind: kindSchema, problem: z.enum(['missing_line', 'orphan', 'mismatch', 'cancelled']),
   transfer_id: z.bigint().nullable(), is_tuno: z.string().nullable(), account_no: z.string().nullable(), amount: z.bigint(), detail: z.string(),

@@ -1,6 +1,6 @@
 import type { Task } from 'graphile-worker';
 import { z } from 'zod';
-import { decideUnresolved } from '../db/reconcile.js';
+import { decideUnresolved, matchWatch } from '../db/reconcile.js';
 import { openDays, runStage } from '../db/stages.js';
 import { dateSchema, kindSchema } from '../domain.js';
 import { cronMeta, parsePayload, type TaskContext } from './context.js';
@@ -13,7 +13,9 @@ const payloadSchema = z.object({ date: dateSchema.optional(), kind: kindSchema.o
  * days waiting for reconcile and of transfers whose outcome is unresolved),
  * lets the statements decide the unresolved transfers (settlement.decide_unresolved:
  * booked -> succeeded; not on the final statement -> re-planned under a new
- * IsTuno), then runs the reconcile stage, which matches in one transaction.
+ * IsTuno), matches what the statement watch read for days already
+ * reconciled (settlement.match_watch: late evidence reopens its day), then
+ * runs the reconcile stage, which matches in one transaction.
  */
 export function createReconcileTask(ctx: TaskContext): Task {
   return async (raw, helpers) => {
@@ -25,6 +27,9 @@ export function createReconcileTask(ctx: TaskContext): Task {
       log.warn({ event: 'reconcile:decided', transfer_id: d.transfer_id.toString(), is_tuno: d.is_tuno, decision: d.decision },
         `transfer ${d.transfer_id} (${d.is_tuno}) decided by the statement: ${d.decision}`);
     }
+    // Late evidence of reconciled days on the statements the watch read: breaks of those days (which reopens them).
+    const watched = await matchWatch(ctx.db);
+    if (watched > 0) log.warn({ event: 'reconcile:watch', lines: watched }, `the statement watch matched ${watched} new line(s) of reconciled days`);
     const days = p.date && p.kind ? [{ business_date: p.date, kind: p.kind }]
       : (await openDays(ctx.db)).filter((d) => (!p.date || d.business_date === p.date) && (!p.kind || d.kind === p.kind));
     for (const d of days) {

@@ -331,6 +331,8 @@ async function reconcileTask(w: World): Promise<string> {
   const notes: string[] = [];
   notes.push(await readNeeded(w));
   notes.push(`decide ${await decide(w)}`);
+  const watched = (await w.q(`select settlement.match_watch() as n`)).rows[0].n as number;
+  if (watched > 0) notes.push(`watch matched ${watched}`);
   const days = await w.q(`select business_date::text as d, kind::text as k from settlement.open_days()`);
   for (const d of days.rows) notes.push(`reconcile ${d.d}: ${await sqlStep(w, `select outcome, detail from settlement.run_stage('reconcile', $1::date, $2)`, [d.d, d.k])}`);
   return notes.join('; ');
@@ -436,6 +438,9 @@ async function exec(w: World, text: string, setup: Setup): Promise<string | null
       return sqlStep(w, `select * from settlement.retry_day($1::date)`, [a1]);
     case 'resolve':
       return sqlStep(w, `select settlement.resolve_break($1, 'explained by the explorer''s operator')`, [Number(a1!.slice(1))]);
+    case 'watch':
+      // Only in hand-written schedules (never chosen at random): the statement watch's length, e.g. `watch 0` (off).
+      return sqlStep(w, `select settlement.configure_statement_watch(make_interval(days => $1::int))`, [Number(a1)]);
     case 'pause':
       return sqlStep(w, `select settlement.pause(null, 'explorer: the bank announced maintenance')`, []);
     case 'resume':
@@ -569,6 +574,7 @@ async function drain(w: World, setup: Setup, step: (text: string, note: string) 
     const next = await w.q(`select extract(epoch from min(x.at)) * 1000 as at from (
         select settlement.statement_final_at(y.ymd) as at
         from (select tsymd as ymd from settlement.transfers union select tsymd from settlement.transfer_attempts) y where y.ymd is not null
+        union all select settlement.bookings_end(ymd) from settlement.watch_scope
         union all select claimed_until from settlement.transfers where state in ('pending', 'sending')) x
       where x.at > settlement_meta.now()`);
     const at = next.rows[0].at === null ? null : Number(next.rows[0].at);
@@ -750,9 +756,12 @@ async function checkSettled(w: World, history: Map<number, Set<string>>): Promis
     return { invariant: 'bank-known', detail: `the bank booked ${bt.amount} KRW under ${bt.isTuno} (transfer ${tid}, now ${t.state} under ${t.is_tuno}); no succeeded transfer and no break knows it` };
   }
   // Bank balances = ledger balances + suspense, to the won (a difference only where a break says why).
-  // The dates the product reconciles: every date a transfer of ours was sent on, and the day after (a late booking).
-  const sent = await w.q(`select distinct d.ymd from (select tsymd as ymd from settlement.transfers union select tsymd from settlement.transfer_attempts) x
-    cross join lateral (values (x.ymd), (settlement.ymd_add(x.ymd, 1))) d(ymd) where x.ymd is not null`);
+  // The dates the product answers for: every date from the first a transfer of ours was sent on to
+  // today (the days' own dates, the day after each, and the statement watch's dates after them).
+  const sent = await w.q(`select to_char(g, 'YYYYMMDD') as ymd from (select min(ymd) as first from (select tsymd as ymd from settlement.transfers
+      union select tsymd from settlement.transfer_attempts) x) f
+    cross join lateral generate_series(to_date(f.first, 'YYYYMMDD')::timestamp, to_date(settlement.bank_ymd(), 'YYYYMMDD')::timestamp, interval '1 day') g
+    where f.first is not null`);
   const dates = new Set<string>(sent.rows.map((r) => r.ymd as string));
   for (const acno of [SETTLE, CORP, ...LOANS]) {
     const bank = w.bankMovement(acno, dates);
