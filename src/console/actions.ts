@@ -1,9 +1,8 @@
 import type http from 'node:http';
+import pg from 'pg';
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
-import { approveChange, rejectChange } from '../db/changes.js';
 import { SettlementError, sqlstateOf, toSettlementError } from '../db/errors.js';
-import { createDbPool } from '../db/pool.js';
 import { asOperator, pause, resume, retryDay } from '../db/operations.js';
 import { dateSchema, kindSchema } from '../domain.js';
 import { clearCookie, createThrottle, sameOrigin, sameSecret, sessionCookie, userOfToken, type Session, type Sessions } from './auth.js';
@@ -65,7 +64,7 @@ export function actionRoutes(o: ConsoleOptions & {
    * console user) and the password typed, for this one call. The console's
    * own login never approves (it is settlement_shared: ST090).
    */
-  async function asOwnLogin<T>(s: Session, f: URLSearchParams, reason: string, fn: (q: CommonQueryMethods) => Promise<T>): Promise<T> {
+  async function asOwnLogin(s: Session, f: URLSearchParams, reason: string, call: { text: string; values: unknown[] }): Promise<void> {
     const password = f.get('password') ?? '';
     if (!password) throw new SettlementError('own_login_required', 'ST091', `a change is decided with your own database login: type the password of the database login ${s.user.name}`);
     if (!o.databaseUrl) throw new SettlementError('own_login_required', 'ST091', 'this console does not know its database URL: decide changes with `settle change approve|reject` under your own login');
@@ -74,23 +73,33 @@ export function actionRoutes(o: ConsoleOptions & {
     const u = new URL(o.databaseUrl);
     u.username = s.user.name;
     u.password = password;
-    const own = await createDbPool(u.toString(), { maximumPoolSize: 1, applicationName: `settle-console:${s.user.name}`, statementTimeoutMs: 5_000 });
+    u.searchParams.set('application_name', `settle-console:${s.user.name}`);
+    // One connection, one attempt (a pool would retry a wrong password), one transaction.
+    const c = new pg.Client({ connectionString: u.toString(), statement_timeout: 5_000, connectionTimeoutMillis: 5_000 });
+    c.on('error', () => undefined);
     try {
-      const r = await own.transaction(async (tx) => {
-        await tx.query(sql.unsafe`select set_config('settlement.reason', ${reason}, true)`);
-        return fn(tx);
-      });
-      ownLoginThrottle.succeeded(s.user.name);
-      return r;
-    } catch (e) {
-      const state = sqlstateOf(e);
-      if (state === '28P01' || state === '28000') {
-        ownLoginThrottle.failed(s.user.name);
-        throw new SettlementError('own_login_refused', 'ST092', `the database refused the login ${s.user.name} with that password (${state}); nothing changed`);
+      try {
+        await c.connect();
+      } catch (e) {
+        const state = sqlstateOf(e);
+        if (state === '28P01' || state === '28000') {
+          ownLoginThrottle.failed(s.user.name);
+          throw new SettlementError('own_login_refused', 'ST092', `the database refused the login ${s.user.name} with that password (${state}); nothing changed`);
+        }
+        throw e;
       }
-      throw e;
+      ownLoginThrottle.succeeded(s.user.name);
+      await c.query('begin');
+      try {
+        await c.query(`select set_config('settlement.reason', $1, true)`, [reason]);
+        await c.query(call.text, call.values);
+        await c.query('commit');
+      } catch (e) {
+        await c.query('rollback').catch(() => undefined);
+        throw toSettlementError(e);
+      }
     } finally {
-      await own.end().catch(() => undefined);
+      await c.end().catch(() => undefined);
     }
   }
   const changeId = (f: URLSearchParams) => {
@@ -132,13 +141,13 @@ export function actionRoutes(o: ConsoleOptions & {
       const c = await db.maybeOne(sql.type(z.object({ proposed_by: z.string() }))`select proposed_by from settlement.changes where id = ${id.toString()}::bigint`);
       if (!c) throw new SettlementError('change_not_found', 'ST061', `no change #${id}`);
       if (c.proposed_by === s.user.name) throw new SettlementError('change_needs_another_person', 'ST064', `change #${id} was proposed by ${s.user.name}: another operator must approve it`);
-      await asOwnLogin(s, f, r, (q) => approveChange(q, id, r));
+      await asOwnLogin(s, f, r, { text: 'select settlement.approve_change($1::bigint, $2) as after', values: [id.toString(), r] });
       return { back: '/changes', text: `Change #${id} approved and applied (proposed by ${c.proposed_by}, approved by ${s.user.name}).` };
     },
     async 'reject-change'(f, s) {
       const id = changeId(f);
       const r = decisionReason(f, 'reject');
-      await asOwnLogin(s, f, r, (q) => rejectChange(q, id, r));
+      await asOwnLogin(s, f, r, { text: 'select settlement.reject_change($1::bigint, $2)', values: [id.toString(), r] });
       return { back: '/changes', text: `Change #${id} rejected by ${s.user.name}.` };
     },
     async enqueue(f, s) {
