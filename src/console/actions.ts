@@ -41,7 +41,9 @@ async function readForm(req: http.IncomingMessage): Promise<URLSearchParams> {
  * The console's only writes: the operator functions of sql/0021_operations.sql
  * (retry_day, pause, resume, enqueue_stage), each in one transaction whose
  * audit records the reason typed on the page (settlement.reason), under the
- * console's database login and application_name settle-console.
+ * console's database login and application_name settle-console; and the
+ * decisions on proposed changes (approve_change, reject_change), made under
+ * the person's OWN database login (README "Security").
  */
 export function actionRoutes(o: ConsoleOptions & {
   sessions: Sessions;
