@@ -23,7 +23,9 @@
 -- Errors: ST040 no reason, ST060 a change that is not valid or cannot apply,
 -- ST061 no such change, ST062 not pending (applied or rejected), ST063
 -- expired, ST064 the proposer approving, ST065 the row changed since the
--- proposal, ST066 add_loan_account with an invalid or conflicting account.
+-- proposal, ST066 add_loan_account with an invalid or conflicting account,
+-- ST090 approving as a shared login (a member of settlement_shared: the
+-- console's database login; README "Security").
 
 -- What each target is: its table, its key columns, the columns a change may set.
 create or replace function settlement.change_target(p_target text, out tbl text, out keys text[], out cols text[])
@@ -273,6 +275,10 @@ begin
   if c.proposed_by = session_user then
     perform settlement.raise_error('ST064', format('approve_change: change #%s was proposed by %s; another login must approve it', c.id, c.proposed_by));
   end if;
+  -- A login many people share (the console's) is no second person.
+  if pg_has_role(session_user, 'settlement_shared', 'member') then
+    perform settlement.raise_error('ST090', format('approve_change: %s is a shared login (settlement_shared, e.g. the console''s); approve with your own database login', session_user));
+  end if;
   perform pg_advisory_xact_lock(727022, hashtext(c.target));
   v_now := settlement.change_row(c.target, c.change);
   if v_now is distinct from c.before then
@@ -289,7 +295,7 @@ begin
                                   format('%s proposed by %s, approved and applied by %s: %s', settlement.change_summary(c), c.proposed_by, c.decided_by, v_reason));
   return v_after;
 end $$;
-comment on function settlement.approve_change is 'Operator: applies a pending change proposed by another login, if not expired and its row is still what was proposed; in one transaction with its audit row (before, after, both people). ST040, ST061-ST065.';
+comment on function settlement.approve_change is 'Operator: applies a pending change proposed by another login, if not expired and its row is still what was proposed; never by a shared login (settlement_shared, ST090); in one transaction with its audit row (before, after, both people). ST040, ST061-ST065, ST090.';
 
 create or replace function settlement.reject_change(id bigint, reason text default null) returns void
 language plpgsql as $$

@@ -112,3 +112,25 @@ language sql stable as $$
   from settlement.config c where c.id
 $$;
 comment on function settlement.console_bank is 'Console: bank-call slots in use (leases not expired) against max_in_flight, and the shared settings.';
+
+-- The Changes page (/changes): pending proposals, then the latest decided and
+-- expired ones, newest first, with times in the settlement time zone and how
+-- long ago each was proposed / how long until it expires (the database's
+-- clock). Reads settlement.changes, so it is the operators' (the rows hold
+-- account numbers and FinAcnos; the page masks them).
+create or replace function settlement.console_changes(p_limit integer default 50)
+returns table (id bigint, target text, state text, needs_two boolean, change jsonb, reason text, before jsonb, after jsonb,
+               proposed_by text, proposed_at text, age_seconds double precision, expires_at text, expires_in_seconds double precision,
+               decided_by text, decided_at text, decision_reason text)
+language sql stable as $$
+  select c.id, c.target,
+         case when c.state = 'pending' and c.expires_at <= settlement_meta.now() then 'expired' else c.state end,
+         c.needs_two, c.change, c.reason, c.before, c.after, c.proposed_by, settlement.console_time(c.proposed_at),
+         extract(epoch from settlement_meta.now() - c.proposed_at)::float8, settlement.console_time(c.expires_at),
+         extract(epoch from c.expires_at - settlement_meta.now())::float8,
+         c.decided_by, settlement.console_time(c.decided_at), c.decision_reason
+  from settlement.changes c
+  order by (c.state = 'pending' and c.expires_at > settlement_meta.now()) desc, c.id desc
+  limit least(greatest(coalesce(p_limit, 50), 1), 500)
+$$;
+comment on function settlement.console_changes is 'Console: changes of the reference data, pending first, then the latest decided or expired; times in the settlement time zone, age and time to expiry in seconds.';

@@ -50,6 +50,7 @@ begin
       'after_restore(text)',
       'approve_change(bigint, text)',
       'change_list(boolean, integer)',
+      'console_changes(integer)',
       'configure(text, bigint, integer)',
       'configure_reconcile(interval)',
       'configure_statement_watch(interval)',

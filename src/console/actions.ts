@@ -1,10 +1,11 @@
 import type http from 'node:http';
+import pg from 'pg';
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
-import { toSettlementError } from '../db/errors.js';
+import { SettlementError, sqlstateOf, toSettlementError } from '../db/errors.js';
 import { asOperator, pause, resume, retryDay } from '../db/operations.js';
 import { dateSchema, kindSchema } from '../domain.js';
-import { clearCookie, sameOrigin, sameSecret, sessionCookie, userOfToken, type createThrottle, type Session, type Sessions } from './auth.js';
+import { clearCookie, createThrottle, sameOrigin, sameSecret, sessionCookie, userOfToken, type Session, type Sessions } from './auth.js';
 import { stageNames } from './data.js';
 import { html, maskDigits, type Html } from './html.js';
 import { page } from './layout.js';
@@ -40,7 +41,9 @@ async function readForm(req: http.IncomingMessage): Promise<URLSearchParams> {
  * The console's only writes: the operator functions of sql/0021_operations.sql
  * (retry_day, pause, resume, enqueue_stage), each in one transaction whose
  * audit records the reason typed on the page (settlement.reason), under the
- * console's database login and application_name settle-console.
+ * console's database login and application_name settle-console; and the
+ * decisions on proposed changes (approve_change, reject_change), made under
+ * the person's OWN database login (README "Security").
  */
 export function actionRoutes(o: ConsoleOptions & {
   sessions: Sessions;
@@ -53,6 +56,65 @@ export function actionRoutes(o: ConsoleOptions & {
     page('Refused', { here: '/' }, html`<h1>Refused</h1><p class="flash error" role="alert" id="refused">${text}</p><p><a href="/">Back to the days</a></p>`);
   /** The operator function runs in one transaction whose audit names the person: application_name settle-console:<name>. */
   const audited = <T>(s: Session, reason: string, fn: (q: CommonQueryMethods) => Promise<T>) => asOperator(db, reason, fn, { applicationName: `settle-console:${s.user.name}` });
+
+  // Wrong database passwords typed on the Changes page, per console user (the page must not be a password oracle).
+  const ownLoginThrottle = createThrottle({ now: o.now, free: 3 });
+
+  /**
+   * A decision on a change, made as the person: one connection with the
+   * console's URL but the person's own database login (named like their
+   * console user) and the password typed, for this one call. The console's
+   * own login never approves (it is settlement_shared: ST090).
+   */
+  async function asOwnLogin(s: Session, f: URLSearchParams, reason: string, call: { text: string; values: unknown[] }): Promise<void> {
+    const password = f.get('password') ?? '';
+    if (!password) throw new SettlementError('own_login_required', 'ST091', `a change is decided with your own database login: type the password of the database login ${s.user.name}`);
+    if (!o.databaseUrl) throw new SettlementError('own_login_required', 'ST091', 'this console does not know its database URL: decide changes with `settle change approve|reject` under your own login');
+    const wait = ownLoginThrottle.wait(s.user.name);
+    if (wait > 0) throw new SettlementError('own_login_refused', 'ST092', `too many wrong database passwords for ${s.user.name}: try again in ${Math.ceil(wait / 1000)} s`);
+    const u = new URL(o.databaseUrl);
+    u.username = s.user.name;
+    u.password = password;
+    u.searchParams.set('application_name', `settle-console:${s.user.name}`);
+    // One connection, one attempt (a pool would retry a wrong password), one transaction.
+    const c = new pg.Client({ connectionString: u.toString(), statement_timeout: 5_000, connectionTimeoutMillis: 5_000 });
+    c.on('error', () => undefined);
+    try {
+      try {
+        await c.connect();
+      } catch (e) {
+        const state = sqlstateOf(e);
+        if (state === '28P01' || state === '28000') {
+          ownLoginThrottle.failed(s.user.name);
+          throw new SettlementError('own_login_refused', 'ST092', `the database refused the login ${s.user.name} with that password (${state}); nothing changed`);
+        }
+        throw e;
+      }
+      ownLoginThrottle.succeeded(s.user.name);
+      await c.query('begin');
+      try {
+        await c.query(`select set_config('settlement.reason', $1, true)`, [reason]);
+        await c.query(call.text, call.values);
+        await c.query('commit');
+      } catch (e) {
+        await c.query('rollback').catch(() => undefined);
+        throw toSettlementError(e);
+      }
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  }
+  const changeId = (f: URLSearchParams) => {
+    const id = (f.get('id') ?? '').trim();
+    if (!/^[1-9][0-9]{0,17}$/.test(id)) throw new SettlementError('change_not_found', 'ST061', `no change ${JSON.stringify(id.slice(0, 30))}: the id is a change's number`);
+    return BigInt(id);
+  };
+  const decisionReason = (f: URLSearchParams, what: string) => {
+    const r = (f.get('reason') ?? '').trim();
+    if (!r) throw new SettlementError('reason_required', 'ST040', `${what}: a reason is required (it is recorded in the audit)`);
+    if (r.length > 1000) throw new SettlementError('reason_required', 'ST040', `${what}: the reason is at most 1000 characters`);
+    return r;
+  };
 
   const ops: Record<string, (f: URLSearchParams, s: Session) => Promise<{ back: string; text: string }>> = {
     async retry(f, s) {
@@ -73,6 +135,22 @@ export function actionRoutes(o: ConsoleOptions & {
       const p = z.object({ kind: optionalKind, reason }).parse(Object.fromEntries(f));
       const n = await audited(s, p.reason, (q) => resume(q, p.kind ?? null));
       return { back: '/workers', text: `Resumed ${n} pause(s) of ${p.kind ?? 'every kind'}.` };
+    },
+    async 'approve-change'(f, s) {
+      const id = changeId(f);
+      const r = decisionReason(f, 'approve');
+      // Refused before any password is asked: the proposer (the SQL refuses it too, ST064).
+      const c = await db.maybeOne(sql.type(z.object({ proposed_by: z.string() }))`select proposed_by from settlement.changes where id = ${id.toString()}::bigint`);
+      if (!c) throw new SettlementError('change_not_found', 'ST061', `no change #${id}`);
+      if (c.proposed_by === s.user.name) throw new SettlementError('change_needs_another_person', 'ST064', `change #${id} was proposed by ${s.user.name}: another operator must approve it`);
+      await asOwnLogin(s, f, r, { text: 'select settlement.approve_change($1::bigint, $2) as after', values: [id.toString(), r] });
+      return { back: '/changes', text: `Change #${id} approved and applied (proposed by ${c.proposed_by}, approved by ${s.user.name}).` };
+    },
+    async 'reject-change'(f, s) {
+      const id = changeId(f);
+      const r = decisionReason(f, 'reject');
+      await asOwnLogin(s, f, r, { text: 'select settlement.reject_change($1::bigint, $2)', values: [id.toString(), r] });
+      return { back: '/changes', text: `Change #${id} rejected by ${s.user.name}.` };
     },
     async enqueue(f, s) {
       const stages = await stageNames(db);

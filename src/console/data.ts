@@ -140,3 +140,15 @@ export function pausesNow(db: CommonQueryMethods): Promise<readonly z.infer<type
     select kind::text as kind, reason, settlement.local_time(paused_at) as paused_at, paused_by
     from settlement.pauses where resumed_at is null order by kind nulls first`));
 }
+
+const changeRow = z.object({
+  id: z.bigint(), target: z.string(), state: z.enum(['pending', 'applied', 'rejected', 'expired']), needs_two: z.boolean(),
+  change: z.unknown(), reason: z.string(), before: z.unknown(), after: z.unknown(),
+  proposed_by: z.string(), proposed_at: z.string().nullable(), age_seconds: z.number(), expires_at: z.string().nullable(), expires_in_seconds: z.number(),
+  decided_by: z.string().nullable(), decided_at: z.string().nullable(), decision_reason: z.string().nullable(),
+});
+export type ConsoleChange = z.infer<typeof changeRow>;
+/** settlement.console_changes: pending first, then the latest decided or expired (operators' logins only). */
+export function consoleChanges(db: CommonQueryMethods, limit = 50): Promise<readonly ConsoleChange[]> {
+  return wrap(db.any(sql.type(changeRow)`select * from settlement.console_changes(${limit})`));
+}

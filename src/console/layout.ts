@@ -29,7 +29,7 @@ export function page(title: string, viewer: Viewer, body: Html): Html {
 <script src="/static/console.js" defer></script>
 </head>
 <body>
-<header><a href="/">정산 · Days</a><a href="/history">History <span class="note">추이</span></a><a href="/workers">Workers and the bank</a>${mode}</header>
+<header><a href="/">정산 · Days</a><a href="/history">History <span class="note">추이</span></a><a href="/workers">Workers and the bank</a><a href="/changes">Changes <span class="note">변경</span></a>${mode}</header>
 <main>
 ${viewer.flash ? html`<div class="flash ${viewer.flash.kind === 'error' ? 'error' : 'ok'}" role="status">${viewer.flash.text}</div>` : ''}
 ${body}

@@ -7,8 +7,8 @@ import type { Logger } from '../log.js';
 import { ensureLoginRole } from '../runtime.js';
 import { createConsole, type Console } from './server.js';
 
-/** The login the console uses on the embedded database: settlement_operator, nothing more. */
-export const EMBEDDED_CONSOLE_LOGIN = { name: 'settle_console', password: 'settle-console-local', role: 'settlement_operator' } as const;
+/** The login the console uses on the embedded database: settlement_operator, marked shared (settlement_shared: it may not approve a change). */
+export const EMBEDDED_CONSOLE_LOGIN = { name: 'settle_console', password: 'settle-console-local', role: 'settlement_operator, settlement_shared' } as const;
 
 export interface MountedConsole {
   console: Console;
@@ -38,6 +38,7 @@ export async function mountConsole(o: { config: Config; logger: Logger; bank?: P
   const bank = o.bank;
   const console = createConsole({
     db,
+    databaseUrl: url,
     users: o.config.console.users,
     consoleHost: o.config.console.host,
     hostnames: o.config.console.hostnames,

@@ -6,6 +6,12 @@ import type { Logger } from '../log.js';
 export interface ConsoleOptions {
   /** The console's own pool (CONSOLE_DATABASE_URL): a viewer login reads, an operator login may also act. */
   db: DatabasePool;
+  /**
+   * The URL of the console's login (its host, port, database and TLS settings):
+   * approving or rejecting a change connects once with the same URL but the
+   * person's own database login and the password they type.
+   */
+  databaseUrl?: string;
   /** Who may sign in (at least one: a console without users is not started). */
   users: readonly ConsoleUser[];
   /** CONSOLE_HOST: the local address whose connections the console answers (127.0.0.1: loopback only). */

@@ -9,7 +9,7 @@ import type { ConsoleOptions } from './options.js';
 import { CONSOLE_CSS, CONSOLE_JS, fontAsset } from './assets.js';
 import { createRateLimit, createSessions, createThrottle, hostAllowed, inConsoleScope, type Session } from './auth.js';
 import {
-  bankSlots, canReadBankCodes, consoleWorkers, dayBreaks, dayCells, dayProblems, dayProgress, dayStages, hasReconciliation, operatorActions, pausesNow, stageNames,
+  bankSlots, canReadBankCodes, consoleChanges, consoleWorkers, dayBreaks, dayCells, dayProblems, dayProgress, dayStages, hasReconciliation, operatorActions, pausesNow, stageNames,
 } from './data.js';
 import { html, krw, maskDigits, type Html } from './html.js';
 import { live, page, type Viewer } from './layout.js';
@@ -21,6 +21,7 @@ import { reportCsv } from '../report/format.js';
 import { daysBody, inFlight } from './page-days.js';
 import { retryBody, workersActions, workersBody, type PreviewLine, type WorkersData } from './page-workers.js';
 import { loginPage } from './page-login.js';
+import { changesBody } from './page-changes.js';
 
 export interface Console {
   /** Answers the request if it is the console's (true), else leaves it (false). */
@@ -191,6 +192,19 @@ export function createConsole(o: ConsoleOptions): Console {
       };
     });
 
+  const changes = (req: http.IncomingMessage, res: http.ServerResponse, viewer: Viewer) =>
+    render(req, res, viewer, 'Changes', async () => {
+      const rows = await consoleChanges(db, 50);
+      return {
+        // Forms live inside the page's rows: not refreshed under a person typing.
+        active: false,
+        still: true,
+        before: html`<h1>Changes <span class="note">변경 승인 — the reference data, two people</span></h1>
+<p class="note">A change to the payees, contracts, accounts, FinAcnos, limits, bank codes or settings waits here for a second operator. Approving signs in to the database as <em>you</em> (your own database login, named like your console user): the console's own login cannot approve, and the proposer cannot approve their own change.</p>`,
+        body: changesBody(rows, viewer),
+      };
+    });
+
   const actions = actionRoutes({ ...o, sessions, throttle, send, explain });
 
   const tooMany = (res: http.ServerResponse, waitMs: number, text: string) => {
@@ -248,6 +262,7 @@ export function createConsole(o: ConsoleOptions): Console {
       if (path === '/' || path === '/days') return await days(req, res, viewer, url), true;
       if (path === '/workers') return await workers(req, res, viewer), true;
       if (path === '/history') return await historyPage(req, res, viewer, url), true;
+      if (path === '/changes') return await changes(req, res, viewer), true;
       const m = /^\/day\/([^/]+?)(\/retry|\/report|\/report\.csv)?$/.exec(path);
       if (m) {
         const date = dateSchema.safeParse(m[1]);
@@ -288,7 +303,7 @@ export function createConsole(o: ConsoleOptions): Console {
         return false;
       }
       // Answer synchronously whether the path is ours: known prefixes only.
-      const ours = /^\/(|days|workers|history|login|logout|favicon\.ico|day\/.*|actions\/.*|static\/.*)$/.test(url.pathname);
+      const ours = /^\/(|days|workers|history|changes|login|logout|favicon\.ico|day\/.*|actions\/.*|static\/.*)$/.test(url.pathname);
       if (!ours) return false;
       // Outside CONSOLE_HOST (default: loopback connections only) there is no console.
       if (!inConsoleScope(o.consoleHost, req.socket.localAddress)) return false;

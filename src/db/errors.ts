@@ -41,6 +41,9 @@ export const SQLSTATE = {
   ST066: 'invalid_loan_account',
   ST067: 'fin_acno_refused',
   ST070: 'is_tuno_space_spent',
+  ST090: 'shared_login_cannot_approve',
+  ST091: 'own_login_required',
+  ST092: 'own_login_refused',
 } as const;
 
 export type SettlementErrorCode = (typeof SQLSTATE)[keyof typeof SQLSTATE];
