@@ -4,7 +4,6 @@
  * "Security"). Real Postgres, real logins, the console over real HTTP, and one
  * approval in a real headless Chromium (screenshots under test-artifacts/console/).
  */
-import http from 'node:http';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +21,7 @@ import { createDbPool } from '../../src/db/pool.js';
 import { createLogger } from '../../src/log.js';
 import { ensureLoginRole } from '../../src/runtime.js';
 import { seed } from '../../src/seed.js';
-import { consoleSession } from '../helpers/console.js';
+import { consoleSession, serveConsole } from '../helpers/console.js';
 import { adminQuery, freshDb } from '../helpers/db.js';
 import { pastDate } from '../helpers/fixtures.js';
 import { asLogin, TEST_WORKER_LOGIN } from '../helpers/roles.js';
@@ -64,15 +63,8 @@ async function setup(t: T) {
     { name: 'vic', role: 'viewer', token: `vic-token-${suffix}-0123456789` },
   ];
   const web = createConsole({ db: cdb, databaseUrl: consoleUrl, users, consoleHost: '127.0.0.1', hostnames: [], logger: createLogger('silent') });
-  const server = http.createServer((req, res) => {
-    if (!web.handle(req, res)) res.writeHead(404).end();
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => {
-    server.closeAllConnections();
-    server.close(() => r());
-  }));
-  const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const port = await serveConsole(t, web);
+  const base = `http://127.0.0.1:${port}`;
   const propose = async (corporate: string, reason: string) =>
     (await alice.query(`select settlement.propose_change('kind_accounts', $1::jsonb, $2) as id`, [JSON.stringify({ kind: 'tax', corporate_account: corporate }), reason])).rows[0].id as string;
   const corp = () => db.oneFirst(sql.type(z.object({ x: z.string() }))`select corporate_account as x from settlement.kind_accounts where kind = 'tax'`);

@@ -17,6 +17,7 @@ import type { ConsoleUser } from '../../src/config.js';
 import { hostAllowed, inConsoleScope } from '../../src/console/auth.js';
 import { CONSOLE_POOL_SIZE, CONSOLE_STATEMENT_TIMEOUT_MS } from '../../src/console/mount.js';
 import { createConsole } from '../../src/console/server.js';
+import { serveConsole } from '../helpers/console.js';
 import { createDbPool } from '../../src/db/pool.js';
 import { createLogger } from '../../src/log.js';
 import { ensureLoginRole } from '../../src/runtime.js';
@@ -44,15 +45,7 @@ async function setup(t: { teardown(fn: () => unknown): void }) {
     db: cdb, users: USERS, consoleHost: '127.0.0.1', hostnames: ['settle.example.internal'],
     logger: createLogger('silent'), now: () => clock.now,
   });
-  const server = http.createServer((req, res) => {
-    if (!web.handle(req, res)) res.writeHead(404).end();
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => {
-    server.closeAllConnections();
-    server.close(() => r());
-  }));
-  const port = (server.address() as { port: number }).port;
+  const port = await serveConsole(t, web);
   const host = `127.0.0.1:${port}`;
 
   /** One request; `from` is the client's own address (127.0.0.x: each a different client). */

@@ -1,4 +1,3 @@
-import http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import t from 'tap';
@@ -9,7 +8,7 @@ import { createDbPool } from '../../src/db/pool.js';
 import { createLogger } from '../../src/log.js';
 import { ensureLoginRole } from '../../src/runtime.js';
 import { seed } from '../../src/seed.js';
-import { consoleSession } from '../helpers/console.js';
+import { consoleSession, serveConsole } from '../helpers/console.js';
 import { adminQuery, freshDb } from '../helpers/db.js';
 import { pastDate } from '../helpers/fixtures.js';
 import { asLogin } from '../helpers/roles.js';
@@ -35,15 +34,8 @@ t.test('the console shows when a kind\'s payee changed, and by whom', async (t) 
   const cdb = await createDbPool(consoleUrl, { maximumPoolSize: CONSOLE_POOL_SIZE, applicationName: 'settle-console' });
   t.teardown(() => cdb.end());
   const web = createConsole({ db: cdb, users: USERS, consoleHost: '127.0.0.1', hostnames: [], logger: createLogger('silent') });
-  const server = http.createServer((req, res) => {
-    if (!web.handle(req, res)) res.writeHead(404).end();
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => {
-    server.closeAllConnections();
-    server.close(() => r());
-  }));
-  const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const port = await serveConsole(t, web);
+  const base = `http://127.0.0.1:${port}`;
   const cookie = await consoleSession(base, USERS[0]!.token);
   const page = async () => (await fetch(`${base}/workers`, { headers: { cookie } })).text();
 

@@ -13,11 +13,9 @@
  * A class found and not fixed yet goes into OPEN_GAPS (a tap `todo`: it
  * shows without failing the suite), named; there is none today.
  */
-import pg from 'pg';
 import t from 'tap';
-import { freshDatabase } from '../helpers/db.js';
 import { formatRun, runSeed, shrink, type RunResult } from './explorer.js';
-import { installClock } from './world.js';
+import { explorerDb } from './db.js';
 
 const SEEDS = Number(process.env['EXPLORE_SEEDS'] ?? 40);
 const STEPS = Number(process.env['EXPLORE_STEPS'] ?? 40);
@@ -92,18 +90,9 @@ function openGap(r: RunResult): string | undefined {
   return Object.keys(OPEN_GAPS).find((k) => OPEN_GAPS[k]!(r));
 }
 
-async function explorerDb(tt: Parameters<typeof freshDatabase>[0]): Promise<pg.Client> {
-  const { url } = await freshDatabase(tt);
-  const db = new pg.Client({ connectionString: url });
-  await db.connect();
-  tt.teardown(() => db.end());
-  await db.query('set client_min_messages = warning');
-  await installClock(db);
-  return db;
-}
 
 t.test(`${SEEDS} random schedules (seeds ${FROM}..${FROM + SEEDS - 1}, ${STEPS} steps each, then the drain) hold every invariant`, async (t) => {
-  const db = await explorerDb(t);
+  const { db } = await explorerDb(t);
   const t0 = Date.now();
   let clean = 0;
   for (let s = FROM; s < FROM + SEEDS; s++) {
@@ -131,7 +120,7 @@ t.test(`${SEEDS} random schedules (seeds ${FROM}..${FROM + SEEDS - 1}, ${STEPS} 
 for (const k of KNOWN_DEFECT_SEEDS) {
   // Issue 21 is merged: each must hold every invariant, except a schedule of an open gap (todo).
   t.test(`issue 21 defect ${k.defect}: seed ${k.seed}'s shrunk schedule (${k.what}) holds every invariant`, async (t) => {
-    const db = await explorerDb(t);
+    const { db } = await explorerDb(t);
     const r = await runSeed(db, k.seed, { steps: 0 }, k.schedule);
     t.equal(r.violation?.invariant, undefined, `${r.violation ? `${r.violation.invariant}: ${r.violation.detail}` : 'every invariant held'}\n${formatRun(r, `seed ${k.seed} (defect ${k.defect})`)}`,
       k.open ? { todo: `open: ${k.open}` } : {});
@@ -139,7 +128,7 @@ for (const k of KNOWN_DEFECT_SEEDS) {
 }
 
 t.test('a schedule replays exactly: the same seed gives the same steps and the same end', async (t) => {
-  const db = await explorerDb(t);
+  const { db } = await explorerDb(t);
   const a = await runSeed(db, 7, { steps: STEPS });
   const b = await runSeed(db, 7, { steps: STEPS });
   t.same(b.steps, a.steps, 'the same steps, notes included');

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import http from 'node:http';
 import { CLI, waitFor } from './procs.js';
 
 /**
@@ -65,4 +66,17 @@ export async function spawnConsole(t: T, env: Record<string, string>): Promise<{
   // SIGTERM, and its exit code (0: a clean stop).
   const stop = () => (child.kill('SIGTERM'), exited);
   return { base: `http://127.0.0.1:${port}`, logs, stop };
+}
+
+/** Serves a console (createConsole's handler) on a free loopback port until the test ends; returns its port. */
+export async function serveConsole(t: T, web: { handle(req: http.IncomingMessage, res: http.ServerResponse): boolean }): Promise<number> {
+  const server = http.createServer((req, res) => {
+    if (!web.handle(req, res)) res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => {
+    server.closeAllConnections();
+    server.close(() => r());
+  }));
+  return (server.address() as { port: number }).port;
 }

@@ -5,22 +5,12 @@
  * SQL, its statement reader and the simulator's ledger, on a database clock
  * the test moves), so the dates can pass.
  */
-import pg from 'pg';
 import t from 'tap';
 import { formatRun, runSeed } from '../explore/explorer.js';
-import { installClock, SETTLE } from '../explore/world.js';
-import { freshDatabase } from '../helpers/db.js';
+import { explorerDb } from '../explore/db.js';
+import { SETTLE } from '../explore/world.js';
 import { roleSessions } from '../helpers/roles.js';
 
-async function worldDb(tt: Parameters<typeof freshDatabase>[0]): Promise<{ db: pg.Client; url: string }> {
-  const { url } = await freshDatabase(tt);
-  const db = new pg.Client({ connectionString: url });
-  await db.connect();
-  tt.teardown(() => db.end());
-  await db.query('set client_min_messages = warning');
-  await installClock(db);
-  return { db, url };
-}
 
 // Seed 9's setup: days 2030-03-04 and 2030-03-05 (tax); `settle-day 2030-03-05`
 // pays and reconciles both (their transfers go out on 2030-03-05 and -06).
@@ -30,7 +20,7 @@ const SETTLED = ['settle-day 2030-03-05'];
 const LATE = ['tick 2030-03-09T10:00:00.000+09:00', 'orphan 100000'];
 
 t.test('money with no reference on the settlement account, days after every day reconciled: the watch reads that date once it is over, and the break reopens the last day', async (t) => {
-  const { db } = await worldDb(t);
+  const { db } = await explorerDb(t);
   const r = await runSeed(db, 9, { steps: 0 }, [...SETTLED, ...LATE]);
   t.equal(r.violation, undefined, `every invariant held\n${formatRun(r, 'watch')}`);
   const b = await db.query(`select business_date::text as d, problem, account_no, amount::text as amount, detail from settlement.breaks order by id`);
@@ -46,7 +36,7 @@ t.test('money with no reference on the settlement account, days after every day 
 });
 
 t.test('with the watch off (statement_watch 0) the same money goes unseen: the explorer\'s balances invariant fails — the watch is what finds it', async (t) => {
-  const { db } = await worldDb(t);
+  const { db } = await explorerDb(t);
   const r = await runSeed(db, 9, { steps: 0 }, ['watch 0', ...SETTLED, ...LATE]);
   t.equal(r.violation?.invariant, 'balances', `the books differ from the bank with no break: ${r.violation?.detail}`);
   const b = await db.query(`select count(*)::int as n from settlement.breaks`);
@@ -54,7 +44,7 @@ t.test('with the watch off (statement_watch 0) the same money goes unseen: the e
 });
 
 t.test('a payout of a reconciled day cancelled days later: a break of a reconciled day, found by the watch', async (t) => {
-  const { db } = await worldDb(t);
+  const { db } = await explorerDb(t);
   const r = await runSeed(db, 9, { steps: 0 }, [...SETTLED, 'tick 2030-03-10T09:00:00.000+09:00', 'cancel t2']);
   t.equal(r.violation, undefined, `every invariant held\n${formatRun(r, 'watch')}`);
   const b = await db.query(`select business_date::text as d, problem, detail from settlement.breaks order by id`);
@@ -65,7 +55,7 @@ t.test('a payout of a reconciled day cancelled days later: a break of a reconcil
 });
 
 t.test('configure_statement_watch: bad input is refused by name and changes nothing; operators only; audited', async (t) => {
-  const { db, url } = await worldDb(t);
+  const { db, url } = await explorerDb(t);
   const watch = async () => (await db.query(`select statement_watch::text as w from settlement.config where id`)).rows[0].w as string;
   t.equal(await watch(), '7 days', 'the default is 7 days');
   const as = roleSessions(t, url, 'watch');
