@@ -40,6 +40,9 @@ export const SQLSTATE = {
   ST066: 'invalid_loan_account',
   ST067: 'fin_acno_refused',
   ST070: 'is_tuno_space_spent',
+  ST080: 'invalid_reveal',
+  ST081: 'reveal_not_found',
+  ST082: 'reveal_ambiguous',
 } as const;
 
 export type SettlementErrorCode = (typeof SQLSTATE)[keyof typeof SQLSTATE];
