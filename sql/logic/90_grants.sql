@@ -68,7 +68,7 @@ begin
       'resume(settlement.kind)',
       'retry_day(date, settlement.kind)',
       'retry_failed(date, settlement.kind)',
-      'reveal_account(text, text, bigint)',
+      'reveal_account(text, text, bigint, text)',
       'run_stage(settlement.stage, date, settlement.kind)']),
     ('settlement_worker', array[
       'adopt_settings(text, bigint, integer)',

@@ -151,23 +151,24 @@ export async function cmdFailures(argv: string[], config: Config, logger: Logger
 }
 
 /**
- * `settle reveal <****1234> [--transfer N] --reason R`: every output shows
+ * `settle reveal <****1234> [--transfer N] [--role R] --reason R`: every output shows
  * accounts masked; this prints one in full, on purpose, audited
  * (settlement.reveal_account: operator_actions `reveal_account`, who and why).
  */
 export async function cmdReveal(argv: string[], config: Config, logger: Logger) {
   const o = parseCommand(
     argv,
-    { transfer: { type: 'string' }, reason: { type: 'string' } },
+    { transfer: { type: 'string' }, role: { type: 'string' }, reason: { type: 'string' } },
     z.object({
       account: z.string().trim().regex(/^\**[0-9]{4}$/, 'name the account as it is shown: **** and its last four digits (e.g. ****1234)'),
       transfer: z.string().regex(/^[1-9][0-9]{0,17}$/, 'must be a transfer id').transform(BigInt).optional(),
+      role: z.enum(['loan', 'settlement', 'corporate']).optional(),
       reason: reasonSchema,
     }).strict(),
     ['account'],
   );
   await withDb(config, logger, async (db) => {
-    const a = await asOperator(db, o.reason, (q) => revealAccount(q, o.account, o.reason, o.transfer ?? null));
+    const a = await asOperator(db, o.reason, (q) => revealAccount(q, o.account, o.reason, { transferId: o.transfer, role: o.role }));
     console.log(`${a.role} account ${a.account_no} (bank ${a.bank_code})${a.fin_acno ? `, FinAcno ${a.fin_acno}` : ''} — revealed on purpose, recorded in settlement.operator_actions (reveal_account)`);
   });
 }

@@ -219,9 +219,10 @@ export type RevealedAccount = z.infer<typeof revealedRow>;
 
 /**
  * settlement.reveal_account: the full number of the one account shown as
- * `****1234` (narrowed to a transfer's accounts when several end so), with a
+ * `****1234` (narrowed to a transfer's accounts and a role when several end so), with a
  * reason; audited (operator_actions `reveal_account`). Operators only.
  */
-export function revealAccount(db: CommonQueryMethods, ref: string, reason: string, transferId: bigint | null = null): Promise<RevealedAccount> {
-  return wrap(db.one(sql.type(revealedRow)`select * from settlement.reveal_account(${ref}, ${reason}, ${transferId === null ? null : transferId.toString()}::bigint)`));
+export function revealAccount(db: CommonQueryMethods, ref: string, reason: string, opts: { transferId?: bigint | undefined; role?: string | undefined } = {}): Promise<RevealedAccount> {
+  const transfer = opts.transferId === undefined ? null : opts.transferId.toString();
+  return wrap(db.one(sql.type(revealedRow)`select * from settlement.reveal_account(${ref}, ${reason}, ${transfer}::bigint, ${opts.role ?? null}::text)`));
 }
