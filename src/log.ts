@@ -2,13 +2,9 @@ import { pino, type Logger, type LoggerOptions } from 'pino';
 
 export type { Logger };
 
-/** Keeps the last four digits of an account number: enough to trace, not enough to use. */
-export function maskAccount(accountNo: unknown): string {
-  const s = String(accountNo ?? '');
-  return s.length <= 4 ? '****' : `${'*'.repeat(s.length - 4)}${s.slice(-4)}`;
-}
+import { maskAccount } from './mask.js';
 
-const ACCOUNT_PATHS = ['accountNo', 'from', 'to', '*.accountNo', '*.from', '*.to', 'account_no', '*.account_no'];
+const ACCOUNT_PATHS = ['accountNo', 'from', 'to', '*.accountNo', '*.from', '*.to', 'account_no', '*.account_no', 'acno', '*.acno', 'fin_acno', '*.fin_acno', 'finAcno', '*.finAcno'];
 const SECRET_PATHS = ['accessToken', '*.accessToken', 'AccessToken', '*.AccessToken', '*.*.AccessToken', 'BANK_ACCESS_TOKEN', '*.BANK_ACCESS_TOKEN', 'password', '*.password'];
 
 /**
@@ -25,7 +21,7 @@ export function createLogger(level: string, opts: { name?: string; pretty?: bool
       paths: [...SECRET_PATHS, ...ACCOUNT_PATHS],
       censor: (value: unknown, path: string[]) => {
         const key = path[path.length - 1] ?? '';
-        return SECRET_PATHS.some((p) => p.endsWith(key)) ? '[secret]' : maskAccount(value);
+        return SECRET_PATHS.some((p) => p.endsWith(key)) ? '[secret]' : maskAccount(String(value ?? ''));
       },
     },
     formatters: { log: (obj) => bigintsToStrings(obj) as Record<string, unknown> },

@@ -5,6 +5,7 @@ import { simAdminClient } from './bank-sim/sim-admin-client.js';
 import { sqlstateOf } from './db/errors.js';
 import { FIN_ACCOUNT_LOCK_TIMEOUT_MS } from './db/registration.js';
 import { type Kind, KINDS } from './domain.js';
+import { maskAccount } from './mask.js';
 
 export interface SeedOptions {
   date: string;
@@ -192,7 +193,7 @@ export async function registerAtSimulator(db: DatabasePool, bankUrl: string): Pr
         if (sqlstateOf(e) === '55P03') return false;
         throw e;
       });
-      if (!stored) throw new SeedError(`loan account ${g.acno.slice(-4).padStart(g.acno.length, '*')} is held by another session (an open transaction): its FinAcno was not stored`);
+      if (!stored) throw new SeedError(`loan account ${maskAccount(g.acno)} is held by another session (an open transaction): its FinAcno was not stored`);
     }
   }
   return loans.length;

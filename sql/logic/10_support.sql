@@ -78,3 +78,37 @@ language sql stable as $$
   where c.id and p is not null
 $$;
 comment on function settlement.iso_time is 'A time as ISO 8601 in the settlement time zone with its offset (2026-11-27T09:30:00+09:00); null for null.';
+
+-- What a person reads shows an account number (6-20 digits) or a FinAcno (up
+-- to 30 digits) as **** and its last four digits (issue 23): every message,
+-- stage detail, break and alert made here calls this where it names one.
+-- The tables keep the full numbers (the bank needs them); an operator sees
+-- one on purpose with settlement.reveal_account (audited). The TypeScript
+-- twin is maskAccount in src/mask.ts.
+create or replace function settlement.mask_account(p_account text) returns text
+language sql immutable parallel safe as $$
+  select case when p_account is null then null
+              when length(p_account) <= 4 then '****'
+              else '****' || right(p_account, 4) end
+$$;
+comment on function settlement.mask_account(text) is 'An account number or FinAcno for people: **** and its last four characters (null stays null; four or fewer: ****).';
+
+-- A JSON value for people (a change, its row before and after): every string
+-- of digits under a key naming an account (…account, …account_no, …acno,
+-- fin_acno, from, to) masked; everything else as it is. Twin of maskJson in src/mask.ts.
+create or replace function settlement.mask_json(p jsonb) returns jsonb
+language plpgsql immutable parallel safe as $$
+begin
+  if p is null then
+    return null;
+  elsif jsonb_typeof(p) = 'object' then
+    return (select coalesce(jsonb_object_agg(k, case when jsonb_typeof(x) = 'string' and k ~* '(account|account_no|acno|from|to)$' and (x #>> '{}') ~ '^[0-9-]{5,}$'
+                                                     then to_jsonb(settlement.mask_account(replace(x #>> '{}', '-', '')))
+                                                     else settlement.mask_json(x) end), '{}'::jsonb)
+            from jsonb_each(p) e(k, x));
+  elsif jsonb_typeof(p) = 'array' then
+    return (select coalesce(jsonb_agg(settlement.mask_json(x) order by i), '[]'::jsonb) from jsonb_array_elements(p) with ordinality a(x, i));
+  end if;
+  return p;
+end $$;
+comment on function settlement.mask_json(jsonb) is 'A JSON value for people: strings of digits under keys naming an account (…account, …account_no, …acno, from, to) masked by mask_account.';

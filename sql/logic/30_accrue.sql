@@ -99,7 +99,7 @@ begin
                                                   occurred_at, v_lim.accrual_days_back, v_lim.accrual_days_ahead, settlement.today()));
   end if;
   if not exists (select 1 from settlement.accounts a where a.account_no = accrue.account_no and a.role = 'loan') then
-    perform settlement.raise_error('ST002', format('accrue: %s is not a known loan account', accrue.account_no));
+    perform settlement.raise_error('ST002', format('accrue: %s is not a known loan account', settlement.mask_account(accrue.account_no)));
   end if;
 
   -- Idempotent on source_ref: the same accrual again returns the existing row.

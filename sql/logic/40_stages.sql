@@ -217,7 +217,7 @@ begin
     perform settlement.add_register_jobs(array(select e.account_no from settlement.entries e join settlement.accounts a using (account_no)
                                                 where e.business_date = p_date and e.kind = p_kind and a.fin_acno is null));
     v_detail := format('waiting for the fin-accounts of %s loan account(s) (%s%s): registration is enqueued',
-                       v_missing_n, array_to_string(v_missing, ', '), case when v_missing_n > 5 then ', …' else '' end);
+                       v_missing_n, array_to_string(array(select settlement.mask_account(x) from unnest(v_missing) x), ', '), case when v_missing_n > 5 then ', …' else '' end);
     update settlement.stage_runs set detail = v_detail, updated_at = settlement_meta.now()
     where business_date = p_date and kind = p_kind and stage = 'pay';
     return settlement.outcome('not_ready'::text, v_detail);

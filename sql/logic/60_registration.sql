@@ -48,7 +48,7 @@ begin
   return query select a.account_no, a.bank_code, a.fin_rgno, a.fin_acno from settlement.accounts a
   where a.account_no = p_account_no and a.role = 'loan';
   if not found then
-    perform settlement.raise_error('ST002', format('%s is not a known loan account', p_account_no));
+    perform settlement.raise_error('ST002', format('%s is not a known loan account', settlement.mask_account(p_account_no)));
   end if;
 end $$;
 
@@ -71,8 +71,8 @@ begin
   if a.fin_rgno is not distinct from p_rgno and a.fin_rgno is not null then
     return;
   end if;
-  perform settlement.raise_error('ST067', format('record_fin_rgno: loan account ****%s has no registration of this system waiting for an Rgno (%s): refused',
-    right(p_account_no, 4), case when a.account_no is null then 'unknown account' when a.fin_acno is not null then 'registered already'
+  perform settlement.raise_error('ST067', format('record_fin_rgno: loan account %s has no registration of this system waiting for an Rgno (%s): refused',
+    settlement.mask_account(p_account_no), case when a.account_no is null then 'unknown account' when a.fin_acno is not null then 'registered already'
                                  when a.fin_rgno is not null then 'it has another Rgno' else 'registration not started' end));
 end $$;
 
@@ -96,9 +96,9 @@ begin
       return 'already_registered';
     end if;
     insert into settlement.alerts (key, problem, message, cleared_at)
-    values (format('fin_acno_refused:%s:%s', p_account_no, txid_current()), 'fin_acno_refused',
-            format('FinAcno %s (Rgno %s) for loan account ****%s refused: %s. Someone holding the worker login may be redirecting payouts: check who called (operator_actions, the database log).',
-                   left(coalesce(p_fin_acno, 'null'), 30), left(coalesce(p_rgno, 'null'), 20), right(coalesce(p_account_no, ''), 4),
+    values (format('fin_acno_refused:%s:%s', settlement.mask_account(p_account_no), txid_current()), 'fin_acno_refused',
+            format('FinAcno %s (Rgno %s) for loan account %s refused: %s. Someone holding the worker login may be redirecting payouts: check who called (operator_actions, the database log).',
+                   coalesce(settlement.mask_account(p_fin_acno), 'null'), left(coalesce(p_rgno, 'null'), 20), coalesce(settlement.mask_account(p_account_no), 'null'),
                    case when a.account_no is null then 'not a known loan account'
                         when a.fin_acno is not null then 'it has its FinAcno already (a FinAcno is taken once)'
                         when a.fin_rgno_asked_at is null or a.fin_rgno is null then 'this system has not registered it (no Rgno of its own)'

@@ -204,7 +204,7 @@ begin
     return format('a request may have been in flight until %s: only a read after it proves anything', settlement.local_time(n.read_after));
   end if;
   if not settlement.read_after(n.bncd, n.acno, n.ymd, n.read_after) then
-    return format('waiting for a read of the statement of %s on %s made after %s (the reconcile task reads it)', n.acno, n.ymd, settlement.local_time(n.read_after));
+    return format('waiting for a read of the statement of %s on %s made after %s (the reconcile task reads it)', settlement.mask_account(n.acno), n.ymd, settlement.local_time(n.read_after));
   end if;
   if exists (select 1 from settlement.statement_lines sl
              where sl.ref_is_tuno = t.is_tuno and sl.ccyn = '0' and sl.bncd = n.bncd and sl.acno = n.acno) then
@@ -218,7 +218,7 @@ begin
   order by sl.id limit 1;
   if found then
     return format('an unreferenced line of the same amount (%s KRW, statement line %s on %s) could be it: a person decides with settlement.decide_transfer(%s, booked, evidence)',
-                  t.amount, v_line, n.acno, t.id);
+                  t.amount, v_line, settlement.mask_account(n.acno), t.id);
   end if;
   return null;
 end $$;
@@ -519,7 +519,7 @@ begin
     order by sl.trdd, sl.txtm, sl.tuno limit 1;
     if found then
       perform settlement.take_booking_evidence(t.id, t.is_tuno, l.trdd || l.txtm, 'statement', l.id,
-        format('line %s (Tuno %s) on the statement of %s %s names DS%s', l.id, l.tuno, l.acno, l.trdd, t.is_tuno));
+        format('line %s (Tuno %s) on the statement of %s %s names DS%s', l.id, l.tuno, settlement.mask_account(l.acno), l.trdd, t.is_tuno));
       transfer_id := t.id; is_tuno := t.is_tuno; decision := 'succeeded';
       return next;
       continue;
@@ -530,7 +530,7 @@ begin
     end if;
     insert into settlement.transfer_attempts (transfer_id, is_tuno, tsymd, amount, outcome, code, message)
     values (t.id, t.is_tuno, t.tsymd, t.amount, 'failed', 'not_in_statement',
-            format('no line with DS%s on the final statement of %s %s', t.is_tuno, n.acno, t.tsymd));
+            format('no line with DS%s on the final statement of %s %s', t.is_tuno, settlement.mask_account(n.acno), t.tsymd));
     update settlement.transfers x
     set state = 'pending', attempt = x.attempt + 1, is_tuno = settlement.next_is_tuno(), tsymd = null,
         claimed_by = null, claimed_until = null, claim_token = null, sent_until = null,
@@ -585,7 +585,7 @@ begin
     insert into settlement.breaks (business_date, kind, problem, transfer_id, is_tuno, line_id, account_no, amount, detail)
     values (r.d, r.k, 'orphan', r.t_id, r.m_is_tuno, r.id, r.account_no, r.tram,
             format('%s %s KRW on %s %s %s (Tuno %s, %s) %s: money in suspense',
-                   case when settlement.is_in(r.mnrc_drot_dsnc) then 'in' else 'out' end, r.tram, r.account_no, r.trdd, r.txtm, r.tuno,
+                   case when settlement.is_in(r.mnrc_drot_dsnc) then 'in' else 'out' end, r.tram, settlement.mask_account(r.account_no), r.trdd, r.txtm, r.tuno,
                    coalesce('BnprCntn ' || r.bnpr_cntn, 'no reference'),
                    case when r.rule = 'duplicate' then format('is a second line for IsTuno %s', r.m_is_tuno)
                         when r.rule = 'unknown' then 'matches no transfer'
@@ -605,7 +605,7 @@ begin
   -- Cancellations: a break of the original's day.
   insert into settlement.breaks (business_date, kind, problem, transfer_id, is_tuno, line_id, account_no, amount, detail)
   select o.business_date, o.kind, 'cancelled', m.transfer_id, m.is_tuno, l.id, l.acno, l.tram,
-         format('cancelled (Ccyn 1) %s KRW on %s %s %s (Tuno %s)%s', l.tram, l.acno, l.trdd, l.txtm, l.tuno,
+         format('cancelled (Ccyn 1) %s KRW on %s %s %s (Tuno %s)%s', l.tram, settlement.mask_account(l.acno), l.trdd, l.txtm, l.tuno,
                 case when ol.id is not null then format(' of line %s (Tuno %s)', ol.id, ol.tuno)
                      when l.ref_is_tuno is not null then format(' naming DS%s, with no original line found', l.ref_is_tuno)
                      else ': the line has no reference to its original (an amount is not proof); a person pairs it' end)
@@ -642,8 +642,8 @@ begin
   -- amount on each side whose statement was read after the transfer settled.
   insert into settlement.breaks (business_date, kind, problem, transfer_id, is_tuno, account_no, amount, detail)
   select t.business_date, t.kind, case when x.lines = 0 then 'missing_line' else 'mismatch' end, t.id, t.is_tuno, v.acno, t.amount,
-         case when x.lines = 0 then format('%s %s of %s KRW (IsTuno %s, sent %s) has no line on the statement of %s', t.purpose, t.id, t.amount, t.is_tuno, t.tsymd, v.acno)
-              else format('%s %s of %s KRW (IsTuno %s): the statement of %s shows %s', t.purpose, t.id, t.amount, t.is_tuno, v.acno, x.shown) end
+         case when x.lines = 0 then format('%s %s of %s KRW (IsTuno %s, sent %s) has no line on the statement of %s', t.purpose, t.id, t.amount, t.is_tuno, t.tsymd, settlement.mask_account(v.acno))
+              else format('%s %s of %s KRW (IsTuno %s): the statement of %s shows %s', t.purpose, t.id, t.amount, t.is_tuno, settlement.mask_account(v.acno), x.shown) end
   from settlement.transfers t
   cross join lateral (values (t.to_account, true), (t.from_account, false)) v(acno, inward)
   join settlement.accounts a on a.account_no = v.acno

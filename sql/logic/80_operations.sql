@@ -539,3 +539,57 @@ language sql as $$
                                send_error = left(p_error, 500)
   where id = p_id
 $$;
+
+------------------------------------------------------------------------------
+-- Revealing one account on purpose (issue 23). Every page, alert and log line
+-- shows an account as ****1234 (settlement.mask_account); an operator who
+-- needs the full number of one of them asks for it here, with a reason, and
+-- the asking is audited (operator_actions: who, when, why, which account).
+-- p_ref: what a person reads, '****1234' (or '1234'); the account number or
+-- its FinAcno ends in those digits. When several do, p_transfer (the accounts
+-- of that transfer) and p_role (loan, settlement, corporate) narrow it.
+create or replace function settlement.reveal_account(p_ref text, p_reason text default null, p_transfer bigint default null, p_role text default null)
+returns table (account_no text, role text, bank_code text, fin_acno text)
+language plpgsql as $$
+declare
+  v_reason text := settlement.action_reason(p_reason);
+  v_last4 text;
+  v_n integer;
+  a settlement.accounts;
+begin
+  if v_reason is null then
+    perform settlement.raise_error('ST040', 'reveal_account: a reason is required (say why you need the full number)');
+  end if;
+  v_last4 := substring(btrim(coalesce(p_ref, '')) from '^\*{0,30}([0-9]{4})$');
+  if v_last4 is null then
+    perform settlement.raise_error('ST080', format('reveal_account: name the account as it is shown, **** and its last four digits (e.g. ****1234); got %s',
+                                                  coalesce(quote_literal(settlement.mask_account(left(p_ref, 40))), 'null')));
+  end if;
+  if p_role is not null and p_role not in ('loan', 'settlement', 'corporate') then
+    perform settlement.raise_error('ST080', format('reveal_account: a role is loan, settlement or corporate; got %s', quote_literal(left(p_role, 40))));
+  end if;
+  if p_transfer is not null and not exists (select 1 from settlement.transfers t where t.id = p_transfer) then
+    perform settlement.raise_error('ST008', format('reveal_account: transfer %s does not exist', p_transfer));
+  end if;
+  select count(*)::int into v_n from settlement.accounts x
+  where (right(x.account_no, 4) = v_last4 or right(x.fin_acno, 4) = v_last4)
+    and (p_role is null or x.role::text = p_role)
+    and (p_transfer is null or x.account_no in (select t.from_account from settlement.transfers t where t.id = p_transfer
+                                                union all select t.to_account from settlement.transfers t where t.id = p_transfer));
+  if v_n = 0 then
+    perform settlement.raise_error('ST081', format('reveal_account: no %saccount%s ends in %s', coalesce(p_role || ' ', ''), coalesce(' of transfer ' || p_transfer, ''), v_last4));
+  elsif v_n > 1 then
+    perform settlement.raise_error('ST082', format('reveal_account: %s %saccounts%s end in %s; name the transfer it is shown with and its role (settle reveal --transfer N --role R)',
+                                                  v_n, coalesce(p_role || ' ', ''), coalesce(' of transfer ' || p_transfer, ''), v_last4));
+  end if;
+  select x.* into a from settlement.accounts x
+  where (right(x.account_no, 4) = v_last4 or right(x.fin_acno, 4) = v_last4)
+    and (p_role is null or x.role::text = p_role)
+    and (p_transfer is null or x.account_no in (select t.from_account from settlement.transfers t where t.id = p_transfer
+                                                union all select t.to_account from settlement.transfers t where t.id = p_transfer));
+  -- The audit names the account in full (who saw which number); what shows the audit masks it.
+  perform settlement.audit('reveal_account', jsonb_strip_nulls(jsonb_build_object('ref', '****' || v_last4, 'transfer', p_transfer, 'role', p_role)),
+                           jsonb_build_object('account_no', a.account_no, 'role', a.role), v_reason);
+  return query select a.account_no, a.role::text, a.bank_code, a.fin_acno;
+end $$;
+comment on function settlement.reveal_account is 'Operator: the full account number (and FinAcno) of the one account shown as ****1234, on purpose: a reason is required (ST040) and the reveal is audited (operator_actions, action reveal_account). ST080 malformed reference or role, ST081 no such account, ST082 several (name the transfer and the role), ST008 unknown transfer.';

@@ -106,15 +106,15 @@ begin
   v_where := (select string_agg(format('x.%1$I = r.%1$I', k), ' and ') from unnest(d.keys) k);
   if p_target = 'accounts' then
     if v_before is not null and v ? 'role' and v ->> 'role' is distinct from v_before ->> 'role' then
-      perform settlement.raise_error('ST060', format('change: account %s is a %s account; an account''s role does not change', v ->> 'account_no', v_before ->> 'role'));
+      perform settlement.raise_error('ST060', format('change: account %s is a %s account; an account''s role does not change', settlement.mask_account(v ->> 'account_no'), v_before ->> 'role'));
     end if;
     if v_before is null and not v ? 'role' then
-      perform settlement.raise_error('ST060', format('change: a new account %s needs its role (loan, settlement or corporate)', v ->> 'account_no'));
+      perform settlement.raise_error('ST060', format('change: a new account %s needs its role (loan, settlement or corporate)', settlement.mask_account(v ->> 'account_no')));
     end if;
   end if;
   if p_target = 'fin_acno' then
     if v_before is null or v_before ->> 'role' <> 'loan' then
-      perform settlement.raise_error('ST060', format('change: %s is not a known loan account (only a loan account has a FinAcno)', v ->> 'account_no'));
+      perform settlement.raise_error('ST060', format('change: %s is not a known loan account (only a loan account has a FinAcno)', settlement.mask_account(v ->> 'account_no')));
     end if;
     if not v ? 'fin_acno' or jsonb_typeof(v -> 'fin_acno') <> 'string' then
       perform settlement.raise_error('ST060', 'change: fin_acno needs the FinAcno');
@@ -197,7 +197,7 @@ end $$;
 create or replace function settlement.change_summary(c settlement.changes) returns text
 language sql stable as $$
   select format('change #%s (%s) %s: %s, reason: %s', c.id, c.target,
-                case when c.needs_two then 'needs a second person' else 'one person' end, c.change::text, c.reason)
+                case when c.needs_two then 'needs a second person' else 'one person' end, settlement.mask_json(c.change)::text, c.reason)
 $$;
 
 create or replace function settlement.propose_change(target text, change jsonb, reason text default null) returns bigint
@@ -226,7 +226,7 @@ begin
   exception
     when sqlstate 'ST0ZZ' then null;
     when others then
-      perform settlement.raise_error('ST060', format('propose_change: %s %s cannot apply: %s', propose_change.target, propose_change.change::text, sqlerrm));
+      perform settlement.raise_error('ST060', format('propose_change: %s %s cannot apply: %s', propose_change.target, settlement.mask_json(propose_change.change)::text, sqlerrm));
   end;
   if v_two then
     v_state := 'pending';
@@ -282,7 +282,7 @@ begin
   perform pg_advisory_xact_lock(727022, hashtext(c.target));
   v_now := settlement.change_row(c.target, c.change);
   if v_now is distinct from c.before then
-    perform settlement.raise_error('ST065', format('approve_change: the %s row of change #%s changed since it was proposed (now %s); propose it again', c.target, c.id, coalesce(v_now::text, 'none')));
+    perform settlement.raise_error('ST065', format('approve_change: the %s row of change #%s changed since it was proposed (now %s); propose it again', c.target, c.id, coalesce(settlement.mask_json(v_now)::text, 'none')));
   end if;
   v_after := settlement.change_apply(c.target, c.change);
   update settlement.changes x set state = 'applied', after = v_after, decided_by = session_user, decided_at = settlement_meta.now(), decision_reason = v_reason
@@ -355,7 +355,7 @@ begin
      or add_loan_account.bank_code is null or add_loan_account.bank_code !~ '^[0-9]{3}$'
      or length(coalesce(add_loan_account.holder, '')) > 200 then
     perform settlement.raise_error('ST066', format('add_loan_account: an account number of 6-20 digits, a 3-digit bank code and a holder of at most 200 characters are required; got %s, %s',
-                                                  coalesce(quote_literal(left(add_loan_account.account_no, 30)), 'null'), coalesce(quote_literal(left(add_loan_account.bank_code, 10)), 'null')));
+                                                  coalesce(quote_literal(settlement.mask_account(left(add_loan_account.account_no, 30))), 'null'), coalesce(quote_literal(left(add_loan_account.bank_code, 10)), 'null')));
   end if;
   insert into settlement.accounts (account_no, role, bank_code, holder)
   values (add_loan_account.account_no, 'loan', add_loan_account.bank_code, coalesce(add_loan_account.holder, ''))
@@ -365,8 +365,8 @@ begin
   end if;
   select * into a from settlement.accounts x where x.account_no = add_loan_account.account_no;
   if a.role <> 'loan' or a.bank_code <> add_loan_account.bank_code or a.holder <> coalesce(add_loan_account.holder, '') then
-    perform settlement.raise_error('ST066', format('add_loan_account: account ****%s is known already with other details (%s, bank %s); it is not changed here',
-                                                  right(a.account_no, 4), a.role, a.bank_code));
+    perform settlement.raise_error('ST066', format('add_loan_account: account %s is known already with other details (%s, bank %s); it is not changed here',
+                                                  settlement.mask_account(a.account_no), a.role, a.bank_code));
   end if;
   return 'exists';
 end $$;

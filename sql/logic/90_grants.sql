@@ -38,6 +38,8 @@ begin
       'journal_export_page(date, date, bigint, integer, integer)',
       'krw(bigint)',
       'local_time(timestamptz)',
+      'mask_account(text)',
+      'mask_json(jsonb)',
       'open_days()',
       'payee_changes()',
       'problems()',
@@ -68,6 +70,7 @@ begin
       'resume(settlement.kind)',
       'retry_day(date, settlement.kind)',
       'retry_failed(date, settlement.kind)',
+      'reveal_account(text, text, bigint, text)',
       'run_stage(settlement.stage, date, settlement.kind)']),
     ('settlement_worker', array[
       'adopt_settings(text, bigint, integer)',

@@ -32,6 +32,7 @@ import {
 import { SIM, rsmsOf } from './sim-codes.js';
 import { printed, type SimAccount, type SimLedger } from './sim-ledger.js';
 import type { RejectReason, SimStats } from './sim-stats.js';
+import { maskAccount } from '../mask.js';
 
 export interface SimApiContext {
   ledger: SimLedger;
@@ -170,7 +171,7 @@ const receivedTransfer = (api: ApiNm): Handler => (ctx, h, b, now) => {
   const from = contracted(ctx, h);
   if (isOutcome(from)) return from;
   const to = ctx.ledger.account(b['Bncd']!, b['Acno']!);
-  const why = unusable(to, `account ${b['Bncd']}-${b['Acno']}`);
+  const why = unusable(to, `account ${b['Bncd']}-${maskAccount(String(b['Acno'] ?? ''))}`);
   if (why) return { code: SIM.ACCOUNT, detail: why };
   return move(ctx, api, h, from, to!, amount, printed(b['DractOtlt']), printed(b['MractOtlt']), now) ?? { code: RPCD_OK, fields: {} };
 };
@@ -200,7 +201,7 @@ const HNBR_CD = '0110001';
 const inquireTransactionHistory: Handler = (ctx, _h, b) => {
   if (!NH_BANK_CODES.includes(b['Bncd']!)) return { code: SIM.BANK_CODE, detail: `Bncd ${b['Bncd']}` };
   const a = ctx.ledger.account(b['Bncd']!, b['Acno']!);
-  if (!a) return { code: SIM.ACCOUNT, detail: `account ${b['Bncd']}-${b['Acno']} unknown` };
+  if (!a) return { code: SIM.ACCOUNT, detail: `account ${b['Bncd']}-${maskAccount(String(b['Acno'] ?? ''))} unknown` };
   const kind = b['TrnsDsnc'] || 'A';
   const lines = a.lines.filter(
     (l) => l.trdd >= b['Insymd']! && l.trdd <= b['Ineymd']! && (kind === 'A' || (kind === 'M') === (l.dsnc === '1' || l.dsnc === '2')),
@@ -230,7 +231,7 @@ const inquireTransactionHistory: Handler = (ctx, _h, b) => {
 
 const openFinAccountDirect: Handler = (ctx, _h, b, now) => {
   const a = ctx.ledger.account(b['Bncd']!, b['Acno']!);
-  const why = unusable(a, `account ${b['Bncd']}-${b['Acno']}`);
+  const why = unusable(a, `account ${b['Bncd']}-${maskAccount(String(b['Acno'] ?? ''))}`);
   if (why) return { code: SIM.ACCOUNT, detail: why };
   return { code: RPCD_OK, fields: { Rgno: ctx.ledger.register(a!, b['BrdtBrno']!, b['DrtrRgyn'] === 'Y', now) } };
 };

@@ -85,10 +85,8 @@ export function freshIsTuno(): string {
   return s;
 }
 
-/** Keeps the last 4 characters: enough to tell accounts apart in a log, not to use them. */
-export function mask(accountNo: string): string {
-  return accountNo.length <= 4 ? '****' : `****${accountNo.slice(-4)}`;
-}
+/** Keeps the last 4 characters: enough to tell accounts apart in a log, not to use them (src/mask.ts). */
+export { maskAccount as mask } from '../mask.js';
 
 export async function callNh(w: Wire, gate: Gate, call: NhCall): Promise<WireResult> {
   const t0 = performance.now();

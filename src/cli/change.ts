@@ -10,6 +10,7 @@ import { approveChange, CHANGE_TARGETS, listChanges, proposeChange, rejectChange
 import type { Logger } from '../log.js';
 import { parseCommand, UsageError } from './args.js';
 import { withDb } from './commands.js';
+import { maskJson } from '../mask.js';
 
 const reasonSchema = z.string().trim().min(1, 'must not be empty').max(1000, 'must be at most 1000 characters');
 const idSchema = z.string().regex(/^[1-9][0-9]{0,17}$/, 'must be a change id (a positive whole number)').transform((s) => BigInt(s));
@@ -24,7 +25,8 @@ const setSchema = z.string().transform((s, ctx) => {
   return z.NEVER;
 });
 
-const show = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x));
+/** A change for people: account numbers masked (src/mask.ts); `list --json` gives the data as stored. */
+const show = (v: unknown) => maskJson(v);
 
 export function formatChange(c: ChangeRow): string[] {
   const decided = c.decided_by ? `; ${c.state} by ${c.decided_by} at ${c.decided_at}${c.decision_reason ? `: ${c.decision_reason}` : ''}` : c.state === 'pending' ? `; expires ${c.expires_at}` : '';

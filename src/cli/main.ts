@@ -8,7 +8,7 @@ import { UsageError } from './args.js';
 import { cmdBankSim } from './bank-sim.js';
 import { cmdChange } from './change.js';
 import { cmdConfigure, cmdMigrate, cmdRun, cmdSeed } from './commands.js';
-import { cmdFailures, cmdPause, cmdResume, cmdRetry, cmdStatus } from './oncall.js';
+import { cmdFailures, cmdPause, cmdResume, cmdRetry, cmdReveal, cmdStatus } from './oncall.js';
 import { shouldWatchParent, watchParent } from '../ops/parent-watch.js';
 import { cmdConsole } from './console.js';
 import { cmdDemo } from './demo.js';
@@ -49,6 +49,9 @@ after fixing the cause; --dry-run shows them with each account's shortfall; with
 BANK_URL it refuses (exit 1) while a paying account is SHORT, unless --force`],
   ['pause', 'pause [--kind K] --reason R', 'no new bank call for that kind (or every kind); calls in flight finish'],
   ['resume', 'resume [--kind K] [--reason R]', 'lift the pause of that kind (no kind: every pause)'],
+  ['reveal', 'reveal ****1234 [--transfer N] [--role loan|settlement|corporate] --reason R', `print in full the one account every output shows as ****1234 (its FinAcno too);
+operators only, audited (operator_actions reveal_account); --transfer (that transfer's
+accounts) and --role narrow it when several accounts end in those digits`],
   ['after-restore', 'after-restore --reason R', `once after restoring a backup, before any worker runs: a new IsTuno generation, every
 open transfer asked about before anything is sent, the days since read and reconciled
 again, the bank statements since the backup point read (needs BANK_URL); see docs/deploy/restore.md`],
@@ -91,6 +94,7 @@ const COMMANDS: Record<string, (argv: string[], ...rest: [ReturnType<typeof load
   failures: cmdFailures,
   pause: cmdPause,
   resume: cmdResume,
+  reveal: cmdReveal,
   change: cmdChange,
   reconcile: cmdReconcile,
   report: cmdReport,

@@ -1,13 +1,14 @@
 import { z } from 'zod';
 import { createNhBankClient } from '../bank/client.js';
 import type { Config } from '../config.js';
-import { activePauses, asOperator, dailyStatus, pause, payoutFailures, problems, resume, retryDay, retryPreview, type RetryPreviewRow, type VerdictRow, verdicts, workerStatus, type WorkerStatus } from '../db/operations.js';
+import { activePauses, asOperator, dailyStatus, pause, payoutFailures, problems, resume, retryDay, retryPreview, type RetryPreviewRow, revealAccount, type VerdictRow, verdicts, workerStatus, type WorkerStatus } from '../db/operations.js';
 import { formatPayeeChange, payeeChanges } from '../db/changes.js';
 import { dateSchema, kindSchema } from '../domain.js';
 import type { Logger } from '../log.js';
 import { parseCommand } from './args.js';
 import { withDb } from './commands.js';
 import { formatStatus, money } from './status-table.js';
+import { maskAccount, maskDigits } from '../mask.js';
 
 const reasonSchema = z.string().trim().min(1, 'must not be empty').max(1000, 'must be at most 1000 characters');
 
@@ -124,10 +125,10 @@ async function preview(rows: readonly RetryPreviewRow[], config: Config): Promis
           short = missing > 0n;
           balance = `available ${money(b.available)} KRW, ${short ? `SHORT ${money(missing)} KRW` : 'enough'}`;
         } catch (e) {
-          balance = `balance: could not ask the bank (${(e as Error).message.split('\n')[0]})`;
+          balance = `balance: could not ask the bank (${maskDigits((e as Error).message.split('\n')[0]!)})`;
         }
       }
-      lines.push({ line: `  ${r.kind} ${r.purpose} from ${r.from_account}: ${r.transfers} transfer(s), ${money(r.amount)} KRW (bank code ${r.bank_codes ?? '-'}); ${balance}`, short });
+      lines.push({ line: `  ${r.kind} ${r.purpose} from ${maskAccount(r.from_account)}: ${r.transfers} transfer(s), ${money(r.amount)} KRW (bank code ${r.bank_codes ?? '-'}); ${balance}`, short });
     }
     return lines;
   } finally {
@@ -143,8 +144,31 @@ export async function cmdFailures(argv: string[], config: Config, logger: Logger
     if (o.json) return void console.log(JSON.stringify(rows, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2));
     if (rows.length === 0) return void console.log(`no failed or unresolved transfers${o.date ? ` on ${o.date}` : ''}`);
     for (const r of rows) {
-      console.log(`${r.business_date} ${r.kind} ${r.problem} ${r.what} #${r.transfer_id} ${r.from_account} -> ${r.to_account} ${money(r.amount)} KRW IsTuno ${r.is_tuno} attempt ${r.attempt}: ${r.bank_code ?? ''} ${r.bank_message ?? ''} (since ${r.since ?? '-'})`);
+      console.log(`${r.business_date} ${r.kind} ${r.problem} ${r.what} #${r.transfer_id} ${maskAccount(r.from_account)} -> ${maskAccount(r.to_account)} ${money(r.amount)} KRW IsTuno ${r.is_tuno} attempt ${r.attempt}: ${r.bank_code ?? ''} ${r.bank_message ?? ''} (since ${r.since ?? '-'})`);
       if (r.problem === 'unresolved') console.log(`  undecided: ${r.undecided_why ?? 'the final statement decides it at the next reconcile run'}`);
     }
+  });
+}
+
+/**
+ * `settle reveal <****1234> [--transfer N] [--role R] --reason R`: every output shows
+ * accounts masked; this prints one in full, on purpose, audited
+ * (settlement.reveal_account: operator_actions `reveal_account`, who and why).
+ */
+export async function cmdReveal(argv: string[], config: Config, logger: Logger) {
+  const o = parseCommand(
+    argv,
+    { transfer: { type: 'string' }, role: { type: 'string' }, reason: { type: 'string' } },
+    z.object({
+      account: z.string().trim().regex(/^\**[0-9]{4}$/, 'name the account as it is shown: **** and its last four digits (e.g. ****1234)'),
+      transfer: z.string().regex(/^[1-9][0-9]{0,17}$/, 'must be a transfer id').transform(BigInt).optional(),
+      role: z.enum(['loan', 'settlement', 'corporate']).optional(),
+      reason: reasonSchema,
+    }).strict(),
+    ['account'],
+  );
+  await withDb(config, logger, async (db) => {
+    const a = await asOperator(db, o.reason, (q) => revealAccount(q, o.account, o.reason, { transferId: o.transfer, role: o.role }));
+    console.log(`${a.role} account ${a.account_no} (bank ${a.bank_code})${a.fin_acno ? `, FinAcno ${a.fin_acno}` : ''} — revealed on purpose, recorded in settlement.operator_actions (reveal_account)`);
   });
 }

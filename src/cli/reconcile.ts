@@ -10,6 +10,7 @@ import type { Logger } from '../log.js';
 import { intFlag, parseCommand } from './args.js';
 import { withDb } from './commands.js';
 import { money } from './status-table.js';
+import { maskAccount } from '../mask.js';
 
 const reasonSchema = z.string().trim().min(1, 'must not be empty').max(1000, 'must be at most 1000 characters');
 
@@ -25,7 +26,7 @@ export function formatReconcile(rows: readonly ReconcileSummaryRow[], breaks: re
     out.push(`${r.business_date} ${r.kind.padEnd(19)} ${what}; ${r.open_breaks} open break(s)`);
   }
   for (const b of breaks) {
-    const who = [b.is_tuno ? `IsTuno ${b.is_tuno}` : null, b.transfer_id !== null ? `transfer #${b.transfer_id}` : null, b.account_no ? `account ${b.account_no}` : null]
+    const who = [b.is_tuno ? `IsTuno ${b.is_tuno}` : null, b.transfer_id !== null ? `transfer #${b.transfer_id}` : null, b.account_no ? `account ${maskAccount(b.account_no)}` : null]
       .filter(Boolean).join(', ');
     out.push(`  break #${b.id} ${b.business_date} ${b.kind} ${b.problem} ${money(b.amount)} KRW${who ? ` (${who})` : ''}: ${b.detail}`);
   }

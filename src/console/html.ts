@@ -30,28 +30,7 @@ export function html(strings: TemplateStringsArray, ...values: unknown[]): Html 
 /** 1,234,567 (KRW are integers). */
 export const krw = (n: bigint | number): string => BigInt(n).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ',');
 
-/** An account number shows its last four digits only. */
-export function maskAccount(s: string | null | undefined): string {
-  if (!s) return '';
-  return s.length <= 4 ? '****' : `****${s.slice(-4)}`;
-}
-
-/** Every run of 10 or more digits (an account number, a FinAcno) shown by its last four only: for text we did not build (an error's message). */
-export const maskDigits = (s: string): string => s.replace(/\d{10,}/g, (d) => maskAccount(d));
-
-/** Keys of a JSON row (audit args, reconciliation lines) that hold account numbers. */
-const ACCOUNT_KEY = /(account|acno|fin_acno|from|to)$/i;
-
-/** A JSON value for people: account numbers masked, compact. */
-export function maskJson(v: unknown): string {
-  const walk = (x: unknown, key: string): unknown => {
-    if (Array.isArray(x)) return x.map((y) => walk(y, key));
-    if (x && typeof x === 'object') return Object.fromEntries(Object.entries(x).map(([k, y]) => [k, walk(y, k)]));
-    if (typeof x === 'string' && ACCOUNT_KEY.test(key) && /^[0-9-]{5,}$/.test(x)) return maskAccount(x.replace(/-/g, ''));
-    return x;
-  };
-  return JSON.stringify(walk(v, ''));
-}
+export { maskAccount, maskDigits, maskJson } from '../mask.js';
 
 /** 12 s, 3 min, 2 h, 1 d. */
 export function age(seconds: number | null | undefined): string {

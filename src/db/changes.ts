@@ -1,6 +1,7 @@
 /** Typed calls of sql/logic/83_changes.sql: proposed changes of the reference data, approved by a second login. */
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
+import { maskAccount } from '../mask.js';
 import { wrap } from './call.js';
 
 export const CHANGE_TARGETS = ['accounts', 'fin_acno', 'contracts', 'kind_accounts', 'bank_codes', 'limits', 'ops_settings'] as const;
@@ -68,7 +69,6 @@ export function payeeChanges(db: CommonQueryMethods): Promise<readonly PayeeChan
 
 /** One line per kind whose payee changed: what status and the console show. Accounts masked to their last 4 digits. */
 export function formatPayeeChange(p: PayeeChange): string {
-  const m = (a: string) => `****${a.slice(-4)}`;
   const who = p.change_id !== null ? ` by change #${p.change_id} (proposed by ${p.proposed_by}, approved by ${p.approved_by})` : '';
-  return `payee of ${p.kind} changed at ${p.changed_at}${who}: settlement ${m(p.settlement_account)} (app ${p.fintech_apsno}), corporate ${m(p.corporate_account)}; transfers planned before keep their accounts`;
+  return `payee of ${p.kind} changed at ${p.changed_at}${who}: settlement ${maskAccount(p.settlement_account)} (app ${p.fintech_apsno}), corporate ${maskAccount(p.corporate_account)}; transfers planned before keep their accounts`;
 }

@@ -213,3 +213,16 @@ export async function metricsSnapshot(db: CommonQueryMethods): Promise<{ days: r
   })).parse(row.days);
   return { days, workers: z.array(heartbeatRow).parse(row.workers), bank: { in_use: Number(row.slots_in_use), max_in_flight: row.max_in_flight } };
 }
+
+const revealedRow = z.object({ account_no: z.string(), role: z.string(), bank_code: z.string(), fin_acno: z.string().nullable() });
+export type RevealedAccount = z.infer<typeof revealedRow>;
+
+/**
+ * settlement.reveal_account: the full number of the one account shown as
+ * `****1234` (narrowed to a transfer's accounts and a role when several end so), with a
+ * reason; audited (operator_actions `reveal_account`). Operators only.
+ */
+export function revealAccount(db: CommonQueryMethods, ref: string, reason: string, opts: { transferId?: bigint | undefined; role?: string | undefined } = {}): Promise<RevealedAccount> {
+  const transfer = opts.transferId === undefined ? null : opts.transferId.toString();
+  return wrap(db.one(sql.type(revealedRow)`select * from settlement.reveal_account(${ref}, ${reason}, ${transfer}::bigint, ${opts.role ?? null}::text)`));
+}

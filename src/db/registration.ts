@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { voidRow, wrap } from './call.js';
 import { SettlementError, sqlstateOf, toSettlementError } from './errors.js';
 import type { DatabasePool } from './pool.js';
+import { maskAccount } from '../mask.js';
 
 const registration = z.object({ account_no: z.string(), bank_code: z.string(), fin_rgno: z.string().nullable(), fin_acno: z.string().nullable() });
 
@@ -39,7 +40,7 @@ export async function recordFinAccount(db: DatabasePool, accountNo: string, rgno
     throw toSettlementError(e);
   }
   if (r === 'refused') {
-    throw new SettlementError('fin_acno_refused', 'ST067', `the FinAcno for loan account ****${accountNo.slice(-4)} is not the answer to this system's registration (Rgno ${rgno}): refused and alerted`);
+    throw new SettlementError('fin_acno_refused', 'ST067', `the FinAcno for loan account ${maskAccount(accountNo)} is not the answer to this system's registration (Rgno ${rgno}): refused and alerted`);
   }
   return r;
 }

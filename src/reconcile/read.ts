@@ -2,6 +2,7 @@ import type { BankClient, Gate } from '../bank/port.js';
 import type { DatabasePool } from '../db/pool.js';
 import { recordStatement, type StatementNeed, statementsToRead } from '../db/reconcile.js';
 import type { Logger } from '../log.js';
+import { maskAccount, maskDigits } from '../mask.js';
 
 /** Statements read at once (each is paged by the client, one bank call at a time). */
 const READS_IN_PARALLEL = 4;
@@ -24,7 +25,7 @@ export async function readFinalStatements(db: DatabasePool, bank: BankClient, ga
       read++;
     } catch (e) {
       firstError ??= e;
-      log.warn({ event: 'reconcile:read_failed', bncd: n.bncd, acno: n.acno, ymd: n.ymd, err: (e as Error).message }, `statement ${n.bncd}-${n.acno} ${n.ymd} not read: ${(e as Error).message}`);
+      log.warn({ event: 'reconcile:read_failed', bncd: n.bncd, acno: n.acno, ymd: n.ymd, err: maskDigits((e as Error).message) }, `statement ${n.bncd}-${maskAccount(n.acno)} ${n.ymd} not read: ${maskDigits((e as Error).message)}`);
     }
   };
   const queue = [...needs];

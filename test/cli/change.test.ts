@@ -28,12 +28,15 @@ t.test('settle change: propose as one login, the same login cannot approve, anot
   t.equal(p.code, 0, p.stderr);
   const id = /change #(\d+) proposed/.exec(p.stdout)?.[1];
   t.ok(id, `the change's id is printed: ${p.stdout}`);
-  t.match(p.stdout, /before: .*"corporate_account":"3000000001"/, 'with the row before');
-  t.match(p.stdout, /after: .*"corporate_account":"3000000002"/, 'and after');
+  t.match(p.stdout, /before: .*"corporate_account":"\*\*\*\*0001"/, 'with the row before (accounts masked, issue 23)');
+  t.match(p.stdout, /after: .*"corporate_account":"\*\*\*\*0002"/, 'and after');
+  t.notMatch(p.stdout, /3000000002/, 'no account number in full in what a person reads');
   t.equal(await corp(), '3000000001', 'nothing applied yet');
 
   const list = await runCli(['change', 'list'], { DATABASE_URL: bob.url });
   t.match(list.stdout, new RegExp(`#${id} PENDING kind_accounts \\(two people\\) proposed by ${alice.name}`), 'list shows it pending');
+  const listJson = await runCli(['change', 'list', '--json'], { DATABASE_URL: bob.url });
+  t.match(listJson.stdout, /"corporate_account": "3000000002"/, 'the approver checks every digit in the data (--json, the changes table an operator reads)');
 
   const self = await runCli(['change', 'approve', '--id', id!, '--reason', 'me'], { DATABASE_URL: alice.url });
   t.equal(self.code, 1, 'the proposer cannot approve');

@@ -24,6 +24,9 @@ t.test('bad arguments: one line, non-zero exit, nothing done', async (t) => {
     [['status', '--colour'], /Unknown option '--colour'/],
     [['bank-sim', '--drop-rate', '2'], /--drop-rate: must be a number from 0 to 1/],
     [['worker', '--concurrency', '0'], /--concurrency/],
+    [['reveal', '1000000001', '--reason', 'x'], /account: name the account as it is shown/],
+    [['reveal', '****0001'], /--reason/],
+    [['reveal', '****0001', '--transfer', 'x', '--reason', 'x'], /--transfer: must be a transfer id/],
   ];
   for (const [args, re] of cases) {
     const r = await runCli(args, { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' });
@@ -62,7 +65,7 @@ t.test('--help lists every command; settle alone is a usage error', async (t) =>
   const r = await runCli(['--help']);
   t.equal(r.code, 0);
   const names = readmeCommands().map((c) => c.name);
-  t.same([...names].sort(), ['after-restore', 'bank-sim', 'change', 'configure', 'console', 'demo', 'export', 'failures', 'migrate', 'pause', 'reconcile', 'report', 'resume', 'retry', 'run', 'seed', 'status', 'worker'], 'the README lists every command');
+  t.same([...names].sort(), ['after-restore', 'bank-sim', 'change', 'configure', 'console', 'demo', 'export', 'failures', 'migrate', 'pause', 'reconcile', 'report', 'resume', 'retry', 'reveal', 'run', 'seed', 'status', 'worker'], 'the README lists every command');
   for (const c of names) t.match(r.stdout, new RegExp(`\\n  ${c}\\b`), `settle --help lists ${c}`);
   const bare = await runCli([]);
   t.equal(bare.code, 2, 'settle with no command exits 2');

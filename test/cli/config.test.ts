@@ -54,7 +54,7 @@ t.test('logs: secrets removed, account numbers masked, money as strings', async 
   const out = lines.join('');
   t.notMatch(out, 'TOPSECRET', 'no access token');
   t.notMatch(out, '1234567890', 'no full account number');
-  t.match(out, '******7890', 'last four digits kept');
+  t.match(out, '"accountNo":"****7890"', 'shown as **** and the last four digits (src/mask.ts, one rule everywhere)');
   t.match(out, '"amount":"250000"', 'bigint money logged as a decimal string');
 });
 
