@@ -28,7 +28,7 @@ export async function openDatabase(config: Config, logger: Logger, opts: { migra
   if (config.databaseUrl) {
     db = { url: config.databaseUrl, workerUrl: config.databaseUrl, embedded: false, stop: async () => {} };
   } else {
-    const e = await startEmbeddedPostgres({ logger });
+    const e = await startEmbeddedPostgres({ logger, ownProcessGroup: true });
     db = { url: e.url, workerUrl: e.url, embedded: true, stop: e.stop };
   }
   if (opts.migrate ?? true) {
