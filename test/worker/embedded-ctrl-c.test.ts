@@ -11,16 +11,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { CLI } from '../helpers/procs.js';
+import { alive, CLI } from '../helpers/procs.js';
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** A process's group, from /proc/<pid>/stat (the field after the state). */
 const pgidOf = (pid: number) => {

@@ -9,19 +9,11 @@ import { sql } from 'slonik';
 import { z } from 'zod';
 import { startSim, workerEnv } from '../helpers/day.js';
 import { freshDb } from '../helpers/db.js';
-import { runCli, waitFor } from '../helpers/procs.js';
+import { alive, runCli, waitFor } from '../helpers/procs.js';
 import { shouldWatchParent } from '../../src/ops/parent-watch.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /**
  * `npm start` as a user starts it: in its own process group, with
