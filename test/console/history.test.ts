@@ -48,8 +48,10 @@ t.test('History: 30 settled days in pictures; a day\'s Report tab', async (t) =>
   mkdirSync(ARTIFACTS, { recursive: true });
   const { url, db } = await freshDb(t);
   const sim = await startSim(t);
+  // The dates, once: the run may cross midnight KST, after which pastDate(i) names another day.
   const dates = Array.from({ length: DAYS }, (_, i) => pastDate(i + 1));
-  for (let i = 1; i <= DAYS; i++) await seed(db, { date: pastDate(i), accounts: POOR_DAYS.has(i) ? 3 : 2, kinds: KINDS_OF_DAY, seed: i });
+  const ago = (i: number) => dates[i - 1]!;
+  for (let i = 1; i <= DAYS; i++) await seed(db, { date: ago(i), accounts: POOR_DAYS.has(i) ? 3 : 2, kinds: KINDS_OF_DAY, seed: i });
   await prepareSim(db, sim);
   await simAdminClient(sim.url).openAccounts([{ bncd: '011', acno: POOR, balance: 0n }]);
   await configureReconcile(db, '-1 day');
@@ -69,7 +71,7 @@ t.test('History: 30 settled days in pictures; a day\'s Report tab', async (t) =>
   });
   // Funded, then retried (as on-call would, from settle retry).
   await simAdminClient(sim.url).openAccounts([{ bncd: '011', acno: POOR, balance: 100_000_000n }]);
-  for (const i of POOR_DAYS) await db.query(sql.unsafe`select * from settlement.retry_day(${pastDate(i)}::date, null)`);
+  for (const i of POOR_DAYS) await db.query(sql.unsafe`select * from settlement.retry_day(${ago(i)}::date, null)`);
   await waitFor('every day reconciled', async () => (await states()).reconciled === total, SLOW_MS, 500);
 
   // A month of nightly runs: each stage finished in the night after its business date.
@@ -78,7 +80,7 @@ t.test('History: 30 settled days in pictures; a day\'s Report tab', async (t) =>
     update settlement.stage_runs r set finished_at = ((r.business_date + 1)::timestamp at time zone 'Asia/Seoul')
       + make_interval(mins => 20 + 7 * (extract(day from r.business_date)::int % 9) + 5 * array_position(enum_range(null::settlement.stage), r.stage)
                               + case when r.business_date = any($1::date[]) then 180 else 0 end)
-    where r.state = 'done'`, [[...POOR_DAYS].map((i) => pastDate(i))]);
+    where r.state = 'done'`, [[...POOR_DAYS].map((i) => ago(i))]);
 
   const expected = await db.any(sql.type(z.object({ d: z.string(), paid: z.bigint(), failures: z.bigint(), hours: z.number() }))`
     select t.business_date::text as d, sum(t.amount) filter (where t.purpose = 'payout' and t.state = 'succeeded')::bigint as paid,
@@ -146,7 +148,7 @@ t.test('History: 30 settled days in pictures; a day\'s Report tab', async (t) =>
   await page.screenshot({ path: path.join(ARTIFACTS, 'history-30.png'), fullPage: true });
 
   // A poor day's Report tab.
-  const D = pastDate(11);
+  const D = ago(11);
   await page.goto(`${base}/day/${D}`);
   await Promise.all([page.waitForNavigation(), page.click('#report-tab')]);
   await page.waitForSelector('table#report');
