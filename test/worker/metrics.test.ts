@@ -96,12 +96,12 @@ t.test('a day blocked by insufficient funds: metrics, status --check, one alert;
   // Dry run, then fund and retry the whole day.
   const dry = await runCli(['retry', '--date', D, '--dry-run'], { DATABASE_URL: url, BANK_URL: sim.url, BANK_ACCESS_TOKEN: 'test-token' });
   t.equal(dry.code, 0, dry.stderr);
-  t.match(dry.stdout, new RegExp(`tax payout from ${poor}: \\d+ transfer\\(s\\), [0-9,]+ KRW .*available 0 KRW, SHORT`));
+  t.match(dry.stdout, new RegExp(`tax payout from \\*{4}${poor.slice(-4)}: \\d+ transfer\\(s\\), [0-9,]+ KRW .*available 0 KRW, SHORT`));
   // A retry its own dry run shows SHORT would fail again: refused, nothing changed.
   const failedBefore = await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from settlement.transfers where business_date = ${D}::date and state = 'failed'`);
   const refused = await runCli(['retry', '--date', D, '--reason', 'too early'], { DATABASE_URL: url, BANK_URL: sim.url, BANK_ACCESS_TOKEN: 'test-token' });
   t.equal(refused.code, 1, `retry refused while SHORT: ${refused.stdout}${refused.stderr}`);
-  t.match(refused.stdout, new RegExp(`not retried: .*\\n.*tax payout from ${poor}: .*SHORT`));
+  t.match(refused.stdout, new RegExp(`not retried: .*\\n.*tax payout from \\*{4}${poor.slice(-4)}: .*SHORT`));
   t.equal(await db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from settlement.transfers where business_date = ${D}::date and state = 'failed'`), failedBefore, 'the refused retry changed nothing');
   await simAdminClient(sim.url).openAccounts([{ bncd: '011', acno: poor, balance: owed }]);
   const retry = await runCli(['retry', '--date', D, '--reason', 'loan account funded'], { DATABASE_URL: url });

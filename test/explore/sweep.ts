@@ -1,0 +1,44 @@
+/**
+ * The explorer's random sweep in `npm test` (explore.test.ts and
+ * explore-more.test.ts each run one half). A violation fails the suite with
+ * its shrunk schedule and the command that replays it, unless it belongs to
+ * a class named in OPEN_GAPS (a tap `todo`: known and open; none today).
+ */
+import type { Test } from 'tap';
+import { explorerDb } from './db.js';
+import { formatRun, runSeed, shrink, type RunResult } from './explorer.js';
+
+/** Violations that are known and still open: reported as `todo`, never shrunk here. Empty: the statement watch closed the last one. */
+export const OPEN_GAPS: Record<string, (r: RunResult) => boolean> = {};
+
+function openGap(r: RunResult): string | undefined {
+  return Object.keys(OPEN_GAPS).find((k) => OPEN_GAPS[k]!(r));
+}
+
+export function sweep(tap: Test, o: { from: number; seeds: number; steps: number }): void {
+  tap.test(`${o.seeds} random schedules (seeds ${o.from}..${o.from + o.seeds - 1}, ${o.steps} steps each, then the drain) hold every invariant`, async (t) => {
+    const { db } = await explorerDb(t);
+    const t0 = Date.now();
+    let clean = 0;
+    for (let s = o.from; s < o.from + o.seeds; s++) {
+      // Every other seed without cancellations and strays (focus money): the evidence defects would
+      // otherwise end most schedules before the payment ones can show.
+      const focus = s % 2 === 0 ? 'money' : 'all';
+      const r = await runSeed(db, s, { steps: o.steps, focus });
+      if (!r.violation) {
+        clean++;
+        continue;
+      }
+      const gap = openGap(r);
+      if (gap) {
+        // Known and open: named, not shrunk here (npm run explore shrinks it).
+        t.fail(`seed ${s}: ${r.violation.invariant}: ${r.violation.detail}\n  replay: npm run explore -- --seed ${s} --steps ${o.steps} --focus ${focus}`, { todo: `open: ${gap}` });
+        continue;
+      }
+      const small = await shrink(db, s, r, { budget: 150 });
+      t.fail(formatRun(small, `seed ${s}: ${r.violation.invariant} (shrunk from ${r.schedule.length} to ${small.schedule.length} steps)`) +
+        `\n  replay: npm run explore -- --seed ${s} --steps ${o.steps} --focus ${focus} --schedule "${small.schedule.join('; ')}"`);
+    }
+    t.ok(clean > 0, `${clean} of ${o.seeds} seeds clean, ${(o.seeds / ((Date.now() - t0) / 1000)).toFixed(1)} seeds/s`);
+  });
+}
