@@ -770,7 +770,11 @@ async function checkSettled(w: World, history: Map<number, Set<string>>): Promis
     const touches = (tid: number | null) => tid !== null && (tById.get(tid)?.from === acno || tById.get(tid)?.to === acno);
     // A cancellation's paying side: the cancelled break names the settlement account's line (and the transfer it was paired with).
     const diff = bank > ledger ? bank - ledger : ledger - bank;
-    const explained = s.breaks.some((b) => b.account === acno || touches(b.tid) || (b.problem === 'cancelled' && BigInt(b.amount) === diff));
+    // Cancellations paired with nothing (no reference) name only the settlement account's line: some of
+    // them, together, explain another account's difference (each cancelled movement is on both sides).
+    let sums = new Set<bigint>([0n]);
+    for (const b of s.breaks) if (b.problem === 'cancelled') sums = new Set([...sums, ...[...sums].map((x) => x + BigInt(b.amount))]);
+    const explained = s.breaks.some((b) => b.account === acno || touches(b.tid)) || (diff > 0n && sums.has(diff));
     if (!explained) return { invariant: 'balances', detail: `account ${acno}: the bank moved ${bank} KRW, the ledger (with suspense) ${ledger} KRW, and no break says why` };
   }
   void history;
