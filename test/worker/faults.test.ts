@@ -11,8 +11,11 @@ const seedArg = Number(process.env.SETTLE_CHAOS_SEED ?? 7);
 
 t.test(`bank faults change nothing in the outcome (seed ${seedArg})`, async (t) => {
   const { url, db } = await freshDb(t);
+  // Calls of 50 ms against a cap of 3 while the workers keep up to 10 in
+  // flight: busy answers come whatever the machine's load (with 10 ms calls
+  // and a cap of 6, a run beside a busy loop once saw none).
   const sim = await startSim(t, {
-    latencyMs: 10, jitterMs: 5, maxInFlight: 6, seed: seedArg,
+    latencyMs: 50, jitterMs: 10, maxInFlight: 3, seed: seedArg,
     failBeforeRate: 0.08, timeoutAfterRate: 0.05, dropRate: 0.05, slowRate: 0.05, malformedRate: 0.05,
   });
   const D = pastDate(1);
@@ -20,7 +23,7 @@ t.test(`bank faults change nothing in the outcome (seed ${seedArg})`, async (t) 
   await prepareSim(db, sim);
   // A short client timeout so that timeouts after booking resolve quickly; more
   // workers than the cap so that the "busy" path is used too.
-  const env = workerEnv(url, sim.url, { BANK_TIMEOUT_MS: '400', WORKER_CONCURRENCY: '5', BANK_MAX_IN_FLIGHT: '10' });
+  const env = workerEnv(url, sim.url, { BANK_TIMEOUT_MS: '600', WORKER_CONCURRENCY: '5', BANK_MAX_IN_FLIGHT: '10' });
   await Promise.all([spawnWorker(t, env), spawnWorker(t, env)]);
   await enqueueStage(db, 'record', D, null);
   await waitAllWithdrawn(db, [D], KINDS.length, 240_000);
