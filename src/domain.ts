@@ -26,10 +26,11 @@ export const dateSchema = z
 /**
  * What settlement.claim_transfers decided for one transfer (sql/logic/50_transfers.sql):
  * send it (resume: ask the bank first; sendable: its Tsymd is still today in
- * KST), or not now (busy, paused), or never again (settled).
+ * KST), or not now (busy, paused; quiet: the bank's quiet hours, its job runs
+ * again at quiet_until_ms), or never again (settled).
  */
 export interface Claim {
-  action: 'settled' | 'busy' | 'send' | 'paused';
+  action: 'settled' | 'busy' | 'send' | 'paused' | 'quiet';
   resume: boolean;
   sendable: boolean;
   transfer_id: bigint;
@@ -49,6 +50,8 @@ export interface Claim {
   claim_token: string | null;
   /** When the claim ends, by the database's clock (epoch ms; send only): no request of the attempt may be in flight after it. */
   lease_until_ms: number | null;
+  /** quiet only: when the bank's quiet window ends, by the database's clock (epoch ms); the transfer's job runs again then. */
+  quiet_until_ms: number | null;
 }
 
 /** What a transfer task records: built only by the bank result (src/jobs/order.ts). */

@@ -253,7 +253,11 @@ comment on function settlement.take_booking_evidence is 'Internal: the bank book
 -- past tsymd (the bank client checks both before every send). The lease
 -- (p_lease_ms) covers the whole attempt, slot wait included, and is at most
 -- config.max_attempt (else ST019); a batch naming a transfer twice is
--- refused (ST014).
+-- refused (ST014). When the attempt (its lease) would meet one of the bank's
+-- quiet windows (47_bank_windows.sql), nothing of the batch is claimed and no
+-- slot taken: each transfer that would have been sent is 'quiet' (with
+-- quiet_until_ms, when the window ends), marked quiet_until, and its job runs
+-- again then.
 create or replace function settlement.claim_transfers(p_ids bigint[], p_holders text[], p_lease_ms integer, p_want integer,
   p_held integer[], p_flag integer)
 returns json
@@ -269,6 +273,8 @@ declare
   v_workers integer;
   v_others boolean;
   v_lease interval := make_interval(secs => p_lease_ms / 1000.0);
+  v_quiet timestamptz;
+  v_quiet_ids bigint[] := '{}';
 begin
   -- A malformed batch is refused before anything is taken (no slot, no lock).
   if cardinality(coalesce(p_ids, '{}')) <> cardinality(coalesce(p_holders, '{}')) then
@@ -281,6 +287,7 @@ begin
   if not found then
     perform settlement.raise_error('ST019', format('claim_transfers: a lease of %s ms is not within (0, config.max_attempt]', p_lease_ms));
   end if;
+  v_quiet := settlement.bank_quiet_until(settlement_meta.now(), v_lease);
   if p_flag > 0 then
     perform pg_advisory_lock_shared(settlement.bank_slot_lock_class(), 0);
   elsif p_flag < 0 then
@@ -304,19 +311,32 @@ begin
   into v_send, v_paused, v_resume
   from d;
 
+  -- The bank's quiet hours: what would be sent waits for the window's end.
+  if v_quiet is not null then
+    v_quiet_ids := v_send;
+    v_send := '{}';
+    v_resume := '{}';
+    p_want := 0;
+    if cardinality(v_quiet_ids) > 0 then
+      update settlement.transfers x set quiet_until = v_quiet where x.id = any(v_quiet_ids);
+      perform settlement.add_transfer_jobs_at(v_quiet_ids, v_quiet);
+    end if;
+  end if;
+
   -- By primary key (an index condition: no plan can turn it into a scan of
   -- the table); a row's own values are found by its place in the batch.
   -- Each claim gets a new fencing token; sent_until covers its lease.
   update settlement.transfers x
   set state = 'sending', tsymd = coalesce(x.tsymd, v_ymd), claimed_by = p_holders[array_position(p_ids, x.id)],
       claimed_until = settlement_meta.now() + v_lease, claim_token = nextval('settlement.claim_token_seq'),
-      sent_until = greatest(x.sent_until, settlement_meta.now() + v_lease), updated_at = settlement_meta.now()
+      sent_until = greatest(x.sent_until, settlement_meta.now() + v_lease), quiet_until = null, updated_at = settlement_meta.now()
   where x.id = any(v_send);
 
   select json_agg(json_build_object(
            'action', case when t.id is null then 'missing'
                           when t.id = any(v_send) then 'send'
                           when t.id = any(v_paused) then 'paused'
+                          when t.id = any(v_quiet_ids) then 'quiet'
                           when t.state in ('succeeded', 'failed') then 'settled'
                           else 'busy' end,
            'resume', t.id = any(v_resume),
@@ -325,7 +345,8 @@ begin
            'fintech_apsno', t.fintech_apsno, 'fin_acno', t.fin_acno, 'to_bncd', t.to_bncd, 'to_account', t.to_account,
            'amount', t.amount::text, 'business_date', t.business_date::text, 'kind', t.kind, 'attempt', t.attempt,
            'claim_token', case when t.id = any(v_send) then t.claim_token::text end,
-           'lease_until_ms', case when t.id = any(v_send) then floor(extract(epoch from t.claimed_until) * 1000)::bigint::text end)
+           'lease_until_ms', case when t.id = any(v_send) then floor(extract(epoch from t.claimed_until) * 1000)::bigint::text end,
+           'quiet_until_ms', case when t.id = any(v_quiet_ids) then floor(extract(epoch from v_quiet) * 1000)::bigint::text end)
          order by r.ord)
   into v_claims
   from unnest(p_ids) with ordinality r(id, ord)

@@ -342,7 +342,8 @@ select
   p.paused_at,
   d.business_date >= (settlement_meta.now() at time zone c.time_zone)::date as waiting,
   ((d.business_date + 1)::timestamp at time zone c.time_zone) as settle_from,
-  ((d.business_date::timestamp + o.withdraw_deadline) at time zone c.time_zone) as withdraw_by
+  ((d.business_date::timestamp + o.withdraw_deadline) at time zone c.time_zone) as withdraw_by,
+  t.quiet_until as bank_quiet_until
 from settlement.days d
 cross join settlement.config c
 cross join settlement.ops_settings o
@@ -368,7 +369,8 @@ left join lateral (
          min(x.unresolved_since) as oldest_unresolved,
          sum(x.amount) filter (where x.purpose = 'payout' and x.state = 'succeeded') as paid,
          sum(x.amount) filter (where x.purpose = 'payout' and x.state = 'failed') as failed_amount,
-         sum(x.amount) filter (where x.purpose = 'withdrawal' and x.state = 'succeeded') as withdrawn
+         sum(x.amount) filter (where x.purpose = 'withdrawal' and x.state = 'succeeded') as withdrawn,
+         max(x.quiet_until) filter (where x.state in ('pending', 'sending') and x.quiet_until > settlement_meta.now()) as quiet_until
   from settlement.transfers x where x.business_date = d.business_date and x.kind = d.kind) t on true
 left join settlement.break_counts() b on b.business_date = d.business_date and b.kind = d.kind
 left join lateral (
@@ -376,7 +378,7 @@ left join lateral (
   where p.resumed_at is null and (p.kind is null or p.kind = d.kind)
   order by p.kind nulls first limit 1) p on true
 where c.id and o.id;
-comment on view settlement.day_facts is 'One row per (business_date, kind): stage states (jsonb), counts and KRW (recorded, paid, unpaid, failed, withdrawn), unresolved transfers, reconciliation breaks, pause, and the times that matter (settle_from, withdraw_by).';
+comment on view settlement.day_facts is 'One row per (business_date, kind): stage states (jsonb), counts and KRW (recorded, paid, unpaid, failed, withdrawn), unresolved transfers, reconciliation breaks, pause, and the times that matter (settle_from, withdraw_by, bank_quiet_until: its transfers wait for the bank''s quiet hours to end).';
 
 -- The verdict per (business_date, kind), worst first: BLOCKED, PAUSED, IN PROGRESS, WAITING, DONE.
 create or replace view settlement.day_verdicts as
@@ -394,7 +396,10 @@ cross join lateral (
     (not f.all_done and f.paused_reason is not null, 'PAUSED', 2,
        format('bank calls paused since %s: %s; %s KRW unpaid', settlement.local_time(f.paused_at), f.paused_reason, settlement.krw(f.amount_unpaid)),
        format('settle resume%s --reason ...', case when exists (select 1 from settlement.pauses p where p.resumed_at is null and p.kind = f.kind) then ' --kind ' || f.kind else '' end)),
-    (not f.all_done and not f.waiting and not coalesce(w.final_by > settlement_meta.now(), false), 'IN PROGRESS', 3,
+    (not f.all_done and f.bank_quiet_until is not null, 'WAITING', 3,
+       format('waiting for the bank until %s (its quiet hours: no transfer is sent inside them); %s KRW unpaid',
+              settlement.local_time(f.bank_quiet_until), settlement.krw(f.amount_unpaid)), null),
+    (not f.all_done and f.bank_quiet_until is null and not f.waiting and not coalesce(w.final_by > settlement_meta.now(), false), 'IN PROGRESS', 3,
        format('%s of %s chunks paid, %s in flight%s; %s KRW unpaid', f.chunks_succeeded, f.chunks_total, f.chunks_in_flight,
               case when f.chunks_unresolved > 0 then format(', %s unresolved', f.chunks_unresolved) else '' end, settlement.krw(f.amount_unpaid)),
        null),
@@ -406,7 +411,7 @@ cross join lateral (
     (f.all_done, 'DONE', 5, format('%s KRW withdrawn', settlement.krw(f.amount_withdrawn)), null)
   ) x(applies, verdict, rank, detail, next_command)
   where x.applies order by x.rank limit 1) v;
-comment on view settlement.day_verdicts is 'The verdict for each (business_date, kind): BLOCKED (what, KRW unpaid, next command), PAUSED, IN PROGRESS, WAITING (until when: the day''s end, or its withdrawn money''s bank statement becoming final), DONE.';
+comment on view settlement.day_verdicts is 'The verdict for each (business_date, kind): BLOCKED (what, KRW unpaid, next command), PAUSED, IN PROGRESS, WAITING (until when: the bank''s quiet hours, the day''s end, or its withdrawn money''s bank statement becoming final), DONE.';
 
 -- One line per day: the worst verdict of its kinds.
 create or replace view settlement.verdict as

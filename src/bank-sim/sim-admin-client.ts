@@ -65,8 +65,8 @@ export interface SimAdminClient {
   resetStats(): Promise<void>;
   configure(patch: Record<string, unknown>): Promise<Record<string, unknown>>;
   codes(): Promise<SimCodeView[]>;
-  /** Every API request received (AccessToken '***'); needs the recordRequests option. */
-  requests(): Promise<Array<{ api: string; body: unknown }>>;
+  /** Every API request received (AccessToken '***'), with when it arrived; needs the recordRequests option. */
+  requests(): Promise<Array<{ api: string; body: unknown; at: string }>>;
   /** Books a cancellation of the transfer with this Tuno; the cancellation's Tuno. */
   cancel(tuno: string): Promise<string>;
 }

@@ -25,6 +25,8 @@ import { resetStats, statsJson, type SimStats } from './sim-stats.js';
 export interface RecordedRequest {
   api: string;
   body: unknown;
+  /** When it arrived, by the simulator's clock (ISO). */
+  at: string;
 }
 
 export interface AdminContext {

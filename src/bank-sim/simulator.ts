@@ -168,7 +168,7 @@ export async function startBankSimulator(input: SimOptionsInput = {}, hooks: Sim
       return sendJson(res, 400, refuse(stats, null, api, SIM.LAYOUT, 'the body is not JSON').body);
     }
     if (body === undefined) return sendJson(res, 400, refuse(stats, null, api, SIM.LAYOUT, 'the body is empty').body);
-    requests?.push({ api, body: masked(body) });
+    requests?.push({ api, body: masked(body), at: now().toISOString() });
     if (!admitted) return sendJson(res, 200, refuse(stats, body, api, SIM.BUSY).body);
     if (plan.delayMs > 0) await new Promise<void>((resolve) => later(plan.delayMs, resolve));
     if (closed) return;

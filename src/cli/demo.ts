@@ -6,7 +6,7 @@ import { z } from 'zod';
 import type { Config } from '../config.js';
 import { startBankSimulator } from '../bank-sim/simulator.js';
 import { createDbPool, type DatabasePool } from '../db/pool.js';
-import { dailyStatus, enqueueStage } from '../db/operations.js';
+import { configureBankWindow, dailyStatus, enqueueStage } from '../db/operations.js';
 import { configureReconcile, reconcileSummary, reconciliationBreaks } from '../db/reconcile.js';
 import { KINDS } from '../domain.js';
 import type { Logger } from '../log.js';
@@ -70,6 +70,8 @@ export async function cmdDemo(argv: string[], config: Config, logger: Logger) {
     // The simulator's statement of a date is final at once (a real bank's is
     // final some time after the date ends: settlement.config.reconcile_after).
     await configureReconcile(db, '-1 day');
+    // The simulator keeps no quiet hours: the demo settles at whatever hour it runs.
+    await configureBankWindow(db, null, null, 'the demo: its bank simulator keeps no quiet hours');
     const date = await db.oneFirst(sql.type(z.object({ d: z.string() }))`select (settlement.today() - 1)::text as d`);
     const s = await seed(db, { date, accounts });
     console.log(`seeded ${date}: ${s.accounts} loan accounts, ${s.accruals} accruals, ${s.amount} KRW across ${KINDS.length} kinds`);

@@ -17,6 +17,7 @@ import { cmdExport, cmdReport, NoSuchDayError } from './report.js';
 import { JournalUnbalancedError } from '../db/report.js';
 import { cmdWorker } from './worker.js';
 import { cmdAfterRestore } from './restore.js';
+import { cmdBankWindow } from './bank-window.js';
 import { HttpPortError } from '../worker/http.js';
 
 /** Each command's usage and what it does: `settle <command> --help` prints its entry, `settle --help` all of them. */
@@ -47,6 +48,9 @@ recorded, chunks paid / failed / unresolved, withdrawn, suspense, breaks, times`
   ['retry', 'retry --date YYYY-MM-DD [--kind K] [--dry-run] [--force] [--reason R]', `re-enqueue the transfers that failed for good, every kind of the day (or one),
 after fixing the cause; --dry-run shows them with each account's shortfall; with a
 BANK_URL it refuses (exit 1) while a paying account is SHORT, unless --force`],
+  ['bank-window', "bank-window [--daily HH:MM-HH:MM|none | --add 'YYYY-MM-DD HH:MM..YYYY-MM-DD HH:MM' | --remove N] [--reason R] [--json]", `the bank's quiet hours (Korea time): no money request is sent inside one; a transfer
+that would be waits and is sent after it, under the new day's date. Alone: lists them;
+--daily sets the daily window (default 23:30-00:30), --add a dated one, --remove lifts one (audited)`],
   ['pause', 'pause [--kind K] --reason R', 'no new bank call for that kind (or every kind); calls in flight finish'],
   ['resume', 'resume [--kind K] [--reason R]', 'lift the pause of that kind (no kind: every pause)'],
   ['reveal', 'reveal ****1234 [--transfer N] [--role loan|settlement|corporate] --reason R', `print in full the one account every output shows as ****1234 (its FinAcno too);
@@ -93,6 +97,7 @@ const COMMANDS: Record<string, (argv: string[], ...rest: [ReturnType<typeof load
   retry: cmdRetry,
   failures: cmdFailures,
   pause: cmdPause,
+  'bank-window': cmdBankWindow,
   resume: cmdResume,
   reveal: cmdReveal,
   change: cmdChange,

@@ -45,6 +45,10 @@ export const SQLSTATE = {
   ST081: 'reveal_not_found',
   ST082: 'reveal_ambiguous',
   ST090: 'shared_login_cannot_approve',
+  ST100: 'invalid_bank_window',
+  ST101: 'bank_window_reason_required',
+  ST102: 'invalid_bank_window_range',
+  ST103: 'bank_window_not_found',
   ST091: 'own_login_required',
   ST092: 'own_login_refused',
 } as const;

@@ -191,7 +191,7 @@ export async function metricsSnapshot(db: CommonQueryMethods): Promise<{ days: r
               'business_date', f.business_date, 'kind', f.kind, 'states', f.states,
               -- settlement.day_verdicts' rule, on the rows day_metrics() already read (the view would compute day_facts for every day again)
               'verdict', case when f.blocked_stage is not null then 'BLOCKED' when f.all_done then 'DONE' when f.paused_reason is not null then 'PAUSED'
-                              when f.waiting or (f.withdrawn and settlement.statement_final_by(f.business_date, f.kind) > now()) then 'WAITING'
+                              when f.bank_quiet_until is not null or f.waiting or (f.withdrawn and settlement.statement_final_by(f.business_date, f.kind) > now()) then 'WAITING'
                               else 'IN PROGRESS' end,
               'chunks_total', f.chunks_total::text, 'chunks_succeeded', f.chunks_succeeded::text, 'chunks_failed', f.chunks_failed::text,
               'chunks_unresolved', f.chunks_unresolved::text, 'chunks_in_flight', f.chunks_in_flight::text,
@@ -225,4 +225,31 @@ export type RevealedAccount = z.infer<typeof revealedRow>;
 export function revealAccount(db: CommonQueryMethods, ref: string, reason: string, opts: { transferId?: bigint | undefined; role?: string | undefined } = {}): Promise<RevealedAccount> {
   const transfer = opts.transferId === undefined ? null : opts.transferId.toString();
   return wrap(db.one(sql.type(revealedRow)`select * from settlement.reveal_account(${ref}, ${reason}, ${transfer}::bigint, ${opts.role ?? null}::text)`));
+}
+
+const bankWindowRow = z.object({
+  window_id: z.number(), daily: z.string().nullable(), starts: z.string().nullable(), ends: z.string().nullable(),
+  reason: z.string(), added_by: z.string(), added_at: z.string(),
+});
+export type BankWindow = z.infer<typeof bankWindowRow>;
+
+/** The bank's quiet windows in force (settlement.bank_windows_ahead): the daily one with its next occurrence, and the dated ones not yet over. */
+export function bankWindows(db: CommonQueryMethods): Promise<readonly BankWindow[]> {
+  return wrap(db.any(sql.type(bankWindowRow)`select window_id::int as window_id, daily, starts, ends, reason, added_by, added_at from settlement.bank_windows_ahead()`));
+}
+
+/** settlement.configure_bank_window: the daily window, Korea time ('HH:MM'); both null: none. Audited. */
+export async function configureBankWindow(db: CommonQueryMethods, from: string | null, until: string | null, reason: string): Promise<{ window: number | null; replaced: number | null; transfers_rerun: number }> {
+  return wrap(db.oneFirst(sql.type(z.object({ r: z.object({ window: z.number().nullable(), replaced: z.number().nullable(), transfers_rerun: z.number() }) }))`
+    select settlement.configure_bank_window(${from}::time, ${until}::time, ${reason}) as r`));
+}
+
+/** settlement.add_bank_window: a dated window (instants as ISO text with an offset). Audited. */
+export function addBankWindow(db: CommonQueryMethods, starts: string, ends: string, reason: string): Promise<number> {
+  return wrap(db.oneFirst(sql.type(z.object({ id: z.number() }))`select settlement.add_bank_window(${starts}::timestamptz, ${ends}::timestamptz, ${reason})::int as id`));
+}
+
+/** settlement.remove_bank_window: returns how many deferred transfers run again at once. Audited. */
+export function removeBankWindow(db: CommonQueryMethods, id: number, reason: string): Promise<number> {
+  return wrap(db.oneFirst(sql.type(z.object({ n: z.number() }))`select settlement.remove_bank_window(${id}, ${reason}) as n`));
 }

@@ -34,7 +34,7 @@ export interface ClaimBatch {
   maxInFlight: number;
 }
 
-const ACTIONS = new Set(['settled', 'busy', 'send', 'paused']);
+const ACTIONS = new Set(['settled', 'busy', 'send', 'paused', 'quiet']);
 const PURPOSES = new Set(['payout', 'withdrawal']);
 const KIND_SET = new Set<string>(KINDS);
 const FINISHED = new Set<string>(FINISH_RESULTS);
@@ -52,7 +52,9 @@ function decodeClaim(r: Record<string, unknown>, id: number): Claim | Settlement
     !str(r.business_date) || !KIND_SET.has(r.kind as string) || typeof r.attempt !== 'number' ||
     !(r.claim_token === null || (str(r.claim_token) && /^[0-9]+$/.test(r.claim_token as string))) ||
     !(r.lease_until_ms === null || (str(r.lease_until_ms) && /^[0-9]+$/.test(r.lease_until_ms as string))) ||
-    (r.action === 'send' && (r.claim_token === null || r.lease_until_ms === null))
+    !(r.quiet_until_ms === null || (str(r.quiet_until_ms) && /^[0-9]+$/.test(r.quiet_until_ms as string))) ||
+    (r.action === 'send' && (r.claim_token === null || r.lease_until_ms === null)) ||
+    (r.action === 'quiet' && r.quiet_until_ms === null)
   ) {
     return new TransferRowError(`claim_transfers returned a claim of an unexpected shape for transfer ${id}: ${JSON.stringify(r)}`);
   }
@@ -63,6 +65,7 @@ function decodeClaim(r: Record<string, unknown>, id: number): Claim | Settlement
     fin_acno: r.fin_acno as string | null, to_bncd: r.to_bncd as string | null, to_account: r.to_account as string,
     amount: BigInt(r.amount as string), business_date: r.business_date as string, kind: r.kind as Claim['kind'], attempt: r.attempt as number,
     claim_token: r.claim_token as string | null, lease_until_ms: r.lease_until_ms === null ? null : Number(r.lease_until_ms),
+    quiet_until_ms: r.quiet_until_ms === null ? null : Number(r.quiet_until_ms),
   };
 }
 

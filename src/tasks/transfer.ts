@@ -43,6 +43,14 @@ async function attemptTransfer(ctx: TaskContext, a: Attempt, job: Job, id: numbe
   if (claim.action === 'busy') throw new RetryLaterError(`transfer ${id} is being sent by another attempt`);
   // settlement.pause: no new bank call for this kind until resume (which runs the job again at once).
   if (claim.action === 'paused') throw new RetryLaterError(`transfer ${id}: bank calls for ${claim.kind} are paused`);
+  // The bank's quiet hours (settlement.bank_windows): nothing was claimed; the
+  // database gave the transfer a job that runs when the window ends.
+  if (claim.action === 'quiet') {
+    if (ctx.logger.isLevelEnabled('debug')) {
+      ctx.logger.debug({ ...keys(), event: 'transfer:quiet', until: new Date(claim.quiet_until_ms!).toISOString() }, `transfer ${id}: the bank is quiet; runs again when the window ends`);
+    }
+    return;
+  }
 
   let result: TransferResult;
   try {

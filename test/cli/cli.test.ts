@@ -65,7 +65,7 @@ t.test('--help lists every command; settle alone is a usage error', async (t) =>
   const r = await runCli(['--help']);
   t.equal(r.code, 0);
   const names = readmeCommands().map((c) => c.name);
-  t.same([...names].sort(), ['after-restore', 'bank-sim', 'change', 'configure', 'console', 'demo', 'export', 'failures', 'migrate', 'pause', 'reconcile', 'report', 'resume', 'retry', 'reveal', 'run', 'seed', 'status', 'worker'], 'the README lists every command');
+  t.same([...names].sort(), ['after-restore', 'bank-sim', 'bank-window', 'change', 'configure', 'console', 'demo', 'export', 'failures', 'migrate', 'pause', 'reconcile', 'report', 'resume', 'retry', 'reveal', 'run', 'seed', 'status', 'worker'], 'the README lists every command');
   for (const c of names) t.match(r.stdout, new RegExp(`\\n  ${c}\\b`), `settle --help lists ${c}`);
   const bare = await runCli([]);
   t.equal(bare.code, 2, 'settle with no command exits 2');
