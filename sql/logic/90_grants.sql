@@ -43,6 +43,7 @@ begin
       'open_days()',
       'payee_changes()',
       'problems()',
+      'restore_unexplained()',
       'retry_preview(date, settlement.kind)',
       'statement_final_by(date, settlement.kind)',
       'today()',
