@@ -1,78 +1,17 @@
-import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { promisify } from 'node:util';
-import pg from 'pg';
 import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
 import { createDbPool } from '../../src/db/pool.js';
 import { enqueueStage } from '../../src/db/operations.js';
 import { KINDS } from '../../src/domain.js';
-import { registerAtSimulator, seed, settlementAccountNo } from '../../src/seed.js';
+import { seed, settlementAccountNo } from '../../src/seed.js';
+import { dump, restore } from '../helpers/backup.js';
 import { checkInvariants, prepareSim, startSim, TOKEN, waitAllWithdrawn, workerEnv } from '../helpers/day.js';
 import { freshDatabase, freshDb, TEST_STATEMENT_TIMEOUT_MS } from '../helpers/db.js';
 import { pastDate } from '../helpers/fixtures.js';
 import { runCli, spawnWorker, waitFor } from '../helpers/procs.js';
 import { simulatorTransfers } from '../helpers/bank-record.js';
 import { waitReconcile } from '../helpers/reconcile.js';
-
-/**
- * A backup taken the way pg_dump takes one: every table of the database's
- * schemas read in ONE repeatable-read snapshot (the machine's pg_dump is
- * version 15 and refuses the tests' PostgreSQL 18 server), plus the
- * sequences. restore() loads it into another database as pg_restore
- * --disable-triggers would (session_replication_role = replica).
- */
-const SCHEMAS = ['settlement', 'settlement_meta', 'graphile_worker'];
-interface Dump { tables: { name: string; cols: string[]; rows: string }[]; sequences: { name: string; last: string | null }[] }
-
-async function dump(url: string): Promise<Dump> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    await c.query('begin isolation level repeatable read read only');
-    const tables = await c.query<{ name: string; cols: string[] }>(`
-      select format('%I.%I', n.nspname, r.relname) as name,
-             array_agg(format('%I', a.attname) order by a.attnum) as cols
-      from pg_class r join pg_namespace n on n.oid = r.relnamespace
-      join pg_attribute a on a.attrelid = r.oid and a.attnum > 0 and not a.attisdropped and a.attgenerated = ''
-      where r.relkind in ('r', 'p') and n.nspname = any($1) group by 1 order by 1`, [SCHEMAS]);
-    const out: Dump = { tables: [], sequences: [] };
-    for (const tb of tables.rows) {
-      const r = await c.query<{ rows: string }>(`select coalesce(json_agg(x), '[]')::text as rows from ${tb.name} x`);
-      out.tables.push({ ...tb, rows: r.rows[0]!.rows });
-    }
-    const seqs = await c.query<{ name: string; last: string | null }>(`
-      select format('%I.%I', schemaname, sequencename) as name, last_value::text as last from pg_sequences where schemaname = any($1)`, [SCHEMAS]);
-    out.sequences = seqs.rows;
-    await c.query('commit');
-    return out;
-  } finally {
-    await c.end();
-  }
-}
-
-async function restore(url: string, d: Dump): Promise<void> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    await c.query('begin');
-    await c.query("set local session_replication_role = 'replica'");
-    for (const tb of d.tables) await c.query(`delete from ${tb.name}`);
-    for (const tb of d.tables) {
-      const cols = tb.cols.join(', ');
-      await c.query(`insert into ${tb.name} (${cols}) overriding system value select ${cols} from json_populate_recordset(null::${tb.name}, $1::json)`, [tb.rows]);
-    }
-    for (const s of d.sequences) {
-      await c.query(s.last === null ? `select setval('${s.name}', 1, false)` : `select setval('${s.name}', ${s.last}, true)`);
-    }
-    await c.query('commit');
-  } finally {
-    await c.end();
-  }
-}
 
 const count = z.object({ n: z.bigint() });
 
@@ -161,115 +100,6 @@ t.test('IsTuno: generation 0 numbers as before; after_restore needs a reason and
   t.ok(next > first, 'numbers only grow');
   const held = await db.oneFirst(sql.type(z.object({ h: z.string().nullable() }))`select settlement.restore_hold() as h`);
   t.match(held ?? '', /not read yet/, 'no stage plans a transfer until the statements are read');
-});
-
-/**
- * A real pg_dump when this machine's pg_dump can read the server (the local
- * PostgreSQL 15 with DATABASE_URL), restored by pg_restore into an empty
- * database and migrated, as docs/deploy/restore.md says; otherwise (the
- * embedded PostgreSQL 18, which pg_dump 15 refuses) the snapshot dump above.
- */
-const run = promisify(execFile);
-type Backup = { kind: 'pg_dump'; file: string } | { kind: 'snapshot'; dump: Dump };
-
-async function pgDumpMajor(): Promise<number | null> {
-  try {
-    const { stdout } = await run('pg_dump', ['--version']);
-    const m = /(\d+)\.\d+/.exec(stdout);
-    return m ? Number(m[1]) : null;
-  } catch {
-    return null;
-  }
-}
-
-async function backup(t: { teardown(fn: () => unknown): void }, url: string): Promise<Backup> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  const server = Number((await c.query<{ v: string }>(`select current_setting('server_version_num') as v`)).rows[0]!.v) / 10000 | 0;
-  await c.end();
-  const tool = await pgDumpMajor();
-  if (tool === null || tool < server) return { kind: 'snapshot', dump: await dump(url) };
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'settle-backup-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const file = path.join(dir, 'backup.dump');
-  await run('pg_dump', ['--format=custom', '--file', file, '--dbname', url]);
-  return { kind: 'pg_dump', file };
-}
-
-async function restoreBackup(t: { teardown(fn: () => unknown): void }, b: Backup): Promise<string> {
-  if (b.kind === 'snapshot') {
-    const { url } = await freshDatabase(t);
-    await restore(url, b.dump);
-    return url;
-  }
-  const { url } = await freshDatabase(t, { empty: true });
-  await run('pg_restore', ['--exit-on-error', '--dbname', url, b.file]);
-  return url;
-}
-
-const payoutRow = z.object({ entry_id: z.bigint(), seq: z.number(), is_tuno: z.string(), tsymd: z.string().nullable(), state: z.string() });
-
-t.test('restore a backup taken before the day was planned, the day paid after it: each chunk is adopted under its forgotten number, nothing is paid twice', async (t) => {
-  const a = await freshDb(t);
-  const sim = await startSim(t, { latencyMs: 30, jitterMs: 10 });
-  const D = pastDate(1);
-  await seed(a.db, { date: D, accounts: 40, kinds: ['tax', 'platform_fee'] });
-  await prepareSim(a.db, sim);
-  await registerAtSimulator(a.db, sim.url);
-  await a.db.query(sql.unsafe`select settlement.configure_reconcile('-1 day')`);
-  // The day is recorded (no worker yet): its pay jobs wait; nothing is planned.
-  for (const k of KINDS) await a.db.query(sql.unsafe`select * from settlement.run_stage('record', ${D}::date, ${k}::settlement.kind)`);
-  t.equal(await a.db.oneFirst(sql.type(count)`select count(*) as n from settlement.transfers`), 0n, 'nothing is planned when the backup is taken');
-
-  const b = await backup(t, a.url);
-  t.pass(`backup taken with ${b.kind === 'pg_dump' ? 'pg_dump --format=custom' : 'one repeatable-read snapshot (pg_dump cannot read this server)'}`);
-
-  // The original database plans, pays and withdraws the day; then it is lost.
-  const env = (url: string) => workerEnv(url, sim.url, { WORKER_CONCURRENCY: '4', BANK_MAX_IN_FLIGHT: '4' });
-  const wa = await spawnWorker(t, env(a.url));
-  await waitAllWithdrawn(a.db, [D], KINDS.length, 150_000);
-  wa.child.kill('SIGTERM');
-  t.equal(await wa.exited, 0, 'the first worker stopped cleanly');
-  const booked = await simulatorTransfers(sim.url);
-  const paidBefore = await a.db.any(sql.type(z.object({ entry_id: z.bigint(), seq: z.number(), is_tuno: z.string() }))`
-    select entry_id, seq, is_tuno from settlement.transfers where purpose = 'payout' and state = 'succeeded' order by entry_id, seq`);
-  t.ok(paidBefore.length > 0 && paidBefore.length + 2 === booked.length, `the original paid ${paidBefore.length} chunks and 2 withdrawals`);
-  const sameAmount = await a.db.oneFirst(sql.type(count)`
-    select count(*) as n from (select entry_id from settlement.transfers where purpose = 'payout' group by entry_id, amount having count(*) > 1) x`);
-  t.ok(sameAmount > 0n, `${sameAmount} entries were paid in several chunks of the same amount (told apart by nothing but their numbers)`);
-
-  // Restored into a new database, migrated, after-restore, as docs/deploy/restore.md says.
-  const url = await restoreBackup(t, b);
-  // (with the production environment: a first migrate writes the shared settings from it)
-  const mig = await runCli(['migrate'], { DATABASE_URL: url, BANK_MAX_IN_FLIGHT: '4' });
-  t.equal(mig.code, 0, `settle migrate on the restored database\n${mig.stdout}${mig.stderr}`);
-  const db = await createDbPool(url, { maximumPoolSize: 4, statementTimeoutMs: TEST_STATEMENT_TIMEOUT_MS });
-  t.teardown(() => db.end());
-  t.equal(await db.oneFirst(sql.type(count)`select count(*) as n from settlement.transfers`), 0n, 'the restored database has planned nothing');
-  const cliEnv = { DATABASE_URL: url, BANK_URL: sim.url, BANK_ACCESS_TOKEN: TOKEN, BANK_TIMEOUT_MS: '5000' };
-  const r = await runCli(['after-restore', '--reason', 'restored the backup taken before the day was planned'], cliEnv);
-  t.equal(r.code, 0, `after-restore exits 0\n${r.stdout}${r.stderr}`);
-  t.match(r.stdout, new RegExp(`${KINDS.length} day\\(s\\) before today were not paid out in the backup`), 'it counts the (day, kind)s not paid out in the backup');
-  t.notMatch(r.stdout, /PAUSED/, 'every booking since the backup point is explained: nothing is paused');
-  t.equal(await db.oneFirst(sql.type(count)`select count(*) as n from settlement.pauses where resumed_at is null`), 0n, 'no pause');
-
-  // Workers against the restored database, the SAME bank.
-  await spawnWorker(t, env(url));
-  await waitAllWithdrawn(db, [D], KINDS.length, 150_000);
-  await waitReconcile(db, D, ['tax', 'platform_fee'], 'done', 150_000);
-  const after = await simulatorTransfers(sim.url);
-  t.equal(after.length, booked.length, `the bank booked nothing more (${booked.length} transfers before the restore, ${after.length} after)`);
-  const planned = await db.any(sql.type(payoutRow)`
-    select entry_id, seq, is_tuno, tsymd, state::text as state from settlement.transfers where purpose = 'payout' order by entry_id, seq`);
-  t.same(planned.map((x) => `${x.entry_id}#${x.seq} ${x.is_tuno}`), paidBefore.map((x) => `${x.entry_id}#${x.seq} ${x.is_tuno}`),
-    'every chunk is planned under the very number it was paid under after the backup point');
-  t.ok(planned.every((x) => x.state === 'succeeded' && x.tsymd !== null), 'each is succeeded, asked about under its date');
-  const details = await db.anyFirst(sql.type(z.object({ detail: z.string() }))`
-    select detail from settlement.stage_runs where business_date = ${D}::date and stage = 'pay' and kind in ('tax', 'platform_fee') order by kind`);
-  t.ok(details.every((d) => /booked already under forgotten IsTunos/.test(d)), `the pay stage says what it adopted: ${details.join(' | ')}`);
-  const w = await db.anyFirst(sql.type(z.object({ is_tuno: z.string() }))`select is_tuno from settlement.transfers where purpose = 'withdrawal' and state = 'succeeded'`);
-  t.ok(w.length === 2 && w.every((x) => booked.some((b) => b.isTuno === x)), 'the withdrawals are adopted too');
-  await checkInvariants(t, db, sim.url);
 });
 
 /**
