@@ -192,6 +192,11 @@ declare
   v_total bigint;
   v_ids bigint[];
   v_detail text;
+  v_problems text[];
+  v_adopt_entries bigint[];
+  v_adopt_seqs integer[];
+  v_adopt_tunos text[];
+  v_adopt_ymds text[];
 begin
   if settlement.stage_state_of(p_date, p_kind, 'record') is distinct from 'done' then
     return settlement.outcome('not_ready'::text, 'record is not done');
@@ -228,22 +233,44 @@ begin
     return settlement.outcome('blocked'::text, v_detail);
   end if;
   select per_call_limit into v_limit from settlement.config where id;
+  -- After a restore: a chunk the bank booked already under a number this
+  -- database forgot (planned and paid after the backup point) is planned
+  -- under that number and date, so that its claim asks the bank and records
+  -- it succeeded; when the statements cannot tell, the stage blocks.
+  if exists (select 1 from settlement.restores) then
+    select array_agg(f.problem order by f.problem) filter (where f.problem is not null),
+           array_agg(f.entry_id) filter (where f.problem is null), array_agg(f.seq) filter (where f.problem is null),
+           array_agg(f.is_tuno) filter (where f.problem is null), array_agg(f.tsymd) filter (where f.problem is null)
+    into v_problems, v_adopt_entries, v_adopt_seqs, v_adopt_tunos, v_adopt_ymds
+    from settlement.forgotten_payouts(p_date, p_kind) f;
+    if v_problems is not null then
+      v_detail := left(format('after the restore, the statements cannot tell which chunks were paid after the backup point (%s problem(s)): %s; a person decides (docs/deploy/restore.md)',
+                              cardinality(v_problems), array_to_string(v_problems[1:3], '; ') || case when cardinality(v_problems) > 3 then '; …' else '' end), 1000);
+      perform settlement.set_stage(p_date, p_kind, 'pay', 'blocked', v_detail);
+      return settlement.outcome('blocked'::text, v_detail);
+    end if;
+  end if;
 
   -- 250,000 with a 100,000 limit -> 100,000 + 100,000 + 50,000.
   with planned as (
-    insert into settlement.transfers (purpose, business_date, kind, entry_id, seq, from_account, to_account, fintech_apsno, fin_acno, amount, is_tuno)
+    insert into settlement.transfers (purpose, business_date, kind, entry_id, seq, from_account, to_account, fintech_apsno, fin_acno, amount, is_tuno, tsymd)
     select 'payout', p_date, p_kind, e.id, s.seq, e.account_no, v_contract.settlement_account, v_contract.fintech_apsno, a.fin_acno,
-           least(v_limit, e.amount - (s.seq - 1) * v_limit), settlement.next_is_tuno()
+           least(v_limit, e.amount - (s.seq - 1) * v_limit), coalesce(f.is_tuno, settlement.next_is_tuno()), f.tsymd
     from settlement.entries e
     join settlement.accounts a on a.account_no = e.account_no
     cross join lateral generate_series(1, ((e.amount + v_limit - 1) / v_limit)::int) as s(seq)
+    left join unnest(coalesce(v_adopt_entries, '{}'), coalesce(v_adopt_seqs, '{}'), coalesce(v_adopt_tunos, '{}'), coalesce(v_adopt_ymds, '{}'))
+      as f(entry_id, seq, is_tuno, tsymd) on f.entry_id = e.id and f.seq = s.seq
     where e.business_date = p_date and e.kind = p_kind
     order by e.id, s.seq
     returning id, amount)
   select count(*), coalesce(sum(amount), 0), array_agg(id) into v_chunks, v_total, v_ids from planned;
   perform settlement.add_transfer_jobs(v_ids);
 
-  v_detail := format('%s chunks, %s KRW enqueued (limit %s per call)', v_chunks, v_total, v_limit);
+  v_detail := format('%s chunks, %s KRW enqueued (limit %s per call)', v_chunks, v_total, v_limit)
+    || case when v_adopt_entries is not null
+            then format('; %s of them booked already under forgotten IsTunos after the backup point (adopted: asked about, never sent again)', cardinality(v_adopt_entries))
+            else '' end;
   perform settlement.set_stage(p_date, p_kind, 'pay', 'done', v_detail);
   if v_chunks = 0 then
     perform settlement.add_stage_job('confirm', p_date, p_kind);
@@ -497,7 +524,11 @@ begin
     and (exists (select 1 from settlement.transfer_evidence e where e.transfer_id = t.id and e.booked)
          or exists (select 1 from settlement.statement_lines l where l.ref_is_tuno = n.is_tuno and l.ccyn = '0')
          or exists (select 1 from settlement.breaks b where b.is_tuno = n.is_tuno and b.problem = 'orphan')
-         or exists (select 1 from settlement.transfer_attempts a where a.is_tuno = n.is_tuno and a.outcome = 'sending'))
+         or exists (select 1 from settlement.transfer_attempts a where a.is_tuno = n.is_tuno and a.outcome = 'sending')
+         -- after a restore: a booking under a forgotten number (a retry after the backup point) that could be it
+         or exists (select 1 from settlement.restores)
+            and exists (select 1 from settlement.forgotten_payout_lines(array[t.from_account]) f
+                        where format('failed transfer %s (%s %s)', t.id, t.business_date, t.kind) = any(f.owners)))
   order by t.id limit 1;
   if found then
     perform settlement.raise_error('ST016', format('retry_failed: transfer %s of %s %s may be booked under IsTuno %s (a statement line, an orphan, evidence or an attempt whose outcome is unknown names it); it must not be sent again: decide it (settlement.decide_transfer) or investigate',

@@ -64,6 +64,158 @@ language sql stable as $$
   from fits
 $$;
 
+-- Payout chunks planned after the backup point. A day whose pay stage was
+-- not done in the backup may have been planned and paid after it under
+-- numbers this database never gave: its pay stage, when it plans after a
+-- restore, adopts each chunk the stored statements show was booked already.
+--
+-- forgotten_payout_lines: the bookings of ours from loan accounts
+-- (p_accounts; null: every loan account) since the latest restore's from_ymd
+-- under an IsTuno of an earlier generation that no transfer or attempt of
+-- this database holds (Ccyn 0, out), each with what could have paid it (its
+-- owners): a chunk of a day whose pay stage is not done (planned from its
+-- entries, or for a day that is over and not recorded, from its accruals),
+-- from that account, of that amount, of a day before the booking, to the
+-- account the other side of the booking landed on (the line of ours printing
+-- the same 'DS' || IsTuno, when its statement is stored); or a failed payout
+-- of a day not withdrawn (a retry after the backup point may have paid it
+-- under a number forgotten). An owner is a day ('YYYY-MM-DD kind') or
+-- 'failed transfer N (...)'. Lines with no owner nothing here explains.
+create or replace function settlement.forgotten_payout_lines(p_accounts text[] default null)
+returns table (line_id bigint, acno text, trdd text, tram bigint, ref_is_tuno text, owners text[])
+language plpgsql stable as $$
+#variable_conflict use_column
+declare
+  v_r settlement.restores;
+  v_accounts text[];
+  v_limit bigint;
+begin
+  select * into v_r from settlement.restores x order by x.id desc limit 1;
+  if not found then
+    return;
+  end if;
+  v_accounts := coalesce(p_accounts, array(select a.account_no from settlement.accounts a where a.role = 'loan'));
+  select c.per_call_limit into v_limit from settlement.config c where c.id;
+  return query
+  with lines as (
+    select l.id, l.acno, l.trdd, l.tram, l.ref_is_tuno,
+           (select min(o.acno) from settlement.statement_lines o
+            where o.ref_is_tuno = l.ref_is_tuno and o.id <> l.id and o.ccyn = '0' and settlement.is_in(o.mnrc_drot_dsnc)) as went_to
+    from settlement.accounts a
+    join settlement.statement_lines l on l.bncd = a.bank_code and l.acno = a.account_no and l.trdd >= v_r.from_ymd
+    where a.account_no = any(v_accounts) and a.role = 'loan'
+      and l.ccyn = '0' and not settlement.is_in(l.mnrc_drot_dsnc) and l.ref_is_tuno is not null
+      and substr(l.ref_is_tuno, 2, 3)::integer < v_r.generation
+      and not exists (select 1 from settlement.transfers t where t.is_tuno = l.ref_is_tuno)
+      and not exists (select 1 from settlement.transfer_attempts x where x.is_tuno = l.ref_is_tuno)),
+  payers as (
+    select distinct x.acno from lines x),
+  -- what each day not paid out yet is due to pay from those accounts
+  due as (
+    select e.business_date, e.kind, e.account_no, e.amount
+    from settlement.stage_runs s
+    join settlement.stage_runs rec on rec.business_date = s.business_date and rec.kind = s.kind and rec.stage = 'record' and rec.state = 'done'
+    join settlement.entries e on e.business_date = s.business_date and e.kind = s.kind
+    where s.stage = 'pay' and s.state <> 'done' and e.account_no in (select p.acno from payers p)
+    union all
+    select a.settle_date, a.kind, a.account_no, sum(a.amount)::bigint
+    from settlement.stage_runs rec
+    join settlement.accruals a on a.settle_date = rec.business_date and a.kind = rec.kind
+    where rec.stage = 'record' and rec.state <> 'done' and rec.business_date < settlement.today()
+      and a.account_no in (select p.acno from payers p)
+    group by a.settle_date, a.kind, a.account_no),
+  owners as (
+    select distinct d.business_date, d.account_no, k.settlement_account as to_account,
+           least(v_limit, d.amount - (s.seq - 1) * v_limit) as amount, format('%s %s', d.business_date, d.kind) as owner
+    from due d
+    left join settlement.kind_accounts k on k.kind = d.kind
+    cross join lateral generate_series(1, ((d.amount + v_limit - 1) / v_limit)::int) s(seq)
+    union all
+    select t.business_date, t.from_account, t.to_account, t.amount, format('failed transfer %s (%s %s)', t.id, t.business_date, t.kind)
+    from settlement.stage_runs w
+    join settlement.transfers t on t.business_date = w.business_date and t.kind = w.kind and t.purpose = 'payout'
+    where w.stage = 'withdraw' and w.state <> 'done' and t.state = 'failed' and t.from_account in (select p.acno from payers p))
+  select l.id, l.acno, l.trdd, l.tram, l.ref_is_tuno,
+         array(select distinct w.owner from owners w
+               where w.account_no = l.acno and w.amount = l.tram and to_char(w.business_date, 'YYYYMMDD') < l.trdd
+                 and (l.went_to is null or w.to_account is null or l.went_to = w.to_account)
+               order by 1)
+  from lines l;
+end $$;
+comment on function settlement.forgotten_payout_lines is 'Internal (after a restore): bookings of ours from loan accounts under IsTunos of an earlier generation that no transfer holds, each with the days (or failed transfers) it could have paid.';
+
+-- The chunks of (p_date, p_kind) the stored statements show were booked
+-- under a forgotten number (entry_id, seq, is_tuno, tsymd: its pay stage
+-- plans them under that number and date, asks the bank first and never sends
+-- them again), or why it cannot decide (problem; then nothing is adopted):
+-- a booking after the day from one of its loan accounts that nothing here
+-- explains, one that could be a chunk of this day or of another day (or a
+-- failed transfer), or more such bookings of one amount from one account
+-- than the day has chunks of it. Chunks of one entry and one amount are the
+-- same obligation (same accounts, amount and day): its bookings are taken in
+-- IsTuno order (the order the day was numbered in) for its chunks in seq order.
+create or replace function settlement.forgotten_payouts(p_date date, p_kind settlement.kind)
+returns table (entry_id bigint, seq integer, is_tuno text, tsymd text, problem text)
+language plpgsql stable as $$
+#variable_conflict use_column
+declare
+  v_me text := format('%s %s', p_date, p_kind);
+  v_limit bigint;
+  v_accounts text[];
+begin
+  if not exists (select 1 from settlement.restores) then
+    return;
+  end if;
+  select c.per_call_limit into v_limit from settlement.config c where c.id;
+  v_accounts := array(select e.account_no from settlement.entries e where e.business_date = p_date and e.kind = p_kind);
+  return query
+  with lines as (
+    select f.* from settlement.forgotten_payout_lines(v_accounts) f where f.trdd > to_char(p_date, 'YYYYMMDD')),
+  chunks as (
+    select e.id as entry_id, s.seq, e.account_no, least(v_limit, e.amount - (s.seq - 1) * v_limit) as amount
+    from settlement.entries e
+    cross join lateral generate_series(1, ((e.amount + v_limit - 1) / v_limit)::int) s(seq)
+    where e.business_date = p_date and e.kind = p_kind and e.account_no in (select l.acno from lines l)),
+  mine as (
+    select l.*, row_number() over (partition by l.acno, l.tram order by l.ref_is_tuno) as rn,
+           count(*) over (partition by l.acno, l.tram) as n
+    from lines l where l.owners = array[v_me]),
+  problems as (
+    select format('a booking under the forgotten IsTuno %s (%s KRW from %s on %s) is none of the chunks this database would plan',
+                  l.ref_is_tuno, settlement.krw(l.tram), settlement.mask_account(l.acno), l.trdd) as problem
+    from lines l where cardinality(l.owners) = 0
+    union all
+    select format('the booking under the forgotten IsTuno %s (%s KRW from %s on %s) could be a chunk of %s',
+                  l.ref_is_tuno, settlement.krw(l.tram), settlement.mask_account(l.acno), l.trdd, array_to_string(l.owners, ' or '))
+    from lines l where cardinality(l.owners) > 1 and v_me = any(l.owners)
+    union all
+    select format('%s bookings of %s KRW from %s under forgotten IsTunos, for %s chunk(s) of that amount',
+                  m.n, settlement.krw(m.tram), settlement.mask_account(m.acno),
+                  (select count(*) from chunks c where c.account_no = m.acno and c.amount = m.tram))
+    from mine m
+    where m.rn = 1 and m.n > (select count(*) from chunks c where c.account_no = m.acno and c.amount = m.tram))
+  select null::bigint, null::integer, null::text, null::text, p.problem from problems p
+  union all
+  select c.entry_id, c.seq, m.ref_is_tuno, m.trdd, null::text
+  from (select c.*, row_number() over (partition by c.account_no, c.amount order by c.seq) as rn from chunks c) c
+  join mine m on m.acno = c.account_no and m.tram = c.amount and m.rn = c.rn
+  where not exists (select 1 from problems);
+end $$;
+comment on function settlement.forgotten_payouts is 'Internal (the pay stage after a restore): the day''s chunks booked already under a forgotten IsTuno (adopted under it), or the problems that block the stage instead.';
+
+-- The bookings of ours from loan accounts under a forgotten number that no
+-- chunk still to plan (nor a failed transfer) could be: money moved after
+-- the backup point that this database cannot tie to anything it will do (a
+-- day recorded there from accruals this backup does not hold, a retry, a
+-- settlement account changed after the backup point).
+create or replace function settlement.restore_unexplained()
+returns table (line_id bigint, acno text, trdd text, tram bigint, ref_is_tuno text)
+language sql stable as $$
+  select f.line_id, f.acno, f.trdd, f.tram, f.ref_is_tuno from settlement.forgotten_payout_lines() f where cardinality(f.owners) = 0
+  order by f.trdd, f.ref_is_tuno
+$$;
+comment on function settlement.restore_unexplained is 'After a restore: bookings of ours from loan accounts under forgotten IsTunos that no chunk still to plan and no failed transfer could be (settle after-restore pauses every kind while there is one).';
+
 create or replace function settlement.after_restore(p_reason text default null) returns json
 language plpgsql as $$
 declare
@@ -122,13 +274,13 @@ begin
     v_days := v_days + 1;
   end loop;
 
-  -- 5. A day that could have been paid after the backup point under numbers never planned here.
+  -- 5. The days before today not paid out in the backup: they may have been
+  -- planned and paid after the backup point under numbers never planned here.
+  -- Their pay stages match their chunks against the statements when they plan
+  -- (forgotten_payouts); restore_statements_read pauses every kind if a
+  -- booking is left that nothing here can be.
   select count(*)::integer into v_held from settlement.stage_runs s
-  where s.stage = 'pay' and s.state <> 'done' and s.business_date < settlement.today()
-    and exists (select 1 from settlement.stage_runs r where r.business_date = s.business_date and r.kind = s.kind and r.stage = 'record' and r.state = 'done');
-  if v_held > 0 then
-    perform settlement.pause(null, format('restored from a backup: %s day(s) before today were not paid out when it was taken; compare the bank statements since %s before settle resume (docs/deploy/restore.md)', v_held, v_from));
-  end if;
+  where s.stage = 'pay' and s.state <> 'done' and s.business_date < settlement.today();
 
   insert into settlement.restores (generation, last_activity, from_ymd, transfers_to_ask, days_to_reconcile, held_days, reason)
   values (v_gen, v_last, v_from, v_asked, v_days, v_held, v_reason)
@@ -138,7 +290,7 @@ begin
   return json_build_object('restore', v_open.id, 'generation', v_gen, 'from_ymd', v_from, 'last_activity', settlement.iso_time(v_last),
                            'transfers_to_ask', v_asked, 'days_to_reconcile', v_days, 'held_days', v_held, 'again', false);
 end $$;
-comment on function settlement.after_restore is 'Operator, once after restoring a backup and before any worker runs: moves the IsTuno generation on, makes every open transfer ask the bank first, forgets the statement reads since the backup point and reconciles those days again, holds new transfers until the statements are read (restore_statements_read), pauses every kind if a day may have been paid after the backup point. Audited. ST061 no reason.';
+comment on function settlement.after_restore is 'Operator, once after restoring a backup and before any worker runs: moves the IsTuno generation on, makes every open transfer ask the bank first, forgets the statement reads since the backup point and reconciles those days again, holds new transfers until the statements are read (restore_statements_read); held_days: the days before today not paid out in the backup (their chunks are matched against the statements when planned). Audited. ST061 no reason.';
 
 -- The accounts whose statements after_restore needs: every NH account of
 -- ours (Bncd 011/012) from the restore's from_ymd to today.
@@ -149,7 +301,14 @@ language sql stable as $$
   from settlement.restores r
   cross join settlement.accounts a
   where r.statements_read_at is null and a.bank_code in ('011', '012')
-    and (a.role <> 'loan' or exists (select 1 from settlement.transfers t where t.from_account = a.account_no))
+    and (a.role <> 'loan' or exists (select 1 from settlement.transfers t where t.from_account = a.account_no)
+         -- a loan account a day not paid out yet pays from (planned and paid after the backup point?)
+         or a.account_no in (select e.account_no from settlement.stage_runs s
+                             join settlement.entries e on e.business_date = s.business_date and e.kind = s.kind
+                             where s.stage = 'pay' and s.state <> 'done')
+         or a.account_no in (select x.account_no from settlement.stage_runs s
+                             join settlement.accruals x on x.settle_date = s.business_date and x.kind = s.kind
+                             where s.stage = 'record' and s.state <> 'done' and s.business_date < settlement.today()))
     and r.id = (select max(id) from settlement.restores)
   order by a.role, a.account_no
 $$;
@@ -160,13 +319,22 @@ create or replace function settlement.restore_statements_read(p_restore bigint) 
 language plpgsql as $$
 declare
   v_n integer;
+  v_unexplained integer;
 begin
   update settlement.restores set statements_read_at = settlement_meta.now() where id = p_restore and statements_read_at is null;
   if not found then
     perform settlement.raise_error('ST062', format('restore_statements_read: restore %s does not exist or its statements were read already', p_restore));
   end if;
-  perform settlement.audit('restore_statements_read', jsonb_build_object('restore', p_restore));
+  -- 5. A booking of ours under a forgotten number that no chunk still to plan
+  -- (and no failed transfer) can be: the database cannot tell what it paid
+  -- for; a person compares before anything more is sent.
+  select count(*)::integer into v_unexplained from settlement.restore_unexplained();
+  if v_unexplained > 0 then
+    perform settlement.pause(null, format('restored from a backup: %s booking(s) of ours since %s under numbers the backup never saw are none of the chunks still to pay (settlement.restore_unexplained()); compare them (docs/deploy/restore.md) before settle resume',
+                                          v_unexplained, (select r.from_ymd from settlement.restores r where r.id = p_restore)));
+  end if;
+  perform settlement.audit('restore_statements_read', jsonb_build_object('restore', p_restore), jsonb_build_object('unexplained', v_unexplained));
   v_n := settlement.enqueue_stage_core('pay') + settlement.enqueue_stage_core('withdraw') + settlement.enqueue_stage_core('reconcile');
   return v_n;
 end $$;
-comment on function settlement.restore_statements_read is 'Operator (settle after-restore): the statements since the restore''s from_ymd are stored; ends the hold on new transfers and runs pay, withdraw and reconcile again. Audited. ST062 unknown or done.';
+comment on function settlement.restore_statements_read is 'Operator (settle after-restore): the statements since the restore''s from_ymd are stored; ends the hold on new transfers, pauses every kind while a booking under a forgotten number is none of the chunks still to pay (restore_unexplained), runs pay, withdraw and reconcile again. Audited. ST062 unknown or done.';

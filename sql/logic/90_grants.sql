@@ -44,6 +44,7 @@ begin
       'open_days()',
       'payee_changes()',
       'problems()',
+      'restore_unexplained()',
       'retry_preview(date, settlement.kind)',
       'statement_final_by(date, settlement.kind)',
       'today()',

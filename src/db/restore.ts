@@ -28,3 +28,11 @@ export function restoreStatements(db: CommonQueryMethods): Promise<readonly Rest
 export function restoreStatementsRead(db: CommonQueryMethods, restore: bigint): Promise<number> {
   return wrap(db.oneFirst(sql.type(z.object({ n: z.number() }))`select settlement.restore_statements_read(${restore}) as n`));
 }
+
+const unexplainedRow = z.object({ acno: z.string(), trdd: z.string(), tram: z.bigint(), ref_is_tuno: z.string() });
+
+/** settlement.restore_unexplained: bookings under forgotten numbers that no chunk still to pay can be (every kind is paused while there is one). */
+export function restoreUnexplained(db: CommonQueryMethods): Promise<readonly z.infer<typeof unexplainedRow>[]> {
+  return wrap(db.any(sql.type(unexplainedRow)`
+    select settlement.mask_account(acno) as acno, trdd, tram, ref_is_tuno from settlement.restore_unexplained()`));
+}

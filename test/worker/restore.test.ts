@@ -1,73 +1,17 @@
-import pg from 'pg';
 import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
 import { createDbPool } from '../../src/db/pool.js';
 import { enqueueStage } from '../../src/db/operations.js';
 import { KINDS } from '../../src/domain.js';
-import { seed } from '../../src/seed.js';
+import { seed, settlementAccountNo } from '../../src/seed.js';
+import { dump, restore } from '../helpers/backup.js';
 import { checkInvariants, prepareSim, startSim, TOKEN, waitAllWithdrawn, workerEnv } from '../helpers/day.js';
 import { freshDatabase, freshDb, TEST_STATEMENT_TIMEOUT_MS } from '../helpers/db.js';
 import { pastDate } from '../helpers/fixtures.js';
 import { runCli, spawnWorker, waitFor } from '../helpers/procs.js';
 import { simulatorTransfers } from '../helpers/bank-record.js';
 import { waitReconcile } from '../helpers/reconcile.js';
-
-/**
- * A backup taken the way pg_dump takes one: every table of the database's
- * schemas read in ONE repeatable-read snapshot (the machine's pg_dump is
- * version 15 and refuses the tests' PostgreSQL 18 server), plus the
- * sequences. restore() loads it into another database as pg_restore
- * --disable-triggers would (session_replication_role = replica).
- */
-const SCHEMAS = ['settlement', 'settlement_meta', 'graphile_worker'];
-interface Dump { tables: { name: string; cols: string[]; rows: string }[]; sequences: { name: string; last: string | null }[] }
-
-async function dump(url: string): Promise<Dump> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    await c.query('begin isolation level repeatable read read only');
-    const tables = await c.query<{ name: string; cols: string[] }>(`
-      select format('%I.%I', n.nspname, r.relname) as name,
-             array_agg(format('%I', a.attname) order by a.attnum) as cols
-      from pg_class r join pg_namespace n on n.oid = r.relnamespace
-      join pg_attribute a on a.attrelid = r.oid and a.attnum > 0 and not a.attisdropped and a.attgenerated = ''
-      where r.relkind in ('r', 'p') and n.nspname = any($1) group by 1 order by 1`, [SCHEMAS]);
-    const out: Dump = { tables: [], sequences: [] };
-    for (const tb of tables.rows) {
-      const r = await c.query<{ rows: string }>(`select coalesce(json_agg(x), '[]')::text as rows from ${tb.name} x`);
-      out.tables.push({ ...tb, rows: r.rows[0]!.rows });
-    }
-    const seqs = await c.query<{ name: string; last: string | null }>(`
-      select format('%I.%I', schemaname, sequencename) as name, last_value::text as last from pg_sequences where schemaname = any($1)`, [SCHEMAS]);
-    out.sequences = seqs.rows;
-    await c.query('commit');
-    return out;
-  } finally {
-    await c.end();
-  }
-}
-
-async function restore(url: string, d: Dump): Promise<void> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    await c.query('begin');
-    await c.query("set local session_replication_role = 'replica'");
-    for (const tb of d.tables) await c.query(`delete from ${tb.name}`);
-    for (const tb of d.tables) {
-      const cols = tb.cols.join(', ');
-      await c.query(`insert into ${tb.name} (${cols}) overriding system value select ${cols} from json_populate_recordset(null::${tb.name}, $1::json)`, [tb.rows]);
-    }
-    for (const s of d.sequences) {
-      await c.query(s.last === null ? `select setval('${s.name}', 1, false)` : `select setval('${s.name}', ${s.last}, true)`);
-    }
-    await c.query('commit');
-  } finally {
-    await c.end();
-  }
-}
 
 const count = z.object({ n: z.bigint() });
 
@@ -156,4 +100,90 @@ t.test('IsTuno: generation 0 numbers as before; after_restore needs a reason and
   t.ok(next > first, 'numbers only grow');
   const held = await db.oneFirst(sql.type(z.object({ h: z.string().nullable() }))`select settlement.restore_hold() as h`);
   t.match(held ?? '', /not read yet/, 'no stage plans a transfer until the statements are read');
+});
+
+/**
+ * The pay stage's matching, on statements written by hand (lines under
+ * generation-0 numbers, booked today by the database's clock): what it adopts
+ * and where it refuses to guess.
+ */
+const L1 = '1000000001';
+const L2 = '1000000002';
+const gen0 = (n: number) => `1000${String(n).padStart(14, '0')}`;
+interface Booking { acno: string; amount: number; n: number; to?: string }
+type TapTest = { teardown(fn: () => unknown): void; ok: Function };
+
+async function restoredWorld(t: TapTest, due: { date: string; acno: string; amount: number }[], bookings: Booking[]) {
+  const { db } = await freshDb(t);
+  await seed(db, { date: due[0]!.date, accounts: 2, kinds: [] });
+  await db.query(sql.unsafe`update settlement.accounts set fin_acno = '9' || account_no where role = 'loan'`);
+  for (const [i, x] of due.entries()) {
+    await db.query(sql.unsafe`select settlement.ensure_day(${x.date}::date, 'tax')`);
+    await db.query(sql.unsafe`
+      insert into settlement.accruals (source_ref, account_no, kind, amount, occurred_at, origin_date, settle_date)
+      values (${'t:' + i}, ${x.acno}, 'tax', ${x.amount}, (${x.date}::date + interval '12 hours') at time zone settlement.time_zone(), ${x.date}::date, ${x.date}::date)`);
+  }
+  for (const d of [...new Set(due.map((x) => x.date))]) await db.query(sql.unsafe`select * from settlement.run_stage('record', ${d}::date, 'tax')`);
+  const restoreId = await db.oneFirst(sql.type(z.object({ id: z.number() }))`select (settlement.after_restore('test') ->> 'restore')::int as id`);
+  const needs = await db.anyFirst(sql.type(z.object({ acno: z.string() }))`select acno from settlement.restore_statements()`);
+  t.ok([L1, L2].every((x) => !due.some((d) => d.acno === x) || needs.includes(x)), 'the statements to read include the loan accounts of the days not paid out yet');
+  for (const [i, b] of bookings.entries()) {
+    await db.query(sql.unsafe`
+      insert into settlement.statement_lines (bncd, acno, trdd, txtm, mnrc_drot_dsnc, tram, ccyn, tuno, bnpr_cntn)
+      values ('011', ${b.acno}, settlement.bank_ymd(), '0100' || lpad(${i}::text, 2, '0'), '3', ${b.amount}, '0', ${'T' + i}, ${'DS' + gen0(b.n)})`);
+    if (b.to) {
+      await db.query(sql.unsafe`
+        insert into settlement.statement_lines (bncd, acno, trdd, txtm, mnrc_drot_dsnc, tram, ccyn, tuno, bnpr_cntn)
+        values ('011', ${b.to}, settlement.bank_ymd(), '0100' || lpad(${i}::text, 2, '0'), '1', ${b.amount}, '0', ${'T' + i}, ${'DS' + gen0(b.n)})`);
+    }
+  }
+  await db.query(sql.unsafe`select settlement.restore_statements_read(${restoreId})`);
+  const pay = async (d: string) => db.one(sql.type(z.object({ outcome: z.string(), detail: z.string() }))`select * from settlement.run_stage('pay', ${d}::date, 'tax')`);
+  return { db, pay };
+}
+
+t.test('pay after a restore adopts the chunks the statements show booked under forgotten numbers (IsTuno order for chunks of one amount)', async (t) => {
+  const D = pastDate(3);
+  const { db, pay } = await restoredWorld(t, [{ date: D, acno: L1, amount: 250_000 }, { date: D, acno: L2, amount: 30_000 }],
+    [{ acno: L1, amount: 100_000, n: 902 }, { acno: L1, amount: 100_000, n: 901 }, { acno: L1, amount: 50_000, n: 903, to: settlementAccountNo('tax') }]);
+  const r = await pay(D);
+  t.equal(r.outcome, 'done', `the pay stage plans the day: ${r.detail}`);
+  t.match(r.detail, /4 chunks, 280000 KRW enqueued .*3 of them booked already under forgotten IsTunos/, 'and says what it adopted');
+  const rows = await db.any(sql.type(z.object({ acno: z.string(), seq: z.number(), is_tuno: z.string(), tsymd: z.string().nullable(), today: z.string() }))`
+    select from_account as acno, seq, is_tuno, tsymd, settlement.bank_ymd() as today from settlement.transfers order by from_account, seq`);
+  t.same(rows.slice(0, 3).map((x) => [x.acno, x.seq, x.is_tuno, x.tsymd === x.today]),
+    [[L1, 1, gen0(901), true], [L1, 2, gen0(902), true], [L1, 3, gen0(903), true]],
+    'each booked chunk is planned under its number and booking date (one amount: IsTuno order for seq order)');
+  t.match(rows[3]!, { acno: L2, seq: 1, tsymd: null }, 'a chunk nothing shows booked is planned anew');
+  t.match(rows[3]!.is_tuno, /^1001/, 'under a number of the new generation');
+  t.equal((await pay(D)).outcome, 'already_done', 'running it again plans nothing more');
+  t.equal(await db.oneFirst(sql.type(count)`select count(*) as n from settlement.restore_unexplained()`), 0n, 'every booking is explained');
+  t.equal(await db.oneFirst(sql.type(count)`select count(*) as n from settlement.pauses where resumed_at is null`), 0n, 'nothing is paused');
+});
+
+t.test('pay after a restore blocks instead of guessing: a booking two days could own, more bookings than chunks, one nothing explains', async (t) => {
+  const D1 = pastDate(3);
+  const D2 = pastDate(2);
+  await t.test('two days', async (t) => {
+    const { db, pay } = await restoredWorld(t, [{ date: D1, acno: L1, amount: 100_000 }, { date: D2, acno: L1, amount: 100_000 }],
+      [{ acno: L1, amount: 100_000, n: 901 }]);
+    for (const d of [D1, D2]) {
+      const r = await pay(d);
+      t.equal(r.outcome, 'blocked', `${d} is blocked`);
+      t.match(r.detail, new RegExp(`IsTuno ${gen0(901)} .* could be a chunk of ${D1} tax or ${D2} tax`), `the reason names both days: ${r.detail}`);
+    }
+    t.equal(await db.oneFirst(sql.type(count)`select count(*) as n from settlement.transfers`), 0n, 'nothing is planned');
+  });
+  await t.test('more bookings than chunks, and a booking that went elsewhere', async (t) => {
+    const { db, pay } = await restoredWorld(t, [{ date: D1, acno: L1, amount: 100_000 }, { date: D1, acno: L2, amount: 30_000 }],
+      [{ acno: L1, amount: 100_000, n: 901 }, { acno: L1, amount: 100_000, n: 902 }, { acno: L2, amount: 30_000, n: 903, to: settlementAccountNo('platform_fee') }]);
+    const paused = await db.maybeOne(sql.type(z.object({ reason: z.string() }))`select reason from settlement.pauses where resumed_at is null and kind is null`);
+    t.match(paused?.reason ?? '', /1 booking\(s\) of ours .* none of the chunks still to pay/, 'the booking nothing explains pauses every kind');
+    t.same(await db.anyFirst(sql.type(z.object({ ref_is_tuno: z.string() }))`select ref_is_tuno from settlement.restore_unexplained()`), [gen0(903)], 'restore_unexplained names it');
+    const r = await pay(D1);
+    t.equal(r.outcome, 'blocked', `blocked: ${r.detail}`);
+    t.match(r.detail, /2 bookings of 100,000 KRW from \*\*\*\*0001 under forgotten IsTunos, for 1 chunk\(s\)/, 'more bookings than chunks');
+    t.match(r.detail, new RegExp(`forgotten IsTuno ${gen0(903)} .* is none of the chunks`), 'a booking that went to another kind\'s account is none of them');
+    t.equal(await db.oneFirst(sql.type(count)`select count(*) as n from settlement.transfers`), 0n, 'nothing is planned');
+  });
 });
