@@ -55,6 +55,7 @@ begin
       'console_changes(integer)',
       'configure(text, bigint, integer)',
       'configure_reconcile(interval)',
+      'configure_statement_checks(interval, interval)',
       'configure_statement_watch(interval)',
       'decide_transfer(bigint, boolean, text)',
       'enqueue_stage(settlement.stage, date, settlement.kind)',
