@@ -270,7 +270,8 @@ $$;
 -- in those dates: each succeeded transfer that touched it and settled at
 -- least config.statement_lag before the read was asked (by our reference
 -- DS<IsTuno>, or, for lines without one, as many lines of that direction and
--- amount as such transfers), and every line an earlier read stored there. An
+-- amount as such transfers), and every line an earlier read stored there
+-- that the bank booked (Trdd/Txtm, KST) that long before the read. An
 -- answer that is not credible is refused: its lines are kept (evidence of a
 -- booking is never thrown away), the request records what it lacked, and an
 -- alert opens (statement_refused); record_statement answers null and the
@@ -313,7 +314,10 @@ language sql stable as $$
     where not exists (select 1 from shown s where s.ref = k.is_tuno and s.ccyn = '0' and s.tram = k.amount and settlement.is_in(s.mnrc_drot_dsnc) = k.inward))
   select coalesce(array_agg(u.id order by u.id), '{}'),
          (select count(*)::int from settlement.statement_lines l
-          where l.bncd = p_bncd and l.acno = p_acno and l.trdd between p_ymd and p_to_ymd
+          cross join settlement.config c
+          where c.id and l.bncd = p_bncd and l.acno = p_acno and l.trdd between p_ymd and p_to_ymd
+            -- booked (by the bank's own time) at least statement_lag before the read was asked
+            and (to_timestamp(l.trdd || l.txtm, 'YYYYMMDDHH24MISS')::timestamp at time zone 'Asia/Seoul') <= p_asked_at - c.statement_lag
             and not exists (select 1 from shown s where s.tuno = l.tuno))
   from unreferenced u
   where u.n > (select count(*) from shown s where s.ref is null and s.ccyn = '0' and s.tram = u.amount and settlement.is_in(s.mnrc_drot_dsnc) = u.inward)
@@ -504,7 +508,9 @@ language sql stable as $$
            (select max(q.asked_at) from settlement.statement_requests q where q.bncd = m.bncd and q.acno = m.acno and q.ymd = m.ymd) as asked
     from m cross join settlement.config c where c.id)
   select g.bncd, g.acno, g.ymd,
-         case when g.answered is null or g.answered < g.last_settled then greatest(g.last_settled, coalesce(g.asked + g.poll, g.last_settled))
+         case when g.answered is null or g.answered < g.last_settled
+              -- no answer since they settled: read now (a request made since, unanswered, is retried after a poll)
+              then case when g.asked >= g.last_settled then g.asked + g.poll else g.last_settled end
               else least(g.deadline, greatest(g.asked, g.answered) + g.poll) end
   from g
   where g.answered is null or g.answered < g.deadline
