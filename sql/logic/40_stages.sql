@@ -325,6 +325,7 @@ declare
   v_detail text;
   v_hold text;
   v_known record;
+  v_proof settlement.stage_result;
 begin
   if settlement.stage_state_of(p_date, p_kind, 'confirm') is distinct from 'done' then
     return settlement.outcome('not_ready'::text, 'confirm is not done');
@@ -340,6 +341,13 @@ begin
     -- Already started: make sure its job exists (collapses with a waiting one).
     perform settlement.add_transfer_jobs(array[w.id]);
     return settlement.outcome('in_progress'::text, format('withdrawal %s of %s KRW is %s', w.is_tuno, w.amount, w.state));
+  end if;
+  -- Confirm is proven by the bank (issue 22): every payout recorded succeeded
+  -- shows on the settlement account's statement, else wait (the statement may
+  -- lag) or block with a break, before any money leaves the account.
+  v_proof := settlement.withdraw_unproven(p_date, p_kind);
+  if v_proof.outcome is not null then
+    return v_proof;
   end if;
 
   select coalesce(sum(amount), 0) into v_total

@@ -257,9 +257,93 @@ language sql immutable as $$
   select ('x' || substr(md5('daily-settlement:reconcile-matcher'), 1, 16))::bit(64)::bigint
 $$;
 
+------------------------------------------------------------------------------
+-- Statement reads the database asks for, and the credibility of an answer
+-- (issue 22, item 4). The worker holds the bank token and reads the bank's
+-- statements, but the database cannot see the bank: a stolen worker login
+-- could write any statement. So record_statement takes a statement only as
+-- the one answer to a read the database asked for itself (statement_requests,
+-- made by statements_to_read / restore_statements, answered within
+-- config.statement_answer_within), and an answer proves nothing unbooked
+-- (no statement_reads row, so decide_unresolved and reconcile do not count
+-- it) unless it shows every booking the ledger already knows on that account
+-- in those dates: each succeeded transfer that touched it and settled at
+-- least config.statement_lag before the read was asked (by our reference
+-- DS<IsTuno>, or, for lines without one, as many lines of that direction and
+-- amount as such transfers), and every line an earlier read stored there
+-- that the bank booked (Trdd/Txtm, KST) that long before the read. An
+-- answer that is not credible is refused: its lines are kept (evidence of a
+-- booking is never thrown away), the request records what it lacked, and an
+-- alert opens (statement_refused); record_statement answers null and the
+-- worker's code raises ST121 (ST120 for an answer to no open request, which
+-- stores nothing).
+
+-- A read the database asks for: (account, dates), asked now. Internal.
+create or replace function settlement.ask_statement(p_bncd text, p_acno text, p_ymd text, p_to_ymd text) returns timestamptz
+language sql as $$
+  insert into settlement.statement_requests as r (bncd, acno, ymd, to_ymd, asked_at, answer_by)
+  select p_bncd, p_acno, p_ymd, p_to_ymd, settlement_meta.now(), settlement_meta.now() + c.statement_answer_within
+  from settlement.config c where c.id
+  on conflict (bncd, acno, ymd, asked_at) do update set to_ymd = excluded.to_ymd
+  returning r.asked_at
+$$;
+
+-- What an answer to a read of (Bncd, Acno) from p_ymd to p_to_ymd asked at
+-- p_asked_at lacks of what the ledger knows: the succeeded transfers not
+-- shown, and how many stored lines of those dates are not in it.
+create or replace function settlement.statement_lacks(p_bncd text, p_acno text, p_ymd text, p_to_ymd text, p_asked_at timestamptz, p_lines jsonb)
+returns table (transfers bigint[], lines integer)
+language sql stable as $$
+  with shown as (
+    select x.tuno, x.ccyn, x.mnrc_drot_dsnc, x.tram::bigint as tram,
+           coalesce(substring(x.bnpr_cntn from 'DS([0-9]{18})'), substring(x.smr from 'DS([0-9]{18})')) as ref
+    from jsonb_to_recordset(p_lines) as x(tuno text, ccyn text, mnrc_drot_dsnc text, tram text, bnpr_cntn text, smr text)),
+  known as (
+    select t.id, t.is_tuno, t.amount, t.to_account = p_acno as inward
+    from settlement.transfers t
+    cross join settlement.config c
+    join settlement.accounts a on a.account_no = p_acno and a.bank_code = p_bncd
+    where c.id and t.state = 'succeeded' and (t.to_account = p_acno or t.from_account = p_acno)
+      and t.tsymd between p_ymd and p_to_ymd
+      and to_char(t.settled_at at time zone 'Asia/Seoul', 'YYYYMMDD') <= p_to_ymd
+      and t.settled_at <= p_asked_at - c.statement_lag
+      and not exists (select 1 from settlement.breaks b where b.transfer_id = t.id and b.account_no = p_acno and b.problem = 'missing_line' and b.resolved_at is not null)),
+  unreferenced as (
+    select k.*, row_number() over (partition by k.inward, k.amount order by k.id) as n
+    from known k
+    where not exists (select 1 from shown s where s.ref = k.is_tuno and s.ccyn = '0' and s.tram = k.amount and settlement.is_in(s.mnrc_drot_dsnc) = k.inward))
+  select coalesce(array_agg(u.id order by u.id), '{}'),
+         (select count(*)::int from settlement.statement_lines l
+          cross join settlement.config c
+          where c.id and l.bncd = p_bncd and l.acno = p_acno and l.trdd between p_ymd and p_to_ymd
+            -- booked (by the bank's own time) at least statement_lag before the read was asked
+            and (to_timestamp(l.trdd || l.txtm, 'YYYYMMDDHH24MISS')::timestamp at time zone 'Asia/Seoul') <= p_asked_at - c.statement_lag
+            and not exists (select 1 from shown s where s.tuno = l.tuno))
+  from unreferenced u
+  where u.n > (select count(*) from shown s where s.ref is null and s.ccyn = '0' and s.tram = u.amount and settlement.is_in(s.mnrc_drot_dsnc) = u.inward)
+$$;
+
+-- Opens a statement_refused alert (kept: the caller is told by a null answer).
+create or replace function settlement.alert_statement_refused(p_bncd text, p_acno text, p_ymd text, p_why text) returns void
+language plpgsql as $$
+declare
+  v_id bigint;
+begin
+  insert into settlement.alerts (key, problem, message, cleared_at)
+  values (format('statement_refused:%s:%s:%s', settlement.mask_account(p_acno), p_ymd, txid_current()), 'statement_refused',
+          format('a statement of %s-%s from %s was refused: %s. A statement proves nothing unbooked unless it answers a read the database asked for and shows what the ledger knows; someone holding the worker login may be forging one (check who called: statement_requests.asked_by, the database log), or the bank''s statement lacks a booking (see settlement.reconciliation_breaks).',
+                 coalesce(p_bncd, '?'), coalesce(settlement.mask_account(p_acno), '?'), coalesce(p_ymd, '?'), p_why),
+          settlement_meta.now())
+  returning id into v_id;
+  perform settlement.add_alert_job(v_id);
+end $$;
+
 create or replace function settlement.statements_to_read()
 returns table (bncd text, acno text, ymd text, to_ymd text, asked_at timestamptz)
-language sql stable as $$
+language plpgsql as $$
+#variable_conflict use_column
+begin
+  return query
   with needed as (
     select s.bncd, s.acno, s.ymd, s.read_after
     from settlement.stage_runs w
@@ -276,44 +360,233 @@ language sql stable as $$
     -- the watch: each date once it is over (whatever the grace), read after that
     select w.bncd, w.acno, w.ymd, settlement.bookings_end(w.ymd)
     from settlement.watch_scope w
-    where settlement.bookings_end(w.ymd) <= settlement_meta.now())
-  select n.bncd, n.acno, n.ymd, least(settlement.ymd_add(n.ymd, 1), settlement.bank_ymd()), settlement_meta.now()
-  from needed n
-  where settlement_meta.now() >= settlement.statement_final_at(n.ymd)
-    and not settlement.read_after(n.bncd, n.acno, n.ymd, n.read_after)
-  group by n.bncd, n.acno, n.ymd
-  order by n.ymd, n.bncd, n.acno
-$$;
-comment on function settlement.statements_to_read is 'Reconcile task: the (Bncd, Acno, date) statements to read now (final, and not read since the transfers they prove settled; the watch''s dates once over), the end of the range to ask for, and asked_at: pass it to record_statement.';
+    where settlement.bookings_end(w.ymd) <= settlement_meta.now()),
+  final as (
+    select n.bncd, n.acno, n.ymd
+    from needed n
+    where settlement_meta.now() >= settlement.statement_final_at(n.ymd)
+      and not settlement.read_after(n.bncd, n.acno, n.ymd, n.read_after)
+    union
+    -- before a withdrawal: the settlement account's statement shows the day's payouts (not final yet)
+    select c.bncd, c.acno, c.ymd from settlement.confirm_reads_needed() c where c.due_at <= settlement_meta.now()),
+  asked as (
+    select f.bncd, f.acno, f.ymd, least(settlement.ymd_add(f.ymd, 1), settlement.bank_ymd()) as to_ymd
+    from final f group by 1, 2, 3)
+  select a.bncd, a.acno, a.ymd, a.to_ymd, settlement.ask_statement(a.bncd, a.acno, a.ymd, a.to_ymd)
+  from asked a
+  order by a.ymd, a.bncd, a.acno;
+end $$;
+comment on function settlement.statements_to_read is 'Reconcile task: the (Bncd, Acno, date) statements to read now (final, and not read since the transfers they prove settled; the watch''s dates once over; a settlement account whose payouts a withdrawal waits for), the end of the range to ask for, and asked_at. Each is a read request (statement_requests): pass it to record_statement unchanged, within config.statement_answer_within.';
 
 create or replace function settlement.record_statement(p_bncd text, p_acno text, p_ymd text, p_to_ymd text, p_lines jsonb, p_asked_at timestamptz default null)
 returns integer
 language plpgsql as $$
 declare
+  r settlement.statement_requests;
   v_n integer;
-  -- never later than now (a reader cannot claim a fresher read than it made)
-  v_at timestamptz := least(coalesce(p_asked_at, settlement_meta.now()), settlement_meta.now());
+  k record;
+  v_why text;
 begin
   if p_bncd is null or p_acno is null or p_ymd !~ '^[0-9]{8}$' or p_to_ymd !~ '^[0-9]{8}$' or jsonb_typeof(p_lines) is distinct from 'array' then
     perform settlement.raise_error('ST023', 'record_statement: bncd, acno, ymd, to_ymd (YYYYMMDD) and a JSON array of lines are required');
   end if;
+  -- The one answer to a read the database asked for, in its time.
+  select * into r from settlement.statement_requests q
+  where q.bncd = p_bncd and q.acno = p_acno and q.ymd = p_ymd and q.to_ymd = p_to_ymd and q.asked_at = p_asked_at
+  for update;
+  if not found or r.answered_at is not null or settlement_meta.now() > r.answer_by then
+    perform settlement.alert_statement_refused(p_bncd, p_acno, p_ymd,
+      case when not found then 'it answers no read the database asked for (statements_to_read)'
+           when r.answered_at is not null then format('read request %s was answered already', r.id)
+           else format('read request %s could be answered until %s', r.id, settlement.local_time(r.answer_by)) end);
+    return null;
+  end if;
+  select * into k from settlement.statement_lacks(p_bncd, p_acno, p_ymd, p_to_ymd, r.asked_at, p_lines);
   insert into settlement.statement_lines (bncd, acno, trdd, txtm, mnrc_drot_dsnc, tram, aftr_blnc, balance_sign, smr, hnis_cd, hnbr_cd, ccyn, tuno, bnpr_cntn)
   select p_bncd, p_acno, x.trdd, x.txtm, x.mnrc_drot_dsnc, x.tram::bigint, x.aftr_blnc::bigint, x.balance_sign, x.smr, x.hnis_cd, x.hnbr_cd, x.ccyn, x.tuno, x.bnpr_cntn
   from jsonb_to_recordset(p_lines) as x(trdd text, txtm text, mnrc_drot_dsnc text, tram text, aftr_blnc text, balance_sign text, smr text,
                                         hnis_cd text, hnbr_cd text, ccyn text, tuno text, bnpr_cntn text)
   on conflict (bncd, acno, trdd, tuno) do nothing;
   get diagnostics v_n = row_count;
-  -- A read counts once its date was final when it was asked; a later read
-  -- replaces an earlier one (it shows everything the earlier one did).
-  if v_at >= settlement.statement_final_at(p_ymd) then
-    insert into settlement.statement_reads as r (bncd, acno, ymd, to_ymd, lines, read_at)
-    values (p_bncd, p_acno, p_ymd, p_to_ymd, jsonb_array_length(p_lines), v_at)
-    on conflict (bncd, acno, ymd) do update set to_ymd = excluded.to_ymd, lines = excluded.lines, read_at = excluded.read_at
-      where excluded.read_at > r.read_at;
+  if cardinality(k.transfers) > 0 or k.lines > 0 then
+    v_why := concat_ws('; ',
+      case when cardinality(k.transfers) > 0 then format('it lacks %s transfer(s) the ledger knows were booked there (%s)', cardinality(k.transfers), array_to_string(k.transfers[1:5], ', ')) end,
+      case when k.lines > 0 then format('it lacks %s line(s) an earlier read showed', k.lines) end);
+    update settlement.statement_requests set answered_at = settlement_meta.now(), lines = jsonb_array_length(p_lines), refused = v_why, missing = k.transfers
+    where id = r.id;
+    perform settlement.alert_statement_refused(p_bncd, p_acno, p_ymd, v_why);
+  else
+    update settlement.statement_requests set answered_at = settlement_meta.now(), lines = jsonb_array_length(p_lines) where id = r.id;
+    -- A read counts once its date was final when it was asked; a later read
+    -- replaces an earlier one (it shows everything the earlier one did).
+    if r.asked_at >= settlement.statement_final_at(p_ymd) then
+      insert into settlement.statement_reads as s (bncd, acno, ymd, to_ymd, lines, read_at)
+      values (p_bncd, p_acno, p_ymd, p_to_ymd, jsonb_array_length(p_lines), r.asked_at)
+      on conflict (bncd, acno, ymd) do update set to_ymd = excluded.to_ymd, lines = excluded.lines, read_at = excluded.read_at
+        where excluded.read_at > s.read_at;
+    end if;
   end if;
-  return v_n;
+  -- A withdrawal waiting for this statement looks again.
+  perform settlement.add_stage_job('withdraw', d.business_date, d.kind)
+  from (select distinct c.business_date, c.kind
+        from settlement.withdraw_waiting_days() c
+        where exists (select 1 from settlement.transfers t
+                      where t.business_date = c.business_date and t.kind = c.kind and t.purpose = 'payout'
+                        and t.to_account = p_acno and t.tsymd between p_ymd and p_to_ymd)) d;
+  return case when v_why is null then v_n end;
 end $$;
-comment on function settlement.record_statement is 'Reconcile task: stores the lines of one statement (idempotent) and, once the date is final, records (account, date) as read at p_asked_at (statements_to_read''s asked_at; default now).';
+comment on function settlement.record_statement is 'Reconcile task: the one answer to a read the database asked for (statements_to_read''s request: the same account, dates and asked_at, within config.statement_answer_within): stores its lines (idempotent) and, if it shows every booking the ledger knows there (succeeded transfers settled config.statement_lag before the read, the lines earlier reads stored) and its date was final when asked, records (account, date) as read at asked_at. Returns the new lines, or null when refused (no such request: nothing stored; not credible: lines kept, the request records what it lacked); each refusal opens a statement_refused alert.';
+
+------------------------------------------------------------------------------
+-- Confirm proven by the bank (issue 22, item 4): before a kind's withdrawal
+-- its payouts of the day must be on the settlement account's statement.
+
+-- Days whose withdrawal waits for that proof: confirmed, not withdrawn, no withdrawal planned.
+create or replace function settlement.withdraw_waiting_days()
+returns table (business_date date, kind settlement.kind)
+language sql stable as $$
+  select c.business_date, c.kind from settlement.stage_runs c
+  join settlement.stage_runs w on w.business_date = c.business_date and w.kind = c.kind and w.stage = 'withdraw' and w.state <> 'done'
+  where c.stage = 'confirm' and c.state = 'done'
+    and not exists (select 1 from settlement.transfers t where t.business_date = c.business_date and t.kind = c.kind and t.purpose = 'withdrawal')
+$$;
+
+-- Per succeeded payout of (D, K): is it on the settlement account's
+-- statement? proven: a line with our reference DS<IsTuno> (Ccyn 0, in, its
+-- amount, on its Tsymd or the day after; NH prints DractOtlt on the
+-- contracted account too in our reading, not published), or, for lines
+-- without a reference, as many such lines of that amount as payouts to that
+-- account on that date that have no referenced line (n-th with n-th, in id
+-- order). vouched: its missing_line break on that account was explained by a
+-- person (resolve_break).
+create or replace function settlement.payout_proof(p_date date, p_kind settlement.kind)
+returns table (transfer_id bigint, bncd text, acno text, ymd text, amount bigint, settled_at timestamptz, proven boolean, vouched boolean)
+language sql stable as $$
+  with p as (
+    select t.id, t.is_tuno, a.bank_code, t.to_account, t.tsymd, t.amount, t.settled_at,
+           exists (select 1 from settlement.statement_lines l
+                   where l.ref_is_tuno = t.is_tuno and l.bncd = a.bank_code and l.acno = t.to_account and l.ccyn = '0'
+                     and l.tram = t.amount and settlement.is_in(l.mnrc_drot_dsnc) and l.trdd in (t.tsymd, settlement.ymd_add(t.tsymd, 1))) as referenced
+    from settlement.transfers t
+    join settlement.accounts a on a.account_no = t.to_account
+    where t.business_date = p_date and t.kind = p_kind and t.purpose = 'payout' and t.state = 'succeeded'),
+  -- every payout to those accounts on those dates without a referenced line, ranked
+  u as (
+    select t.id, row_number() over (partition by t.to_account, t.tsymd, t.amount order by t.id) as n
+    from settlement.transfers t
+    join settlement.accounts a on a.account_no = t.to_account
+    where t.purpose = 'payout' and t.state = 'succeeded'
+      and (t.to_account, t.tsymd) in (select p.to_account, p.tsymd from p where not p.referenced)
+      and not exists (select 1 from settlement.statement_lines l
+                      where l.ref_is_tuno = t.is_tuno and l.bncd = a.bank_code and l.acno = t.to_account and l.ccyn = '0'
+                        and l.tram = t.amount and settlement.is_in(l.mnrc_drot_dsnc) and l.trdd in (t.tsymd, settlement.ymd_add(t.tsymd, 1))))
+  select p.id, p.bank_code, p.to_account, p.tsymd, p.amount, p.settled_at,
+         p.referenced or coalesce(u.n <= (select count(*) from settlement.statement_lines l
+                                          where l.bncd = p.bank_code and l.acno = p.to_account and l.ref_is_tuno is null and l.ccyn = '0'
+                                            and l.tram = p.amount and settlement.is_in(l.mnrc_drot_dsnc) and l.trdd in (p.tsymd, settlement.ymd_add(p.tsymd, 1))), false),
+         exists (select 1 from settlement.breaks b where b.transfer_id = p.id and b.account_no = p.to_account and b.problem = 'missing_line' and b.resolved_at is not null)
+  from p left join u on u.id = p.id
+$$;
+comment on function settlement.payout_proof is 'Per succeeded payout of (business_date, kind): whether the settlement account''s statement shows it (proven), or a person explained its missing_line break (vouched).';
+
+-- The settlement-account statements the waiting withdrawals need read, and
+-- when: at once after the last unproven payout settled, then every
+-- statement_lag / 8 (at least a second) until a read asked statement_lag
+-- after it (which decides: a payout still not shown is a break).
+create or replace function settlement.confirm_reads_needed()
+returns table (bncd text, acno text, ymd text, due_at timestamptz)
+language sql stable as $$
+  with m as (
+    select pp.bncd, pp.acno, pp.ymd, max(pp.settled_at) as last_settled
+    from settlement.withdraw_waiting_days() d
+    cross join lateral settlement.payout_proof(d.business_date, d.kind) pp
+    where not pp.proven and not pp.vouched and pp.bncd in ('011', '012')
+    group by 1, 2, 3),
+  g as (
+    select m.*, m.last_settled + c.statement_lag as deadline, greatest(c.statement_lag / 8, interval '1 second') as poll,
+           (select max(q.asked_at) from settlement.statement_requests q where q.bncd = m.bncd and q.acno = m.acno and q.ymd = m.ymd and q.answered_at is not null) as answered,
+           (select max(q.asked_at) from settlement.statement_requests q where q.bncd = m.bncd and q.acno = m.acno and q.ymd = m.ymd) as asked
+    from m cross join settlement.config c where c.id)
+  select g.bncd, g.acno, g.ymd,
+         case when g.answered is null or g.answered < g.last_settled
+              -- no answer since they settled: read now (a request made since, unanswered, is retried after a poll)
+              then case when g.asked >= g.last_settled then g.asked + g.poll else g.last_settled end
+              else least(g.deadline, greatest(g.asked, g.answered) + g.poll) end
+  from g
+  where g.answered is null or g.answered < g.deadline
+$$;
+comment on function settlement.confirm_reads_needed is 'Withdraw: the settlement-account statements to read before a withdrawal (its payouts not shown yet), each with when the read is due.';
+
+-- Reads for a withdrawal run in the reconcile queue, at the time they are due.
+create or replace function settlement.add_confirm_read_job(p_run_at timestamptz) returns void
+language plpgsql as $$
+declare
+  v_id bigint;
+begin
+  select j.id into v_id
+  from graphile_worker.add_job('reconcile', '{}'::json, queue_name => 'settlement:reconcile', run_at => p_run_at,
+                               max_attempts => 25, job_key => 'reconcile:confirm', job_key_mode => 'replace') j;
+  if v_id is null then
+    perform graphile_worker.add_job('reconcile', '{}'::json, queue_name => 'settlement:reconcile', run_at => p_run_at, max_attempts => 25);
+  end if;
+end $$;
+
+-- The withdraw stage's check (stage_withdraw, before it plans the
+-- withdrawal): null when every succeeded payout of (D, K) is on the
+-- settlement account's statement (or vouched); else not_ready while a read
+-- made statement_lag after a payout settled has not shown it yet (the read
+-- is asked for), or blocked with a missing_line break for each payout such a
+-- read did not show: no other money leaves the account for it.
+create or replace function settlement.withdraw_unproven(p_date date, p_kind settlement.kind) returns settlement.stage_result
+language plpgsql as $$
+declare
+  v_lag interval;
+  v_missing bigint;
+  v_broken bigint;
+  v_detail text;
+  v_due timestamptz;
+  v_until timestamptz;
+  x record;
+begin
+  select c.statement_lag into v_lag from settlement.config c where c.id;
+  create temporary table if not exists pg_temp.unproven (transfer_id bigint, bncd text, acno text, ymd text, amount bigint, settled_at timestamptz, decided_by timestamptz) on commit drop;
+  truncate pg_temp.unproven;
+  insert into pg_temp.unproven
+  select pp.transfer_id, pp.bncd, pp.acno, pp.ymd, pp.amount, pp.settled_at,
+         case when pp.bncd not in ('011', '012') then settlement_meta.now()
+              else (select min(q.asked_at) from settlement.statement_requests q
+                    where q.bncd = pp.bncd and q.acno = pp.acno and q.ymd = pp.ymd and q.answered_at is not null
+                      and q.asked_at >= pp.settled_at + v_lag) end
+  from settlement.payout_proof(p_date, p_kind) pp
+  where not pp.proven and not pp.vouched;
+  select count(*), count(*) filter (where decided_by is not null), max(settled_at) + v_lag into v_missing, v_broken, v_until from pg_temp.unproven;
+  if v_missing = 0 then
+    return null;
+  end if;
+  if v_broken > 0 then
+    for x in select * from pg_temp.unproven u where u.decided_by is not null order by u.transfer_id loop
+      insert into settlement.breaks (business_date, kind, problem, transfer_id, is_tuno, account_no, amount, detail)
+      select p_date, p_kind, 'missing_line', t.id, t.is_tuno, x.acno, t.amount,
+             case when x.bncd not in ('011', '012')
+                  then format('payout %s of %s KRW (IsTuno %s) is recorded succeeded, but its settlement account %s is not at NH: no statement can show it before the withdrawal; a person checks and explains it (settlement.resolve_break)', t.id, t.amount, t.is_tuno, settlement.mask_account(x.acno))
+                  else format('payout %s of %s KRW (IsTuno %s, sent %s) is recorded succeeded, but has no line on the statement of %s read at %s (config.statement_lag %s after it settled): the withdrawal waits; the bank may never have booked it', t.id, t.amount, t.is_tuno, t.tsymd, settlement.mask_account(x.acno), settlement.local_time(x.decided_by), v_lag) end
+      from settlement.transfers t where t.id = x.transfer_id
+      on conflict do nothing;
+    end loop;
+    v_detail := format('%s payout(s) recorded succeeded have no line on the statement of the settlement account (%s KRW): missing_line breaks in settlement.reconciliation_breaks; nothing is withdrawn until each shows on the statement or a person explains it (settlement.resolve_break)',
+                       v_broken, (select sum(amount) from pg_temp.unproven where decided_by is not null));
+    perform settlement.set_stage(p_date, p_kind, 'withdraw', 'blocked', v_detail);
+    return settlement.outcome('blocked'::text, v_detail);
+  end if;
+  select min(c.due_at) into v_due from settlement.confirm_reads_needed() c where (c.bncd, c.acno, c.ymd) in (select u.bncd, u.acno, u.ymd from pg_temp.unproven u);
+  perform settlement.add_confirm_read_job(case when v_due > settlement_meta.now() then v_due end);
+  v_detail := format('waiting for the settlement account''s statement to show %s payout(s) of %s KRW (read again until %s, config.statement_lag %s; then a break)',
+                     v_missing, (select sum(amount) from pg_temp.unproven), settlement.local_time(v_until), v_lag);
+  update settlement.stage_runs set detail = v_detail, updated_at = settlement_meta.now()
+  where business_date = p_date and kind = p_kind and stage = 'withdraw';
+  return settlement.outcome('not_ready'::text, v_detail);
+end $$;
+comment on function settlement.withdraw_unproven is 'Withdraw: null when every succeeded payout of the day shows on the settlement account''s statement (or a person explained its break); else not_ready (waiting up to config.statement_lag, the read asked for) or blocked with a missing_line break per payout a read made after the lag did not show.';
 
 create or replace trigger statement_lines_append_only before update or delete on settlement.statement_lines
   for each row execute function settlement.journal_append_only();
@@ -697,6 +970,21 @@ begin
 end $$;
 comment on function settlement.match_watch is 'Reconcile task: matches the new lines of the watched statements (settlement.watch_scope) no day matches, and opens the breaks of the reconciled days they belong to (late evidence reopens a day). Returns the lines matched.';
 
+create or replace function settlement.configure_statement_checks(p_lag interval, p_answer_within interval default null) returns void
+language plpgsql as $$
+begin
+  if (p_lag is null and p_answer_within is null) or p_lag < interval '0' or p_lag > interval '1 day'
+     or p_answer_within <= interval '0' or p_answer_within > interval '1 day' then
+    perform settlement.raise_error('ST121', format('configure_statement_checks: statement_lag must be from 0 to 1 day and statement_answer_within more than 0 and at most 1 day (got %s, %s)',
+                                                   coalesce(p_lag::text, 'null'), coalesce(p_answer_within::text, 'null')));
+  end if;
+  update settlement.config set statement_lag = coalesce(p_lag, statement_lag), statement_answer_within = coalesce(p_answer_within, statement_answer_within),
+                               updated_at = settlement_meta.now() where id;
+  perform settlement.audit('configure_statement_checks', (select jsonb_build_object('statement_lag', c.statement_lag::text, 'statement_answer_within', c.statement_answer_within::text)
+                                                          from settlement.config c where c.id));
+end $$;
+comment on function settlement.configure_statement_checks is 'Operator: config.statement_lag (how long the bank may take to show a booking on a statement: 0 to 1 day) and config.statement_answer_within (how long a statement read request may be answered); null keeps one. ST121 otherwise. Audited.';
+
 create or replace function settlement.configure_statement_watch(p_watch interval) returns void
 language plpgsql as $$
 begin
@@ -831,6 +1119,10 @@ begin
                              jsonb_build_object('note', b.resolution), b.resolution);
   end if;
   perform settlement.add_stage_job('reconcile', b.business_date, b.kind);
+  -- A withdrawal blocked by a payout the statement did not show looks again.
+  if settlement.stage_state_of(b.business_date, b.kind, 'withdraw') = 'blocked' then
+    perform settlement.add_stage_job('withdraw', b.business_date, b.kind);
+  end if;
 end $$;
 comment on function settlement.resolve_break is 'Operator: records the explanation of a reconciliation break (who, when, note; kept, never deleted) and runs the day''s reconcile stage again. ST020 no note, ST021 unknown or already resolved.';
 

@@ -295,23 +295,28 @@ comment on function settlement.after_restore is 'Operator, once after restoring 
 -- The accounts whose statements after_restore needs: every NH account of
 -- ours (Bncd 011/012) from the restore's from_ymd to today.
 create or replace function settlement.restore_statements()
-returns table (restore_id bigint, bncd text, acno text, from_ymd text, to_ymd text)
-language sql stable as $$
-  select r.id, a.bank_code, a.account_no, r.from_ymd, settlement.bank_ymd()
-  from settlement.restores r
-  cross join settlement.accounts a
-  where r.statements_read_at is null and a.bank_code in ('011', '012')
-    and (a.role <> 'loan' or exists (select 1 from settlement.transfers t where t.from_account = a.account_no)
-         -- a loan account a day not paid out yet pays from (planned and paid after the backup point?)
-         or a.account_no in (select e.account_no from settlement.stage_runs s
-                             join settlement.entries e on e.business_date = s.business_date and e.kind = s.kind
-                             where s.stage = 'pay' and s.state <> 'done')
-         or a.account_no in (select x.account_no from settlement.stage_runs s
-                             join settlement.accruals x on x.settle_date = s.business_date and x.kind = s.kind
-                             where s.stage = 'record' and s.state <> 'done' and s.business_date < settlement.today()))
-    and r.id = (select max(id) from settlement.restores)
-  order by a.role, a.account_no
-$$;
+returns table (restore_id bigint, bncd text, acno text, from_ymd text, to_ymd text, asked_at timestamptz)
+language plpgsql as $$
+#variable_conflict use_column
+begin
+  -- Each is a read request (statement_requests): record_statement takes its answer.
+  return query
+  select x.id, x.bank_code, x.account_no, x.from_ymd, x.to_ymd, settlement.ask_statement(x.bank_code, x.account_no, x.from_ymd, x.to_ymd)
+  from (select r.id, a.bank_code, a.account_no, r.from_ymd, settlement.bank_ymd() as to_ymd, a.role
+        from settlement.restores r
+        cross join settlement.accounts a
+        where r.statements_read_at is null and a.bank_code in ('011', '012')
+          and (a.role <> 'loan' or exists (select 1 from settlement.transfers t where t.from_account = a.account_no)
+               -- a loan account a day not paid out yet pays from (planned and paid after the backup point?)
+               or a.account_no in (select e.account_no from settlement.stage_runs s
+                                   join settlement.entries e on e.business_date = s.business_date and e.kind = s.kind
+                                   where s.stage = 'pay' and s.state <> 'done')
+               or a.account_no in (select x.account_no from settlement.stage_runs s
+                                   join settlement.accruals x on x.settle_date = s.business_date and x.kind = s.kind
+                                   where s.stage = 'record' and s.state <> 'done' and s.business_date < settlement.today()))
+          and r.id = (select max(id) from settlement.restores)) x
+  order by x.role, x.account_no;
+end $$;
 
 -- The statements are read (record_statement stored their lines): the hold ends
 -- and the stages that may plan a transfer run again.

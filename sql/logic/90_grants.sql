@@ -59,6 +59,7 @@ begin
       'configure(text, bigint, integer)',
       'configure_bank_window(time, time, text)',
       'configure_reconcile(interval)',
+      'configure_statement_checks(interval, interval)',
       'configure_statement_watch(interval)',
       'decide_transfer(bigint, boolean, text)',
       'enqueue_stage(settlement.stage, date, settlement.kind)',

@@ -41,6 +41,8 @@ export const SQLSTATE = {
   ST066: 'invalid_loan_account',
   ST067: 'fin_acno_refused',
   ST070: 'is_tuno_space_spent',
+  ST120: 'statement_refused',
+  ST121: 'invalid_statement_checks',
   ST080: 'invalid_reveal',
   ST081: 'reveal_not_found',
   ST082: 'reveal_ambiguous',

@@ -4,6 +4,8 @@ import { z } from 'zod';
 import type { StatementLine } from '../bank/port.js';
 import { kindSchema, type Kind } from '../domain.js';
 import { voidRow, wrap } from './call.js';
+import { SettlementError } from './errors.js';
+import { maskAccount } from '../mask.js';
 
 const statementNeed = z.object({ bncd: z.string(), acno: z.string(), ymd: z.string(), to_ymd: z.string(), asked_at: z.string() });
 
@@ -21,14 +23,31 @@ export function statementsToRead(db: CommonQueryMethods): Promise<readonly State
     from settlement.statements_to_read()`));
 }
 
-/** Stores one statement read in full (idempotent); returns how many lines were new. */
-export function recordStatement(db: CommonQueryMethods, need: StatementNeed, lines: readonly StatementLine[]): Promise<number> {
+/**
+ * Stores one statement read in full, as the answer to the read the database
+ * asked for (`need`, from statementsToRead, unchanged); returns how many lines
+ * were new. The database refuses an answer to no open request (or a second
+ * one, or a late one), and one that lacks bookings the ledger knows (its lines
+ * kept, not counted as proof of anything unbooked): it alerts, and this
+ * throws statement_refused (ST120).
+ */
+export async function recordStatement(db: CommonQueryMethods, need: StatementNeed, lines: readonly StatementLine[]): Promise<number> {
   const json = JSON.stringify(lines.map((l) => ({
     trdd: l.trdd, txtm: l.txtm, mnrc_drot_dsnc: l.mnrcDrotDsnc, tram: l.tram.toString(), aftr_blnc: l.aftrBlnc.toString(),
     balance_sign: l.balanceSign, smr: l.smr, hnis_cd: l.hnisCd, hnbr_cd: l.hnbrCd, ccyn: l.ccyn, tuno: l.tuno, bnpr_cntn: l.bnprCntn,
   })));
-  return wrap(db.oneFirst(sql.type(z.object({ n: z.number() }))`
+  const n = await wrap(db.oneFirst(sql.type(z.object({ n: z.number().nullable() }))`
     select settlement.record_statement(${need.bncd}, ${need.acno}, ${need.ymd}, ${need.to_ymd}, ${json}::jsonb, ${need.asked_at}::timestamptz) as n`));
+  if (n === null) {
+    throw new SettlementError('statement_refused', 'ST120',
+      `the statement of ${need.bncd}-${maskAccount(need.acno)} from ${need.ymd} was refused (it answers no open read request, or lacks bookings the ledger knows): alerted`);
+  }
+  return n;
+}
+
+/** Operator: config.statement_lag and config.statement_answer_within (null keeps one). */
+export async function configureStatementChecks(db: CommonQueryMethods, lag: string | null, answerWithin: string | null): Promise<void> {
+  await wrap(db.query(sql.type(voidRow)`select settlement.configure_statement_checks(${lag}::interval, ${answerWithin}::interval)`));
 }
 
 const decision = z.object({ transfer_id: z.bigint(), is_tuno: z.string(), decision: z.enum(['succeeded', 'not_booked']) });

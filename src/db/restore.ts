@@ -18,10 +18,10 @@ export async function afterRestore(db: CommonQueryMethods, reason: string): Prom
 const statementRow = z.object({ restore_id: z.bigint(), bncd: z.string(), acno: z.string(), from_ymd: z.string(), to_ymd: z.string(), asked_at: z.string() });
 export type RestoreStatement = z.infer<typeof statementRow>;
 
-/** The statements the open restore still needs (every NH account of ours, from_ymd to today), with the database's time of asking. */
+/** The statements the open restore still needs (every NH account of ours, from_ymd to today), each a read request of the database (asked_at: pass it to recordStatement). */
 export function restoreStatements(db: CommonQueryMethods): Promise<readonly RestoreStatement[]> {
   return wrap(db.any(sql.type(statementRow)`
-    select restore_id, bncd, acno, from_ymd, to_ymd, to_char(now() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as asked_at
+    select restore_id, bncd, acno, from_ymd, to_ymd, to_char(asked_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as asked_at
     from settlement.restore_statements()`));
 }
 

@@ -110,7 +110,7 @@ t.test('C (e2e): while the worker\'s send is in flight, a forged "unresolved" an
   const c = await pgClient(t, url);
   const r = await c.query(`select settlement.finish_transfers($1::bigint[], $2::text[], '{unresolved}', '{NULL}', '{NULL}', '{forged}', '{}') as r`, [[x.id], [x.is_tuno]]);
   t.same(r.rows[0].r, ['stale'], 'an answer without the live claim is stale');
-  await db.query(sql.unsafe`select settlement.record_statement('011', ${x.to_account}, ${tsymd}, ${tsymd}, '[]'::jsonb)`);
+  await db.query(sql.unsafe`select settlement.record_statement('011', ${x.to_account}, ${tsymd}, ${tsymd}, '[]'::jsonb, settlement.ask_statement('011', ${x.to_account}, ${tsymd}, ${tsymd}))`);
   t.same((await decideUnresolved(db)).filter((d) => Number(d.transfer_id) === x.id), [], 'decide_unresolved decides nothing while the worker may send');
   t.equal(await db.oneFirst(sql.type(z.object({ t: z.string() }))`select is_tuno as t from settlement.transfers where id = ${x.id}`), x.is_tuno, 'no new number');
   await admin.configure({ latencyMs: 5, jitterMs: 3 });

@@ -120,7 +120,7 @@ t.test('A: retry refuses a transfer the bank has booked or may still book', asyn
   const ymd = await db.oneFirst(sql.type(z.object({ d: z.string() }))`select tsymd as d from settlement.transfers where id = ${x.id}`);
   const line = [{ trdd: ymd, txtm: '120000', mnrc_drot_dsnc: '2', tram: x.amount.toString(), aftr_blnc: '0', balance_sign: '+', smr: null, hnis_cd: null,
     hnbr_cd: null, ccyn: '0', tuno: `${ymd}000000000001`, bnpr_cntn: `DS${x.is_tuno}` }];
-  await db.query(sql.unsafe`select settlement.record_statement('011', ${x.to_account}, ${ymd}, ${ymd}, ${JSON.stringify(line)}::jsonb)`);
+  await db.query(sql.unsafe`select settlement.record_statement('011', ${x.to_account}, ${ymd}, ${ymd}, ${JSON.stringify(line)}::jsonb, settlement.ask_statement('011', ${x.to_account}, ${ymd}, ${ymd}))`);
   const before = await transfer(db, x.id);
   t.equal(await code(db.query(sql.unsafe`select settlement.retry_failed(${D}::date, 'tax')`)), 'ST016', 'retry_failed: transfer_may_be_booked');
   t.equal(await code(db.query(sql.unsafe`select * from settlement.retry_day(${D}::date)`)), 'ST016', 'retry_day too');
@@ -141,13 +141,13 @@ t.test('C: only the attempt holding the live claim changes a transfer; decide_un
   const s = await transfer(db, x.id);
   t.same([s.state, s.claimed_until !== null], ['sending', true], 'still sending, still claimed');
   // A statement read now (empty) while the attempt may still send.
-  await db.query(sql.unsafe`select settlement.record_statement('011', ${x.to_account}, ${ymd}, ${ymd}, '[]'::jsonb)`);
+  await db.query(sql.unsafe`select settlement.record_statement('011', ${x.to_account}, ${ymd}, ${ymd}, '[]'::jsonb, settlement.ask_statement('011', ${x.to_account}, ${ymd}, ${ymd}))`);
   t.same(await decideUnresolved(db), [], 'decide_unresolved decides nothing while the attempt may still send');
   t.equal((await transfer(db, x.id)).is_tuno, x.is_tuno, 'no new number');
   // The attempt itself ends unresolved; only a read after that counts.
   t.equal(await finishTransfer(db, x.id, x.is_tuno, { outcome: 'unresolved', reason: 'not found; date over' }, a1.claim_token), 'unresolved');
   t.same(await decideUnresolved(db), [], 'a read made before the attempt ended proves nothing');
-  await db.query(sql.unsafe`select settlement.record_statement('011', ${x.to_account}, ${ymd}, ${ymd}, '[]'::jsonb)`);
+  await db.query(sql.unsafe`select settlement.record_statement('011', ${x.to_account}, ${ymd}, ${ymd}, '[]'::jsonb, settlement.ask_statement('011', ${x.to_account}, ${ymd}, ${ymd}))`);
   const d = await decideUnresolved(db);
   t.same(d.map((r) => [r.transfer_id, r.decision]), [[BigInt(x.id), 'not_booked']], 'a read after it decides');
 });
@@ -209,7 +209,7 @@ t.test('E: a person decides an unresolved transfer with evidence; settle failure
   const line = [{ trdd: ymd, txtm: '235959', mnrc_drot_dsnc: '2', tram: x.amount.toString(), aftr_blnc: '0', balance_sign: '+', smr: null, hnis_cd: null,
     hnbr_cd: null, ccyn: '0', tuno: `${ymd}000000000009`, bnpr_cntn: 'RENT' }];
   await new Promise((r) => setTimeout(r, 20));
-  await db.query(sql.unsafe`select settlement.record_statement('011', ${x.to_account}, ${ymd}, ${ymd}, ${JSON.stringify(line)}::jsonb)`);
+  await db.query(sql.unsafe`select settlement.record_statement('011', ${x.to_account}, ${ymd}, ${ymd}, ${JSON.stringify(line)}::jsonb, settlement.ask_statement('011', ${x.to_account}, ${ymd}, ${ymd}))`);
   t.same((await decideUnresolved(db)).filter((d) => Number(d.transfer_id) === x.id), [], 'the statement cannot decide x');
   const why = await db.oneFirst(sql.type(z.object({ w: z.string().nullable() }))`select undecided_why as w from settlement.payout_failures where transfer_id = ${x.id}`);
   t.match(why, /unreferenced line .* same amount/, `payout_failures.undecided_why says why: ${why}`);
@@ -256,7 +256,7 @@ t.test('B: a cancellation line is paired with its original by the reference prin
     line('130000', '000000000003', '3', '1', x.amount, null, `취소 DS${x.is_tuno}`),
     line('130001', '000000000004', '3', '1', y.amount, null, '취소'),
   ];
-  await db.query(sql.unsafe`select settlement.record_statement('011', ${x.to_account}, ${ymd}, ${ymd}, ${JSON.stringify(lines)}::jsonb)`);
+  await db.query(sql.unsafe`select settlement.record_statement('011', ${x.to_account}, ${ymd}, ${ymd}, ${JSON.stringify(lines)}::jsonb, settlement.ask_statement('011', ${x.to_account}, ${ymd}, ${ymd}))`);
   await db.query(sql.unsafe`select settlement.match_lines(${D}::date, 'tax')`);
   const m = await db.any(sql.type(z.object({ tuno: z.string(), rule: z.string(), transfer_id: z.number().nullable(), is_tuno: z.string().nullable(), cancels: z.string().nullable() }))`
     select l.tuno, m.rule, m.transfer_id::int as transfer_id, m.is_tuno, ol.tuno as cancels

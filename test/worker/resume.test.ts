@@ -115,6 +115,8 @@ t.test('the final statement decides an unresolved transfer both ways, and only a
   // A read of that statement asked for before they were last answered (empty,
   // as it would have been then) proves nothing about them.
   const settlement = await db.oneFirst(sql.type(z.object({ a: z.string() }))`select to_account as a from settlement.transfers where id = ${booked.id}`);
+  await db.query(sql.unsafe`insert into settlement.statement_requests (bncd, acno, ymd, to_ymd, asked_at, answer_by)
+    values ('011', ${settlement}, ${tsymd}, ${tsymd}, ${before}::timestamptz, now() + interval '1 hour')`);
   await db.query(sql.unsafe`select settlement.record_statement('011', ${settlement}, ${tsymd}, ${tsymd}, '[]'::jsonb, ${before}::timestamptz)`);
   t.same(await decideUnresolved(db), [], 'a read older than the transfers\' last answer decides nothing');
   const asked = await db.any(sql.type(z.object({ acno: z.string(), ymd: z.string() }))`select acno, ymd from settlement.statements_to_read()`);
