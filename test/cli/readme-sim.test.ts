@@ -87,7 +87,7 @@ t.test('the README simulator session runs as written, on any day', async (t) => 
   }
   const steps = readmeSession(readFileSync(path.join(root, 'README.md'), 'utf8'));
   t.ok(steps.length >= 10, `the session has its commands (${steps.length})`);
-  t.match(steps[0]!.command, /npx settle bank-sim --port 18080 .*&$/, 'it starts the simulator in the background');
+  t.match(steps[0]!.command, /npm run settle -- bank-sim --port 18080 .*&$/, 'it starts the simulator in the background');
 
   // The session reads today's KST date once and the statement of that date at
   // the end; a run that crossed KST midnight in between would ask for the
@@ -121,10 +121,23 @@ t.test('the README simulator session runs as written, on any day', async (t) => 
   let stderr = '';
   bash.stdout.on('data', (d) => (stdout += d));
   bash.stderr.on('data', (d) => (stderr += d));
-  const timer = setTimeout(() => killGroup(bash.pid), 120_000);
+  // A session that hangs is stopped whole: bash, and the simulator's own
+  // group (it holds bash's stderr open, so bash would never be 'closed').
+  const timer = setTimeout(() => {
+    killGroup(bash.pid);
+    try {
+      killGroup(Number(readFileSync(pidFile, 'utf8')));
+    } catch {
+      // never started
+    }
+  }, 120_000);
   const code = await new Promise<number | null>((resolve) => bash.on('close', (c) => resolve(c)));
   clearTimeout(timer);
-  simPgid = Number(readFileSync(pidFile, 'utf8'));
+  try {
+    simPgid = Number(readFileSync(pidFile, 'utf8'));
+  } catch {
+    // the session never got to start it
+  }
 
   const outputs = stdout.split(/\n@@@ \d+\n/);
   t.equal(outputs.length, steps.length + 1, `every command ran (bash exit ${code})\nstderr:\n${stderr}`);
@@ -136,7 +149,7 @@ t.test('the README simulator session runs as written, on any day', async (t) => 
     else t.match(got, shownPattern(want), `$ ${first}\n  answers as the README shows`);
   });
 
-  // `kill %1` at the end stopped the simulator (npx and the server under it).
+  // `kill %1` at the end stopped the simulator (npm, its shell and the server under it).
   let stopped = false;
   for (let i = 0; i < 50 && !stopped; i++) {
     stopped = !(await answers(port));

@@ -104,7 +104,9 @@ const TRUNCATE = [
   'settlement.accounts', 'settlement.contracts', 'settlement.kind_accounts', 'settlement.bank_codes', 'settlement.days', 'settlement.stage_runs',
   'settlement.accruals', 'settlement.entries', 'settlement.transfers', 'settlement.transfer_attempts', 'settlement.workers', 'settlement.rejected_jobs',
   'settlement.journal_entries', 'settlement.journal_lines', 'settlement.statement_reads', 'settlement.statement_lines', 'settlement.breaks',
-  'settlement.line_matches', 'settlement.operator_actions', 'settlement.pauses', 'settlement.alerts',
+  'settlement.line_matches', 'settlement.operator_actions', 'settlement.pauses', 'settlement.alerts', 'settlement.statement_requests',
+  // No bank quiet hours: the explorer's schedules move the clock across midnight KST at will.
+  'settlement.bank_windows',
   'graphile_worker._private_jobs', 'graphile_worker._private_job_queues',
 ];
 
@@ -349,8 +351,12 @@ async function readOne(w: World, n: StatementNeed): Promise<string> {
   const bank = w.readerClient();
   try {
     const lines = await bank.statement(n.bncd, n.acno, n.ymd, n.to_ymd);
-    const added = await recordStatement(slonikOf(w), n, lines);
-    return `${n.acno}@${n.ymd}..${n.to_ymd} ${lines.length} lines (${added} new)`;
+    const added = await recordStatement(slonikOf(w), n, lines).catch((e: { sqlstate?: string }) => {
+      // Refused as not credible (its lines kept, alerted): the worker's reconcile job would fail and run again.
+      if (e.sqlstate === 'ST120') return 'refused';
+      throw e;
+    });
+    return `${n.acno}@${n.ymd}..${n.to_ymd} ${lines.length} lines (${added === 'refused' ? 'refused: ST120' : `${added} new`})`;
   } finally {
     bank.close();
   }
@@ -430,8 +436,12 @@ async function exec(w: World, text: string, setup: Setup): Promise<string | null
       return reconcileTask(w);
     case 'decide':
       return decide(w);
-    case 'read':
-      return readOne(w, { bncd: '011', acno: a1!, ymd: a2!, to_ymd: a2! < w.clock.ymd() ? nextYmd(a2!) : a2!, asked_at: w.clock.iso() } as StatementNeed);
+    case 'read': {
+      // A read at any time, as the database asks for it (a read request now; the product's reader answers it).
+      const to = a2! < w.clock.ymd() ? nextYmd(a2!) : a2!;
+      const asked = await w.q(`select to_char(settlement.ask_statement('011', $1, $2, $3) at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as asked_at`, [a1, a2, to]);
+      return readOne(w, { bncd: '011', acno: a1!, ymd: a2!, to_ymd: to, asked_at: asked.rows[0].asked_at } as StatementNeed);
+    }
     case 'retry-failed':
       return sqlStep(w, `select settlement.retry_failed($1::date, $2)`, [a1, KIND]);
     case 'retry-day':

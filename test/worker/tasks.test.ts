@@ -12,6 +12,7 @@ import type { TaskContext } from '../../src/tasks/context.js';
 import { createBankDesk } from '../../src/desk/index.js';
 import { createLogger } from '../../src/log.js';
 import { registerAtSimulator, seed } from '../../src/seed.js';
+import { createReconcileTask } from '../../src/tasks/reconcile.js';
 import { createStageTask } from '../../src/tasks/stage.js';
 import { createTransferTask } from '../../src/tasks/transfer.js';
 import { prepareSim, startSim, TOKEN } from '../helpers/day.js';
@@ -73,6 +74,10 @@ t.test('the same task run twice, concurrently and again later, moves money once'
   t.equal(journal, BigInt(chunks.length), 'one journal entry per chunk');
 
   t.equal((await runStage(db, 'confirm', D, 'tax')).outcome, 'done');
+  // Confirm is proven by the bank: the withdrawal waits until the reconcile
+  // task has read the settlement account's statement showing the payouts.
+  t.equal((await runStage(db, 'withdraw', D, 'tax')).outcome, 'not_ready', 'withdraw waits for the statement to show the payouts');
+  await createReconcileTask(ctxFor('pool-a'))({}, helpers('reconcile'));
   t.equal((await runStage(db, 'withdraw', D, 'tax')).outcome, 'started');
   const w = await db.oneFirst(sql.type(z.object({ id: z.number() }))`select id::int as id from settlement.transfers where purpose = 'withdrawal'`);
   await Promise.allSettled(twice([w]));
