@@ -3,7 +3,7 @@ import { registered, stopSettleWorkers, TOKEN, WARMUP_CHUNKS, workerEnv, type Be
 import type { CpuSplit } from './cpu.js';
 import { fundSimulator } from './fixtures.js';
 import { runDay, type PayoutTiming } from './payday.js';
-import { FLOOD_CONSOLE_TOKEN, freePort, startFlood, type FloodCounts } from './flood.js';
+import { FLOOD_CONSOLE_TOKEN, freePort, startFloodProcess, type FloodCounts } from './flood.js';
 import { startCpuBurner, startSettleWorkers } from './procs.js';
 import { timedDay, type PayoutProfile } from './timed.js';
 
@@ -70,12 +70,12 @@ export async function runP1(ctx: BenchContext): Promise<{ result: P1Result; sim:
       let flood: P1Result['flood'];
       if (floodPort !== undefined) {
         // The flood starts once the day is made (the readers load its page) and before it is paid.
-        let f: Awaited<ReturnType<typeof startFlood>> | undefined;
+        let f: Awaited<ReturnType<typeof startFloodProcess>> | undefined;
         let day: Awaited<ReturnType<typeof timedDay>>;
         let counts: FloodCounts = { scrapes: 0, scrapeErrors: 0, pages: 0, pagesLimited: 0, pageErrors: 0 };
         try {
           day = await timedDay(ctx, workers.map((w) => w.pid), sim, n, Math.max(120_000, idealMs * 20), async (date) => {
-            f = await startFlood(floodPort, date);
+            f = await startFloodProcess(floodPort, date);
           });
         } finally {
           if (f) counts = await f.stop();

@@ -54,7 +54,7 @@ export function p1Lines(r: P1Result): string[] {
       `   the same ${r.chunks} chunks while 64 scrapers read worker 0's /metrics and 64 signed-in readers load its console page of the day: ` +
         `wall ${s(f.confirmMs)} vs quiet ${s(r.confirmMs)}; bank in flight at most ${f.simMaxInFlight} (cap ${r.maxInFlight}); ` +
         `${int(f.counts.scrapes)} scrapes (${f.counts.scrapeErrors} failed), ${int(f.counts.pages)} pages (${int(f.counts.pagesLimited)} told to wait, ${f.counts.pageErrors} failed)`,
-      cpuLine(f.cpu, f.confirmMs, r.chunks, 'chunk') + ' — "bench" includes the 128 flooding clients',
+      cpuLine(f.cpu, f.confirmMs, r.chunks, 'chunk') + ' — "other processes" includes the 128 flooding clients (a process of their own at nice 19)',
       ...problemLines(f.problems),
     );
   }
