@@ -491,8 +491,9 @@ comment on function settlement.payout_proof is 'Per succeeded payout of (busines
 
 -- The settlement-account statements the waiting withdrawals need read, and
 -- when: at once after the last unproven payout settled, then every
--- statement_lag / 8 (at least a second) until a read asked statement_lag
--- after it (which decides: a payout still not shown is a break).
+-- statement_lag / 8 (at least a second, at most 30 s: a withdrawal never
+-- waits minutes for a read that would show its payouts) until a read asked
+-- statement_lag after it (which decides: a payout still not shown is a break).
 create or replace function settlement.confirm_reads_needed()
 returns table (bncd text, acno text, ymd text, due_at timestamptz)
 language sql stable as $$
@@ -503,7 +504,7 @@ language sql stable as $$
     where not pp.proven and not pp.vouched and pp.bncd in ('011', '012')
     group by 1, 2, 3),
   g as (
-    select m.*, m.last_settled + c.statement_lag as deadline, greatest(c.statement_lag / 8, interval '1 second') as poll,
+    select m.*, m.last_settled + c.statement_lag as deadline, greatest(least(c.statement_lag / 8, interval '30 seconds'), interval '1 second') as poll,
            (select max(q.asked_at) from settlement.statement_requests q where q.bncd = m.bncd and q.acno = m.acno and q.ymd = m.ymd and q.answered_at is not null) as answered,
            (select max(q.asked_at) from settlement.statement_requests q where q.bncd = m.bncd and q.acno = m.acno and q.ymd = m.ymd) as asked
     from m cross join settlement.config c where c.id)
