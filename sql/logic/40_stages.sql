@@ -523,6 +523,15 @@ begin
              where t.business_date = v_d and t.kind = v_k and t.state = 'failed') then
     perform settlement.raise_error('ST013', format('retry_failed: a failed transfer of %s %s has a succeeded attempt; it must not be sent again (investigate)', v_d, v_k));
   end if;
+  -- Nor one whose request may still be in flight: an attempt's lease, kept
+  -- past any later answer (sent_until; 50_transfers.sql).
+  select t.id, t.sent_until into v_bad from settlement.transfers t
+  where t.business_date = v_d and t.kind = v_k and t.state = 'failed' and t.sent_until > settlement_meta.now()
+  order by t.id limit 1;
+  if found then
+    perform settlement.raise_error('ST015', format('retry_failed: transfer %s of %s %s may still have a request at the bank until %s (an attempt''s lease); try after it',
+                                                   v_bad.id, v_d, v_k, settlement.local_time(v_bad.sent_until)));
+  end if;
   -- Nor one the bank has booked or may still book under any of its numbers:
   -- evidence of a booking, a statement line or an orphan naming one of them,
   -- an attempt whose outcome is unknown.
@@ -533,6 +542,10 @@ begin
          or exists (select 1 from settlement.statement_lines l where l.ref_is_tuno = n.is_tuno and l.ccyn = '0')
          or exists (select 1 from settlement.breaks b where b.is_tuno = n.is_tuno and b.problem = 'orphan')
          or exists (select 1 from settlement.transfer_attempts a where a.is_tuno = n.is_tuno and a.outcome = 'sending')
+         -- an attempt that never learnt its outcome after another took the transfer over, unless a person since said not booked
+         or exists (select 1 from settlement.unknown_outcomes u where u.transfer_id = t.id and u.is_tuno = n.is_tuno
+                    and not exists (select 1 from settlement.transfer_evidence e
+                                    where e.transfer_id = t.id and e.is_tuno = u.is_tuno and not e.booked and e.at >= u.at))
          -- after a restore: a booking under a forgotten number (a retry after the backup point) that could be it
          or exists (select 1 from settlement.restores)
             and exists (select 1 from settlement.forgotten_payout_lines(array[t.from_account]) f

@@ -154,6 +154,25 @@ begin
   return case when t.is_tuno = p_is_tuno and t.state in ('succeeded', 'failed') then 'already_settled' else 'stale' end;
 end $$;
 
+-- An attempt that could not learn its outcome ('unresolved') after another
+-- attempt took the transfer over (its claim was freed or taken again): the
+-- bank may book its number whatever the other attempt records, so unless the
+-- transfer is already paid, it is kept in unknown_outcomes (retry_failed
+-- refuses while one stands: ST016). Returns what finish_miss returns.
+create or replace function settlement.finish_unknown(p_id bigint, p_is_tuno text, p_message text) returns text
+language plpgsql as $$
+declare
+  t settlement.transfers;
+begin
+  select * into t from settlement.transfers where id = p_id;
+  if found and t.state <> 'succeeded'
+     and (t.is_tuno = p_is_tuno or exists (select 1 from settlement.transfer_attempts a where a.transfer_id = p_id and a.is_tuno = p_is_tuno)) then
+    insert into settlement.unknown_outcomes (transfer_id, is_tuno, message)
+    values (p_id, p_is_tuno, left(coalesce(p_message, 'no answer'), 500));
+  end if;
+  return settlement.finish_miss(p_id, p_is_tuno);
+end $$;
+
 -- Evidence wins, in one place: the bank booked p_is_tuno, one of transfer
 -- p_id's numbers (an answer, a statement line, a person's word; p_source).
 -- Whatever state the transfer is in, it becomes succeeded under that number
@@ -258,6 +277,26 @@ comment on function settlement.take_booking_evidence is 'Internal: the bank book
 -- slot taken: each transfer that would have been sent is 'quiet' (with
 -- quiet_until_ms, when the window ends), marked quiet_until, and its job runs
 -- again then.
+-- A claim's holder string is "<pool id>#<secret of the process>" (the desk's;
+-- 0015_claim_fencing.sql): claimed_by keeps the pool id, claim_key the
+-- string's sha256. Without '#', the whole string is the pool id and there is
+-- no key (nobody takes such a claim again while it is live).
+create or replace function settlement.holder_pool(p_holder text) returns text
+language sql immutable parallel safe as $$ select split_part(p_holder, '#', 1) $$;
+create or replace function settlement.holder_key(p_holder text) returns bytea
+language sql immutable parallel safe as $$
+  select case when strpos(p_holder, '#') > 0 then sha256(convert_to(p_holder, 'UTF8')) end
+$$;
+
+-- A claim's fencing token: 63 bits from the server's strong random source
+-- (gen_random_uuid), told only to the attempt that claimed. A sequence's next
+-- value would let a login that cannot read the transfers guess a live
+-- attempt's token from its own.
+create or replace function settlement.new_claim_token() returns bigint
+language sql volatile parallel safe as $$
+  select ('x' || substr(md5(gen_random_uuid()::text), 1, 16))::bit(64)::bigint & 9223372036854775807
+$$;
+
 create or replace function settlement.claim_transfers(p_ids bigint[], p_holders text[], p_lease_ms integer, p_want integer,
   p_held integer[], p_flag integer)
 returns json
@@ -296,13 +335,15 @@ begin
 
   -- The row locks first (id order), then the decision on what they hold.
   with l as (
-    select t.id, t.state, t.kind, t.tsymd, t.claimed_by, t.claimed_until
+    select t.id, t.state, t.kind, t.tsymd, t.claim_key, t.claimed_until
     from settlement.transfers t where t.id = any(p_ids) order by t.id for update),
   d as (
     select l.id, l.tsymd,
            case when l.state not in ('pending', 'sending') then 'done'
                 when settlement.is_paused(l.kind) then 'paused'
-                when l.claimed_until is null or l.claimed_until < settlement_meta.now() or l.claimed_by = r.holder then 'send'
+                when l.claimed_until is null or l.claimed_until < settlement_meta.now() then 'send'
+                -- a live claim: only its own holder string (the same process) takes it again
+                when l.claim_key = settlement.holder_key(r.holder) then 'send'
                 else 'busy' end as action
     from l join unnest(p_ids, p_holders) r(id, holder) on r.id = l.id)
   select coalesce(array_agg(d.id) filter (where d.action = 'send'), '{}'),
@@ -325,11 +366,13 @@ begin
 
   -- By primary key (an index condition: no plan can turn it into a scan of
   -- the table); a row's own values are found by its place in the batch.
-  -- Each claim gets a new fencing token; sent_until covers its lease.
+  -- Each claim gets a new fencing token; sent_until covers its lease, and
+  -- open_until keeps the bound of the attempts before it.
   update settlement.transfers x
-  set state = 'sending', tsymd = coalesce(x.tsymd, v_ymd), claimed_by = p_holders[array_position(p_ids, x.id)],
-      claimed_until = settlement_meta.now() + v_lease, claim_token = nextval('settlement.claim_token_seq'),
-      sent_until = greatest(x.sent_until, settlement_meta.now() + v_lease), quiet_until = null, updated_at = settlement_meta.now()
+  set state = 'sending', tsymd = coalesce(x.tsymd, v_ymd), claimed_by = settlement.holder_pool(p_holders[array_position(p_ids, x.id)]),
+      claim_key = settlement.holder_key(p_holders[array_position(p_ids, x.id)]),
+      claimed_until = settlement_meta.now() + v_lease, claim_token = settlement.new_claim_token(),
+      open_until = x.sent_until, sent_until = greatest(x.sent_until, settlement_meta.now() + v_lease), quiet_until = null, updated_at = settlement_meta.now()
   where x.id = any(v_send);
 
   select json_agg(json_build_object(
@@ -441,7 +484,7 @@ begin
     set state = p_outcomes[array_position(p_ids, x.id)]::settlement.transfer_state,
         processed_at = p_processed_at[array_position(p_ids, x.id)], fail_code = p_codes[array_position(p_ids, x.id)],
         fail_message = left(p_messages[array_position(p_ids, x.id)], 500), settled_at = settlement_meta.now(), claimed_by = null, claimed_until = null,
-        claim_token = null, sent_until = case when x.claim_token = v_tokens[array_position(p_ids, x.id)] then settlement_meta.now() else x.sent_until end,
+        claim_token = null, sent_until = case when x.claim_token = v_tokens[array_position(p_ids, x.id)] then greatest(settlement_meta.now(), x.open_until) else x.sent_until end,
         unresolved_since = null, unresolved_reason = null, updated_at = settlement_meta.now()
     where x.id = any(v_fast) and x.is_tuno = p_is_tunos[array_position(p_ids, x.id)]
       and x.state = 'sending' and x.purpose = 'payout'
@@ -461,15 +504,15 @@ begin
       v_out := v_out || p_outcomes[i];
     elsif p_outcomes[i] = 'unresolved' then
       update settlement.transfers x
-      set claimed_by = null, claimed_until = null, claim_token = null, sent_until = settlement_meta.now(),
+      set claimed_by = null, claimed_until = null, claim_token = null, sent_until = greatest(settlement_meta.now(), x.open_until),
           unresolved_since = coalesce(x.unresolved_since, settlement_meta.now()), unresolved_reason = left(p_messages[i], 500), updated_at = settlement_meta.now()
       where x.id = p_ids[i] and x.is_tuno = p_is_tunos[i] and x.state = 'sending' and x.claim_token = v_tokens[i];
-      v_out := v_out || case when found then 'unresolved' else settlement.finish_miss(p_ids[i], p_is_tunos[i]) end;
+      v_out := v_out || case when found then 'unresolved' else settlement.finish_unknown(p_ids[i], p_is_tunos[i], p_messages[i]) end;
     else
       update settlement.transfers x
       set state = p_outcomes[i]::settlement.transfer_state, processed_at = p_processed_at[i], fail_code = p_codes[i],
           fail_message = left(p_messages[i], 500), settled_at = settlement_meta.now(), claimed_by = null, claimed_until = null,
-          claim_token = null, sent_until = case when x.claim_token = v_tokens[i] then settlement_meta.now() else x.sent_until end,
+          claim_token = null, sent_until = case when x.claim_token = v_tokens[i] then greatest(settlement_meta.now(), x.open_until) else x.sent_until end,
           unresolved_since = null, unresolved_reason = null, updated_at = settlement_meta.now()
       where x.id = p_ids[i] and x.is_tuno = p_is_tunos[i] and x.state = 'sending'
         and (p_outcomes[i] = 'succeeded' or x.claim_token = v_tokens[i])

@@ -50,23 +50,42 @@ begin
     where j.locked_by is not null and j.locked_at < settlement_meta.now() - make_interval(secs => p_dead_after_ms / 1000.0)
       and not exists (select 1 from settlement.workers w where w.pool_id = j.locked_by)
   ) t;
-  perform settlement.release_pool(d) from unnest(v_dead) d;
+  perform settlement.release_dead_pool(d) from unnest(v_dead) d;
   return v_dead;
 end $$;
 comment on function settlement.recover_dead_workers is 'Unlocks the jobs and claims of worker pools whose heartbeat stopped.';
 
 -- Frees everything a worker pool held: its graphile-worker jobs and transfer
 -- claims, and its heartbeat row (its bank-call slots are session locks of its
--- desk's connection: they go with it). For a pool that died, or a pool
--- a live process replaced after losing the database.
-create or replace function settlement.release_pool(p_pool_id text) returns void
+-- desk's connection: they go with it). release_pool is called by the pool's
+-- own process (its stop, a runner it replaced after losing the database),
+-- with its holder string ("<pool>#<secret>", 50_transfers.sql): a claim is
+-- freed only with the string that took it, so knowing a pool's id (it is in
+-- graphile_worker.jobs.locked_by) frees no claim. release_dead_pool is
+-- recover_dead_workers' (a pool whose process stopped beating cannot say its
+-- secret). Neither lowers a claim's bound (sent_until): whatever claims the
+-- transfer next keeps it (open_until), so no retry or decision treats a
+-- request of the freed attempt as over before its lease ends.
+create or replace function settlement.release_pool(p_holder text) returns void
+language plpgsql as $$
+declare
+  v_pool text := settlement.holder_pool(p_holder);
+begin
+  perform graphile_worker.force_unlock_workers(array[v_pool]);
+  update settlement.transfers set claimed_until = null
+  where claimed_by = v_pool and claim_key = settlement.holder_key(p_holder) and state = 'sending';
+  delete from settlement.workers where pool_id = v_pool;
+end $$;
+comment on function settlement.release_pool is 'Worker: frees the jobs and heartbeat of its own pool and the transfer claims it took (only with the holder string "<pool>#<secret>" that took them).';
+
+create or replace function settlement.release_dead_pool(p_pool_id text) returns void
 language plpgsql as $$
 begin
   perform graphile_worker.force_unlock_workers(array[p_pool_id]);
   update settlement.transfers set claimed_until = null where claimed_by = p_pool_id and state = 'sending';
   delete from settlement.workers where pool_id = p_pool_id;
 end $$;
-comment on function settlement.release_pool is 'Worker: frees the jobs and transfer claims of one worker pool.';
+comment on function settlement.release_dead_pool is 'Internal (recover_dead_workers): frees the jobs, transfer claims and heartbeat row of a pool whose process stopped beating.';
 
 create or replace function settlement.reject_job(p_job_id bigint, p_task text, p_payload jsonb, p_code text, p_error text) returns void
 language sql as $$

@@ -199,9 +199,12 @@ comment on function settlement.retry_preview is 'What retry_day would send again
 -- person decides an unresolved (or failed) transfer with the evidence in
 -- words. booked: it becomes succeeded under its number (take_booking_evidence,
 -- the evidence kept); not booked (unresolved only): planned again under a new
--- IsTuno, the old number's attempt recording the decision. Refused while an
--- attempt holds its claim or once it is settled (ST017), without evidence or
--- a yes/no (ST018). Audited.
+-- IsTuno, the old number's attempt recording the decision; not booked for a
+-- failed transfer with an attempt that never learnt its outcome
+-- (unknown_outcomes): recorded as evidence, so retry_failed may plan it
+-- again. Refused while an attempt holds its claim, "not booked" while a
+-- request may still be at the bank (sent_until), and once it is settled
+-- otherwise (ST017); without evidence or a yes/no (ST018). Audited.
 create or replace function settlement.decide_transfer(p_id bigint, p_booked boolean, p_evidence text) returns text
 language plpgsql as $$
 declare
@@ -217,6 +220,20 @@ begin
   end if;
   if t.claimed_until >= settlement_meta.now() then
     perform settlement.raise_error('ST017', format('decide_transfer: transfer %s is claimed by %s until %s (an attempt may still send or answer); try after it', p_id, t.claimed_by, t.claimed_until));
+  end if;
+  if not p_booked and t.sent_until > settlement_meta.now() then
+    perform settlement.raise_error('ST017', format('decide_transfer: transfer %s may still have a request at the bank until %s (an attempt''s lease); try after it', p_id, settlement.local_time(t.sent_until)));
+  end if;
+  -- A failed transfer with an attempt that never learnt its outcome
+  -- (unknown_outcomes): a person's "not booked" is recorded as evidence, and
+  -- retry_failed may then plan it again.
+  if not p_booked and t.state = 'failed' and exists (select 1 from settlement.unknown_outcomes u where u.transfer_id = t.id) then
+    insert into settlement.transfer_evidence (transfer_id, is_tuno, booked, source, detail)
+    select t.id, u.is_tuno, false, 'person', left(btrim(p_evidence), 2000)
+    from (select distinct u.is_tuno from settlement.unknown_outcomes u where u.transfer_id = t.id) u;
+    perform settlement.audit('decide_transfer', jsonb_build_object('id', t.id, 'is_tuno', t.is_tuno, 'booked', p_booked, 'business_date', t.business_date, 'kind', t.kind),
+                             jsonb_build_object('decision', 'not_booked'), left(btrim(p_evidence), 1000));
+    return 'not_booked';
   end if;
   if not (t.state = 'sending' and t.unresolved_since is not null) and not (p_booked and t.state in ('failed', 'sending')) then
     perform settlement.raise_error('ST017', format('decide_transfer: transfer %s is %s%s: nothing to decide', p_id, t.state,

@@ -16,6 +16,7 @@ export const SQLSTATE = {
   ST012: 'day_withdrawn',
   ST013: 'transfer_already_succeeded',
   ST014: 'duplicate_in_batch',
+  ST015: 'transfer_may_be_in_flight',
   ST016: 'transfer_may_be_booked',
   ST017: 'transfer_not_decidable',
   ST018: 'evidence_required',

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -130,7 +131,12 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
   }
 
   let poolId = `pending-${process.pid}`;
-  const holder = () => poolId;
+  // Claims are held as "<pool id>#<secret>": the database keeps the pool id
+  // and a hash of the whole string, so a live claim is taken again, or freed,
+  // only by this process — not by whoever reads the pool id from
+  // graphile_worker.jobs.locked_by (settlement.claim_transfers, release_pool).
+  const secret = randomBytes(18).toString('base64url');
+  const holder = () => `${poolId}#${secret}`;
   const bankRetryTimeMs = Math.max(30_000, config.bank.timeoutMs * 4);
   // A claim covers the whole attempt: the wait for a bank-call slot, then the
   // longest transfer() the client can make (each of its rounds sends and
@@ -255,12 +261,13 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
     if (stopped || recovering || r !== runner) return;
     recovering = true;
     const brokenPool = poolId;
+    const brokenHolder = holder();
     logger.error({ event: 'worker:runner_lost', pool_id: brokenPool, err: reason }, `the job runner lost the database (${reason}); restarting when it answers`);
     await settle(r.stop(), 10_000);
     for (let wait = 500; !stopped; wait = Math.min(wait * 2, 15_000)) {
       await new Promise((resolve) => setTimeout(resolve, wait));
       try {
-        await db.query(sql.unsafe`select settlement.release_pool(${brokenPool})`);
+        await db.query(sql.unsafe`select settlement.release_pool(${brokenHolder})`);
         runner = await startRunner();
         await beat();
         logger.warn({ event: 'worker:runner_restarted', pool_id: poolId, previous_pool_id: brokenPool }, `job runner restarted as ${poolId}`);
@@ -315,7 +322,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
         logger.warn({ event: 'worker:stop_timeout', stop_timeout_ms: config.worker.stopTimeoutMs, jobs: inHand.size, transfers: left },
           `${inHand.size} job(s) still running after WORKER_STOP_TIMEOUT_MS (${config.worker.stopTimeoutMs} ms)${left.length > 0 ? ` (transfers ${left.join(', ')})` : ''}: released; the next worker asks the bank before sending`);
       }
-      await db.query(sql.unsafe`select settlement.release_pool(${poolId})`).catch((e) =>
+      await db.query(sql.unsafe`select settlement.release_pool(${holder()})`).catch((e) =>
         logger.warn({ event: 'worker:release_failed', err: (e as Error).message }, 'could not release this pool\'s jobs and claims; they are freed once its heartbeat is older than WORKER_DEAD_AFTER_MS'));
       await desk.close();
       await metricsDb.end();
@@ -324,7 +331,7 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
     })());
   /** A database connection broke under graphile-worker (e.g. a batched completion): replace the runner. */
   const restart = (reason: string) => void recover(runner, reason);
-  return { poolId: holder, stop, restart, promise: done, events, db, bank, metrics };
+  return { poolId: () => poolId, stop, restart, promise: done, events, db, bank, metrics };
 }
 
 /** Errors that mean "the database went away", not "our code is wrong". */

@@ -1,27 +1,13 @@
 import t from 'tap';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { adminQuery, freshDb } from '../helpers/db.js';
-import { roleSessions } from '../helpers/roles.js';
-import pg from 'pg';
-import { randomBytes } from 'node:crypto';
-import { asLogin } from '../helpers/roles.js';
+import { freshDb } from '../helpers/db.js';
+import { roleSessions, workerLogin as sharedWorkerLogin } from '../helpers/roles.js';
 
-/** A worker login as a pg client (answers rows, or the error's SQLSTATE). */
+/** A worker login (answers the first value, or the error's SQLSTATE; a function returning void answers 'ok'). */
 async function workerLogin(t: { teardown(fn: () => unknown): void }, url: string) {
-  const name = `settle_f_worker_${randomBytes(4).toString('hex')}`;
-  await adminQuery(`create role ${name} login password 'pw'; grant settlement_worker to ${name}`);
-  const c = new pg.Client({ connectionString: asLogin(url, { name, password: 'pw' }) });
-  await c.connect();
-  t.teardown(async () => {
-    await c.end().catch(() => undefined);
-    await adminQuery(`drop role if exists ${name}`).catch(() => undefined);
-  });
-  // A function returning void answers '' (or null): 'ok'.
-  return (q: string) => c.query(q).then((r) => {
-    const v: unknown = Object.values(r.rows[0] ?? {})[0];
-    return v === undefined || v === null || v === '' ? 'ok' : String(v);
-  }, (e: { code?: string; message: string }) => e.code ?? e.message);
+  const w = await sharedWorkerLogin(t, url, 'f');
+  return (q: string) => w.one(q).then((v) => (['none', 'null', ''].includes(v) ? 'ok' : v));
 }
 
 t.test('a FinAcno is accepted only as the answer to this system\'s own registration of that account, once; anything else is refused and alerted', async (t) => {

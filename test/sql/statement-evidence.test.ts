@@ -16,17 +16,15 @@
  * SQL the worker calls.
  */
 import t, { type Test } from 'tap';
-import pg from 'pg';
-import { randomBytes } from 'node:crypto';
 import { sql } from 'slonik';
 import { z } from 'zod';
 import type { DatabasePool } from '../../src/db/pool.js';
 import { configureReconcile, reconciliationBreaks } from '../../src/db/reconcile.js';
 import { runStage } from '../../src/db/stages.js';
 import { seed, settlementAccountNo } from '../../src/seed.js';
-import { adminQuery, freshDb } from '../helpers/db.js';
+import { freshDb } from '../helpers/db.js';
 import { pastDate } from '../helpers/fixtures.js';
-import { asLogin } from '../helpers/roles.js';
+import { workerLogin as sharedWorkerLogin } from '../helpers/roles.js';
 import { claimTransfer, finishTransfer } from '../helpers/transfers.js';
 
 const D = pastDate(1);
@@ -34,23 +32,7 @@ const S = settlementAccountNo('tax');
 const row = z.object({ id: z.number(), is_tuno: z.string(), amount: z.bigint(), to_account: z.string() });
 type Row = z.infer<typeof row>;
 
-/** A login holding settlement_worker and nothing else (a stolen worker login): runs one statement, answers its first value ('null' for null) or the SQLSTATE. */
-async function workerLogin(t: Test, url: string) {
-  const name = `settle_se_worker_${randomBytes(4).toString('hex')}`;
-  await adminQuery(`create role ${name} login password 'pw'; grant settlement_worker to ${name}`);
-  const c = new pg.Client({ connectionString: asLogin(url, { name, password: 'pw' }) });
-  await c.connect();
-  t.teardown(async () => {
-    await c.end().catch(() => undefined);
-    await adminQuery(`drop role if exists ${name}`).catch(() => undefined);
-  });
-  const one = (q: string, params: unknown[] = []) => c.query(q, params).then((r) => {
-    const v: unknown = Object.values(r.rows[0] ?? {})[0];
-    return v === undefined ? 'none' : v === null ? 'null' : String(v);
-  }, (e: { code?: string; message: string }) => e.code ?? e.message);
-  const rows = (q: string, params: unknown[] = []) => c.query(q, params).then((r) => r.rows as Record<string, string>[]);
-  return { one, rows };
-}
+const workerLogin = (t: Test, url: string) => sharedWorkerLogin(t, url, 'se');
 
 /** A paid-out day (D, tax): its chunks planned, nothing sent; every payout goes to the settlement account S. */
 async function plannedDay(t: Test, accounts: number) {

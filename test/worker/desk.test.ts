@@ -18,7 +18,8 @@ const slotsInUse = (db: Awaited<ReturnType<typeof freshDb>>['db']) =>
   db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select settlement.bank_slots_in_use() as n`);
 
 function desk(t: { teardown(fn: () => unknown): void }, url: string, name: string, extra: Partial<Parameters<typeof createBankDesk>[0]> = {}): BankDesk {
-  const d = createBankDesk({ url, holder: () => name, claimLeaseMs: 30_000, maxWaitMs: 20_000, applicationName: name, ...extra });
+  // As a worker process holds its claims: "<pool>#<its secret>" (src/worker/runner.ts).
+  const d = createBankDesk({ url, holder: () => `${name}#secret-of-${name}`, claimLeaseMs: 30_000, maxWaitMs: 20_000, applicationName: name, ...extra });
   t.teardown(() => d.close());
   return d;
 }

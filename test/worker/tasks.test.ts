@@ -37,12 +37,12 @@ t.test('the same task run twice, concurrently and again later, moves money once'
   const codeBook = await createLiveCodeBook(db);
   // Each "process" has its own bank client calling through the shared, database-wide limit.
   const ctxFor = (holder: string): TaskContext => {
-    const desk = createBankDesk({ url, holder: () => holder, claimLeaseMs: 30_000, maxWaitMs: 30_000 });
+    const desk = createBankDesk({ url, holder: () => `${holder}#secret-of-${holder}`, claimLeaseMs: 30_000, maxWaitMs: 30_000 });
     t.teardown(() => desk.close());
     const bank = createNhBankClient({ baseUrl: sim.url, iscd: config.bank.iscd, fintechApsno: config.bank.fintechApsno, accessToken: TOKEN, brdtBrno: config.bank.brdtBrno,
       svcCodes: config.bank.svcCodes, perCallLimit: config.bank.perCallLimit, timeoutMs: 2000, codeBook: codeBook.lookup, now: clock.now });
     t.teardown(() => bank.close());
-    return { db, bank, config, logger: createLogger('silent'), holder: () => holder, claimLeaseMs: 30_000, desk, clock };
+    return { db, bank, config, logger: createLogger('silent'), holder: () => `${holder}#secret-of-${holder}`, claimLeaseMs: 30_000, desk, clock };
   };
   const stageA = createStageTask(ctxFor('pool-a'));
   const stageB = createStageTask(ctxFor('pool-b'));
