@@ -60,21 +60,30 @@ language sql immutable as $$ select row(p_outcome, p_detail)::settlement.stage_r
 -- records), and nothing would run after it. Seen in the demo: a kind's pay
 -- stage waited for fin-accounts that were all registered. When add_job
 -- returns no job, a job without a key is added: it runs after the locked one
--- (finding the stage busy meanwhile, it retries).
-create or replace function settlement.add_stage_job(p_stage settlement.stage, p_date date, p_kind settlement.kind, p_run_at timestamptz default null)
+-- (finding the stage busy meanwhile, it retries). Every keyed job of the
+-- SQL is added through add_keyed_job (add_transfer_jobs_at does the same for
+-- a batch, with add_jobs).
+create or replace function settlement.add_keyed_job(p_task text, p_payload json, p_key text, p_key_mode text,
+  p_run_at timestamptz, p_max_attempts integer, p_queue text default null)
 returns void
 language plpgsql as $$
 declare
-  v_payload json := json_build_object('stage', p_stage, 'date', p_date, 'kind', p_kind);
   v_id bigint;
 begin
   select j.id into v_id
-  from graphile_worker.add_job('stage', v_payload, run_at => p_run_at, max_attempts => 10,
-                               job_key => format('stage:%s:%s:%s', p_stage, p_date, p_kind), job_key_mode => 'replace') j;
+  from graphile_worker.add_job(p_task, p_payload, queue_name => p_queue, run_at => p_run_at, max_attempts => p_max_attempts,
+                               job_key => p_key, job_key_mode => p_key_mode) j;
   if v_id is null then
-    perform graphile_worker.add_job('stage', v_payload, run_at => p_run_at, max_attempts => 10);
+    perform graphile_worker.add_job(p_task, p_payload, queue_name => p_queue, run_at => p_run_at, max_attempts => p_max_attempts);
   end if;
 end $$;
+
+create or replace function settlement.add_stage_job(p_stage settlement.stage, p_date date, p_kind settlement.kind, p_run_at timestamptz default null)
+returns void
+language sql as $$
+  select settlement.add_keyed_job('stage', json_build_object('stage', p_stage, 'date', p_date, 'kind', p_kind),
+                                  format('stage:%s:%s:%s', p_stage, p_date, p_kind), 'replace', p_run_at, 10)
+$$;
 
 -- '1', the IsTuno generation (3 digits; settle after-restore moves it on,
 -- see sql/logic/87_restore.sql) and the sequence (14 digits). Generation 0

@@ -520,17 +520,9 @@ comment on function settlement.confirm_reads_needed is 'Withdraw: the settlement
 
 -- Reads for a withdrawal run in the reconcile queue, at the time they are due.
 create or replace function settlement.add_confirm_read_job(p_run_at timestamptz) returns void
-language plpgsql as $$
-declare
-  v_id bigint;
-begin
-  select j.id into v_id
-  from graphile_worker.add_job('reconcile', '{}'::json, queue_name => 'settlement:reconcile', run_at => p_run_at,
-                               max_attempts => 25, job_key => 'reconcile:confirm', job_key_mode => 'replace') j;
-  if v_id is null then
-    perform graphile_worker.add_job('reconcile', '{}'::json, queue_name => 'settlement:reconcile', run_at => p_run_at, max_attempts => 25);
-  end if;
-end $$;
+language sql as $$
+  select settlement.add_keyed_job('reconcile', '{}'::json, 'reconcile:confirm', 'replace', p_run_at, 25, 'settlement:reconcile')
+$$;
 
 -- The withdraw stage's check (stage_withdraw, before it plans the
 -- withdrawal): null when every succeeded payout of (D, K) is on the
@@ -1150,17 +1142,9 @@ end $$;
 comment on function settlement.configure_reconcile is 'Operator: sets reconcile_after, the grace after the end of a date (KST) before its statement counts as final: at least config.max_attempt, or negative for a simulator (final at once). ST022 otherwise. Audited.';
 
 create or replace function settlement.add_reconcile_job(p_run_at timestamptz default null) returns void
-language plpgsql as $$
-declare
-  v_id bigint;
-begin
-  select j.id into v_id
-  from graphile_worker.add_job('reconcile', '{}'::json, queue_name => 'settlement:reconcile', run_at => p_run_at,
-                               max_attempts => 25, job_key => 'reconcile', job_key_mode => 'preserve_run_at') j;
-  if v_id is null then
-    perform graphile_worker.add_job('reconcile', '{}'::json, queue_name => 'settlement:reconcile', run_at => p_run_at, max_attempts => 25);
-  end if;
-end $$;
+language sql as $$
+  select settlement.add_keyed_job('reconcile', '{}'::json, 'reconcile', 'preserve_run_at', p_run_at, 25, 'settlement:reconcile')
+$$;
 
 create or replace view settlement.reconciliation_breaks as
 select b.id, b.business_date, b.kind, b.problem, b.transfer_id, b.is_tuno, b.account_no, b.amount,
