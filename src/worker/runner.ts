@@ -290,6 +290,16 @@ export async function startWorker(o: WorkerOptions): Promise<WorkerHandle> {
     );
   };
   supervise(runner);
+  // graphile-worker shuts its pool down by itself when it cannot record what
+  // its jobs did (its batched completion met a deadlock, 40P01 "while
+  // deleting tuple in _private_jobs", in a demo run under load: our keyed
+  // add_job of a stage wake-up touches the same locked rows). The jobs stay
+  // locked by that pool, and its shutdown need not end (the demo's worker
+  // sat with no runner for minutes). Handled like a lost database: the runner
+  // is replaced, its stop bounded, its pool's jobs and claims freed.
+  events.on('pool:fatalError', ({ error, action }) => {
+    if (!stopped) void recover(runner, `graphile-worker could not ${action}: ${(error as Error)?.message ?? String(error)}`);
+  });
 
   await beat();
   const timer = setInterval(() => {
