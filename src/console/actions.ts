@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type http from 'node:http';
 import pg from 'pg';
 import { sql, type CommonQueryMethods } from 'slonik';
@@ -74,8 +75,15 @@ export function actionRoutes(o: ConsoleOptions & {
     if (wait > 0) throw new SettlementError('own_login_refused', 'ST092', `too many wrong database passwords for ${s.user.name}: try again in ${Math.ceil(wait / 1000)} s`);
     const u = new URL(o.databaseUrl);
     u.username = s.user.name;
-    u.password = password;
     u.searchParams.set('application_name', `settle-console:${s.user.name}`);
+    // The password is what makes the login the person's: a server that lets
+    // the login in without checking it (trust authentication) proves nothing.
+    u.password = randomBytes(24).toString('base64url');
+    if (await opens(u)) {
+      throw new SettlementError('passwords_not_checked', 'ST093',
+        `the database lets the login ${s.user.name} in without checking its password (trust authentication), so a password typed here proves nothing: decide changes with \`settle change approve|reject\` under your own login, or have the database check passwords (scram-sha-256)`);
+    }
+    u.password = password;
     // One connection, one attempt (a pool would retry a wrong password), one transaction.
     const c = new pg.Client({ connectionString: u.toString(), statement_timeout: 5_000, connectionTimeoutMillis: 5_000 });
     c.on('error', () => undefined);
@@ -100,6 +108,21 @@ export function actionRoutes(o: ConsoleOptions & {
         await c.query('rollback').catch(() => undefined);
         throw toSettlementError(e);
       }
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  }
+  /** Whether the database lets `u` in (false: it refused the login or its password). */
+  async function opens(u: URL): Promise<boolean> {
+    const c = new pg.Client({ connectionString: u.toString(), connectionTimeoutMillis: 5_000 });
+    c.on('error', () => undefined);
+    try {
+      await c.connect();
+      return true;
+    } catch (e) {
+      const state = sqlstateOf(e);
+      if (state === '28P01' || state === '28000') return false;
+      throw e;
     } finally {
       await c.end().catch(() => undefined);
     }

@@ -54,6 +54,7 @@ export const SQLSTATE = {
   ST103: 'bank_window_not_found',
   ST091: 'own_login_required',
   ST092: 'own_login_refused',
+  ST093: 'passwords_not_checked',
 } as const;
 
 export type SettlementErrorCode = (typeof SQLSTATE)[keyof typeof SQLSTATE];

@@ -35,6 +35,8 @@ type T = { teardown(fn: () => unknown): void };
  * their console users carry the same names), a viewer, and a console whose
  * database login is an operator marked shared (settlement_shared).
  */
+const trustRefusal = (login: string) => new RegExp(`passwords_not_checked \\(ST093\\): the database lets the login ${login} in without checking its password`);
+
 async function setup(t: T) {
   const { url, db } = await freshDb(t);
   await seed(db, { date: pastDate(1), accounts: 2, kinds: ['tax'] });
@@ -70,7 +72,14 @@ async function setup(t: T) {
   const corp = () => db.oneFirst(sql.type(z.object({ x: z.string() }))`select corporate_account as x from settlement.kind_accounts where kind = 'tax'`);
   const state = (id: string) => db.oneFirst(sql.type(z.object({ s: z.string() }))`select state || ' ' || coalesce(decided_by, '-') as s from settlement.changes where id = ${id}::bigint`);
   const audits = () => db.oneFirst(sql.type(z.object({ n: z.bigint() }))`select count(*) as n from settlement.operator_actions where action in ('approve_change', 'reject_change')`);
-  return { url, db, people, users, base, consoleUrl, connect, propose, corp, state, audits };
+  // A server that lets a login in with any password (trust authentication, as
+  // a developer's DATABASE_URL may be) cannot tell a person by their password:
+  // the page then decides nothing (ST093).
+  const probe = new pg.Client({ connectionString: asLogin(url, { name: people.bob.name, password: 'not-the-password' }) });
+  probe.on('error', () => undefined);
+  const trust = await probe.connect().then(() => true, () => false);
+  await probe.end().catch(() => undefined);
+  return { url, db, people, users, base, consoleUrl, connect, propose, corp, state, audits, trust };
 }
 
 t.test('the Changes page: a second operator approves with their own login; the proposer, a viewer, the console\'s own login, an expired proposal and bad input are refused and change nothing', async (t) => {
@@ -131,7 +140,8 @@ t.test('the Changes page: a second operator approves with their own login; the p
     [{ id: 'abc', reason: 'ok', password: s.people.bob.password }, /change_not_found \(ST061\)/],
     [{ id: '987654', reason: 'ok', password: s.people.bob.password }, /change_not_found \(ST061\): no change #987654/],
     [{ id, reason: 'ok' }, /own_login_required \(ST091\): a change is decided with your own database login/],
-    [{ id, reason: 'ok', password: 'not-bobs-password' }, new RegExp(`own_login_refused \\(ST092\\): the database refused the login ${bob.name} with that password \\(28P01\\); nothing changed`)],
+    [{ id, reason: 'ok', password: 'not-bobs-password' }, s.trust ? trustRefusal(bob.name)
+      : new RegExp(`own_login_refused \\(ST092\\): the database refused the login ${bob.name} with that password \\(28P01\\); nothing changed`)],
   ] as const;
   for (const [form, want] of bad) {
     const fields = form as Record<string, string>;
@@ -161,6 +171,13 @@ t.test('the Changes page: a second operator approves with their own login; the p
 
   // Bob approves with his own login: applied once, both names in the audit.
   const ok = await post(sessions.bob, 'approve-change', { id, reason: 'confirmed with finance', password: s.people.bob.password });
+  if (s.trust) {
+    t.match(ok.flash, trustRefusal(bob.name), 'a server that does not check passwords: the page decides nothing (ST093)');
+    t.equal(await s.corp(), '3000000001', 'nothing applied');
+    t.equal(await s.audits(), 0n, 'no decision audited');
+    t.comment('DATABASE_URL\'s server lets logins in without a password: the approval itself is checked on a server that checks passwords (npm test without DATABASE_URL)');
+    return;
+  }
   t.match(ok.flash, new RegExp(`Change #${id} approved and applied \\(proposed by ${alice.name}, approved by ${bob.name}\\)`));
   t.equal(await s.corp(), '3000000002', 'applied');
   t.equal(await s.state(id), `applied ${bob.name}`, 'decided by bob\'s own login');
@@ -214,6 +231,11 @@ t.test('in a browser: the second operator approves a pending change on the Chang
   await page.type(`#approve-${id} input[name=password]`, s.people.bob.password);
   await Promise.all([page.waitForNavigation(), page.click(`#approve-${id} button`)]);
   const flash = await page.$eval('.flash', (e) => e.textContent ?? '');
+  if (s.trust) {
+    t.match(flash, trustRefusal(bob.name), 'a server that does not check passwords: the page decides nothing (ST093)');
+    t.equal(await s.corp(), '3000000001', 'nothing applied');
+    return;
+  }
   t.match(flash, new RegExp(`Change #${id} approved and applied \\(proposed by ${s.people.alice.name}, approved by ${bob.name}\\)`));
   t.match(await page.$eval(`#decided tr[data-change="${id}"]`, (e) => e.textContent ?? ''), /APPLIED/);
   await page.screenshot({ path: path.join(ARTIFACTS, 'changes-approved.png'), fullPage: true });
