@@ -71,8 +71,14 @@ export async function ensureLoginRole(url: string, login: { name: string; passwo
     end $$`).catch((e: { code?: string }) => {
       if (e.code !== '23505' && e.code !== '42710') throw e; // a concurrent creator won
     });
-    await c.query(`grant ${login.role} to ${login.name}`);
-    if (login.bypassRls) await c.query(`alter role ${login.name} bypassrls`);
+    // Roles are the cluster's, not the database's: two processes may grant the
+    // same membership at once (one then fails on pg_auth_members' unique key,
+    // 23505, or "tuple concurrently updated", XX000): the other one made it.
+    const raced = (e: { code?: string }) => {
+      if (e.code !== '23505' && e.code !== 'XX000') throw e;
+    };
+    await c.query(`grant ${login.role} to ${login.name}`).catch(raced);
+    if (login.bypassRls) await c.query(`alter role ${login.name} bypassrls`).catch(raced);
   } finally {
     await c.end();
   }
