@@ -8,6 +8,15 @@
 -- role calls directly (trigger functions, the audited functions' originals).
 -- Execute is taken from PUBLIC and from every role first: a function not in
 -- this table is the owner's alone, and a line removed here is a grant revoked.
+--
+-- They also run with jit = off (and so does everything they call). The SQL
+-- is OLTP on small sets, but its plans can look expensive: the batch
+-- functions set enable_seqscan = off, which adds disable_cost (1e10) to any
+-- scan of a small table, and set-returning functions are estimated at 1,000
+-- rows. Above jit_above_cost a server built with LLVM (Debian's PostgreSQL
+-- 15 here; not the embedded one) compiles the query first: 100-300 ms a call
+-- for claim_transfers, statements_to_read and reconcile's break detection,
+-- measured in the schedule explorer on PG15, against a few ms without.
 do $$
 declare
   v_invoker constant text[] := array['is_in(text)', 'bank_time(text)'];
@@ -121,7 +130,7 @@ begin
   loop
     foreach f in array r.functions loop
       if not f = any (v_invoker) then
-        execute format('alter function settlement.%s security definer set search_path = pg_catalog, settlement, graphile_worker', f);
+        execute format('alter function settlement.%s security definer set search_path = pg_catalog, settlement, graphile_worker set jit = off', f);
       end if;
       if r.role is not null then
         execute format('grant execute on function settlement.%s to %I', f, r.role);
