@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import http from 'node:http';
-import { CLI, waitFor } from './procs.js';
+import { CLI, reapOnExit, waitFor } from './procs.js';
 
 /**
  * Signing in to the console over HTTP, as a browser's form post does
@@ -44,10 +44,10 @@ type T = { teardown(fn: () => unknown): void };
  * `console:listen`; `stop()` sends SIGTERM and resolves with the exit code.
  */
 export async function spawnConsole(t: T, env: Record<string, string>): Promise<{ base: string; logs: string[]; stop(): Promise<number | null> }> {
-  const child = spawn(process.execPath, [CLI, 'console'], {
+  const child = reapOnExit(spawn(process.execPath, [CLI, 'console'], {
     env: { ...process.env, HTTP_PORT: '0', LOG_LEVEL: 'info', CONSOLE_TOKEN: '', CONSOLE_VIEWER_TOKEN: '', CONSOLE_USERS: '', CONSOLE_DATABASE_URL: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  }));
   const logs: string[] = [];
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   t.teardown(async () => {

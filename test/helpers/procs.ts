@@ -15,6 +15,41 @@ export interface WorkerProc {
   logs: string[];
 }
 
+/**
+ * The project's processes this test file started and that still run. A
+ * teardown kills each, but tap ends a file that runs past its time limit
+ * with a signal (SIGALRM), and no teardown runs then: a worker it had started
+ * went on, orphaned, for the rest of the session (seen once, after a
+ * libfaketime run). So the file's exit, and each such signal, kill them
+ * first; the signal is then raised again, so the file ends as tap meant.
+ */
+const live = new Set<ChildProcess>();
+let reaping = false;
+export function reapOnExit<C extends ChildProcess>(child: C): C {
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  if (!reaping) {
+    reaping = true;
+    const killAll = () => {
+      for (const c of live) {
+        try {
+          c.kill('SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    };
+    process.once('exit', killAll);
+    for (const signal of ['SIGALRM', 'SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+      process.once(signal, () => {
+        killAll();
+        process.kill(process.pid, signal);
+      });
+    }
+  }
+  return child;
+}
+
 /** Whether a process with this pid exists (signal 0). */
 export function alive(pid: number): boolean {
   try {
@@ -28,7 +63,7 @@ export function alive(pid: number): boolean {
 /** Runs the real CLI and returns its exit code and output. */
 export function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, LOG_LEVEL: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = reapOnExit(spawn(process.execPath, [CLI, ...args], { env: { ...process.env, LOG_LEVEL: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -42,10 +77,10 @@ export function runCli(args: string[], env: Record<string, string> = {}): Promis
  * Killed (SIGKILL) at teardown if still running.
  */
 export async function spawnWorker(t: T, env: Record<string, string>, opts: { cli?: string } = {}): Promise<WorkerProc> {
-  const child = spawn(process.execPath, [opts.cli ?? CLI, 'worker'], {
+  const child = reapOnExit(spawn(process.execPath, [opts.cli ?? CLI, 'worker'], {
     env: { ...process.env, LOG_LEVEL: 'info', HTTP_PORT: '0', WORKER_HEARTBEAT_MS: '500', WORKER_DEAD_AFTER_MS: '3000', WORKER_POLL_INTERVAL_MS: '500', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  }));
   const logs: string[] = [];
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   t.teardown(async () => {
