@@ -244,6 +244,26 @@ begin
 end $$;
 comment on function settlement.take_booking_evidence is 'Internal: the bank booked one of a transfer''s numbers: it becomes succeeded under it from any state (evidence kept, journal posted, a newer number withdrawn or kept as superseded), or the booking is an orphan when the transfer is paid otherwise.';
 
+-- A claim's holder string is "<pool id>#<secret of the process>" (the desk's;
+-- 0015_claim_fencing.sql): claimed_by keeps the pool id, claim_key the
+-- string's sha256. Without '#', the whole string is the pool id and there is
+-- no key (nobody takes such a claim again while it is live).
+create or replace function settlement.holder_pool(p_holder text) returns text
+language sql immutable parallel safe as $$ select split_part(p_holder, '#', 1) $$;
+create or replace function settlement.holder_key(p_holder text) returns bytea
+language sql immutable parallel safe as $$
+  select case when strpos(p_holder, '#') > 0 then sha256(convert_to(p_holder, 'UTF8')) end
+$$;
+
+-- A claim's fencing token: 63 bits from the server's strong random source
+-- (gen_random_uuid), told only to the attempt that claimed. A sequence's next
+-- value would let a login that cannot read the transfers guess a live
+-- attempt's token from its own.
+create or replace function settlement.new_claim_token() returns bigint
+language sql volatile parallel safe as $$
+  select ('x' || substr(md5(gen_random_uuid()::text), 1, 16))::bit(64)::bigint & 9223372036854775807
+$$;
+
 ------------------------------------------------------------------------------
 -- Claims a batch of transfers for one bank attempt each (a lease), in one
 -- transaction. Rows are locked in id order (as every claimer locks); for each
@@ -277,26 +297,6 @@ comment on function settlement.take_booking_evidence is 'Internal: the bank book
 -- slot taken: each transfer that would have been sent is 'quiet' (with
 -- quiet_until_ms, when the window ends), marked quiet_until, and its job runs
 -- again then.
--- A claim's holder string is "<pool id>#<secret of the process>" (the desk's;
--- 0015_claim_fencing.sql): claimed_by keeps the pool id, claim_key the
--- string's sha256. Without '#', the whole string is the pool id and there is
--- no key (nobody takes such a claim again while it is live).
-create or replace function settlement.holder_pool(p_holder text) returns text
-language sql immutable parallel safe as $$ select split_part(p_holder, '#', 1) $$;
-create or replace function settlement.holder_key(p_holder text) returns bytea
-language sql immutable parallel safe as $$
-  select case when strpos(p_holder, '#') > 0 then sha256(convert_to(p_holder, 'UTF8')) end
-$$;
-
--- A claim's fencing token: 63 bits from the server's strong random source
--- (gen_random_uuid), told only to the attempt that claimed. A sequence's next
--- value would let a login that cannot read the transfers guess a live
--- attempt's token from its own.
-create or replace function settlement.new_claim_token() returns bigint
-language sql volatile parallel safe as $$
-  select ('x' || substr(md5(gen_random_uuid()::text), 1, 16))::bit(64)::bigint & 9223372036854775807
-$$;
-
 create or replace function settlement.claim_transfers(p_ids bigint[], p_holders text[], p_lease_ms integer, p_want integer,
   p_held integer[], p_flag integer)
 returns json

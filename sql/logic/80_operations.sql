@@ -224,23 +224,21 @@ begin
   if not p_booked and t.sent_until > settlement_meta.now() then
     perform settlement.raise_error('ST017', format('decide_transfer: transfer %s may still have a request at the bank until %s (an attempt''s lease); try after it', p_id, settlement.local_time(t.sent_until)));
   end if;
-  -- A failed transfer with an attempt that never learnt its outcome
-  -- (unknown_outcomes): a person's "not booked" is recorded as evidence, and
-  -- retry_failed may then plan it again.
-  if not p_booked and t.state = 'failed' and exists (select 1 from settlement.unknown_outcomes u where u.transfer_id = t.id) then
-    insert into settlement.transfer_evidence (transfer_id, is_tuno, booked, source, detail)
-    select t.id, u.is_tuno, false, 'person', left(btrim(p_evidence), 2000)
-    from (select distinct u.is_tuno from settlement.unknown_outcomes u where u.transfer_id = t.id) u;
-    perform settlement.audit('decide_transfer', jsonb_build_object('id', t.id, 'is_tuno', t.is_tuno, 'booked', p_booked, 'business_date', t.business_date, 'kind', t.kind),
-                             jsonb_build_object('decision', 'not_booked'), left(btrim(p_evidence), 1000));
-    return 'not_booked';
-  end if;
-  if not (t.state = 'sending' and t.unresolved_since is not null) and not (p_booked and t.state in ('failed', 'sending')) then
+  if not (t.state = 'sending' and t.unresolved_since is not null) and not (p_booked and t.state in ('failed', 'sending'))
+     and not (not p_booked and t.state = 'failed' and exists (select 1 from settlement.unknown_outcomes u where u.transfer_id = t.id)) then
     perform settlement.raise_error('ST017', format('decide_transfer: transfer %s is %s%s: nothing to decide', p_id, t.state,
                                                    case when t.state = 'sending' then ' and not unresolved' else '' end));
   end if;
   if p_booked then
     v_out := settlement.take_booking_evidence(t.id, t.is_tuno, null, 'person', null, left(btrim(p_evidence), 2000));
+  elsif t.state = 'failed' then
+    -- An attempt that never learnt its outcome (unknown_outcomes): the
+    -- person's word is recorded for each such number; retry_failed may then
+    -- plan the transfer again.
+    insert into settlement.transfer_evidence (transfer_id, is_tuno, booked, source, detail)
+    select t.id, u.is_tuno, false, 'person', left(btrim(p_evidence), 2000)
+    from (select distinct u.is_tuno from settlement.unknown_outcomes u where u.transfer_id = t.id) u;
+    v_out := 'not_booked';
   else
     insert into settlement.transfer_evidence (transfer_id, is_tuno, booked, source, detail)
     values (t.id, t.is_tuno, false, 'person', left(btrim(p_evidence), 2000));

@@ -38,24 +38,27 @@ export function roleSessions(t: { teardown(fn: () => unknown): void }, url: stri
 }
 
 /**
- * A login holding settlement_worker and nothing else (a stolen worker login),
- * dropped when the test ends: `one` runs one statement and answers its first
- * value ('null' for null, 'none' for no row) or the error's SQLSTATE; `rows`
- * answers its rows.
+ * A login of its own holding `role` and nothing else, dropped (with its
+ * session) when the test ends: `client` is its session; `one` runs one
+ * statement and answers its first value ('null' for null, 'none' for no row)
+ * or the error's SQLSTATE; `rows` answers its rows.
  */
-export async function workerLogin(t: { teardown(fn: () => unknown): void }, url: string, tag = 'w') {
-  const name = `settle_${tag}_worker_${randomBytes(4).toString('hex')}`;
-  await adminQuery(`create role ${name} login password 'pw'; grant settlement_worker to ${name}`);
-  const c = new pg.Client({ connectionString: asLogin(url, { name, password: 'pw' }) });
-  await c.connect();
+export async function loginAs(t: { teardown(fn: () => unknown): void }, url: string, role: string, tag = 'l') {
+  const name = `settle_${tag}_${role.replace('settlement_', '')}_${randomBytes(4).toString('hex')}`;
+  await adminQuery(`create role ${name} login password 'pw'; grant ${role} to ${name}`);
+  const client = new pg.Client({ connectionString: asLogin(url, { name, password: 'pw' }) });
+  await client.connect();
   t.teardown(async () => {
-    await c.end().catch(() => undefined);
+    await client.end().catch(() => undefined);
     await adminQuery(`drop role if exists ${name}`).catch(() => undefined);
   });
-  const one = (q: string, params: unknown[] = []) => c.query(q, params).then((r) => {
+  const one = (q: string, params: unknown[] = []) => client.query(q, params).then((r) => {
     const v: unknown = Object.values(r.rows[0] ?? {})[0];
     return v === undefined ? 'none' : v === null ? 'null' : String(v);
   }, (e: { code?: string; message: string }) => e.code ?? e.message);
-  const rows = (q: string, params: unknown[] = []) => c.query(q, params).then((r) => r.rows as Record<string, string>[]);
-  return { one, rows, name };
+  const rows = (q: string, params: unknown[] = []) => client.query(q, params).then((r) => r.rows as Record<string, string>[]);
+  return { client, one, rows, name };
 }
+
+/** A login holding settlement_worker and nothing else (a stolen worker login): loginAs. */
+export const workerLogin = (t: { teardown(fn: () => unknown): void }, url: string, tag = 'w') => loginAs(t, url, 'settlement_worker', tag);

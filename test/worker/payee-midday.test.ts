@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import t from 'tap';
 import { sql } from 'slonik';
@@ -7,22 +6,14 @@ import { simAdminClient } from '../../src/bank-sim/sim-admin-client.js';
 import { seed } from '../../src/seed.js';
 import { checkInvariants, prepareSim, startSim, waitAllWithdrawn, workerEnv } from '../helpers/day.js';
 import { simulatorTransfers } from '../helpers/bank-record.js';
-import { adminQuery, freshDb } from '../helpers/db.js';
+import { freshDb } from '../helpers/db.js';
 import { pastDate } from '../helpers/fixtures.js';
 import { spawnWorker, waitFor } from '../helpers/procs.js';
-import { asLogin } from '../helpers/roles.js';
+import { loginAs } from '../helpers/roles.js';
 
-async function person(t: { teardown(fn: () => unknown): void }, url: string, tag: string): Promise<pg.Client> {
-  const name = `settle_m_${tag}_${randomBytes(4).toString('hex')}`;
-  await adminQuery(`create role ${name} login password 'pw'; grant settlement_operator to ${name}`);
-  const c = new pg.Client({ connectionString: asLogin(url, { name, password: 'pw' }) });
-  await c.connect();
-  t.teardown(async () => {
-    await c.end().catch(() => undefined);
-    await adminQuery(`drop role if exists ${name}`).catch(() => undefined);
-  });
-  return c;
-}
+/** A person's own operator login (its session). */
+const person = async (t: { teardown(fn: () => unknown): void }, url: string, tag: string): Promise<pg.Client> =>
+  (await loginAs(t, url, 'settlement_operator', `m_${tag}`)).client;
 
 t.test('a payee change mid-day: chunks planned before it are paid to the old account, those planned after to the new', async (t) => {
   const { url, db } = await freshDb(t);
