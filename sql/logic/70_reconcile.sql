@@ -76,16 +76,29 @@ comment on view settlement.reconcile_scope is 'The (account, date) statements ea
 -- it (breaks_reopen_day). Every payout and withdrawal moves money on the
 -- settlement account, so its cancellation or second booking shows there:
 -- loan and corporate accounts are not watched (their statements carry other
--- business). Only days of the last statement_watch + 1 day are looked at.
+-- business). Only days of the last statement_watch + 1 day, or reconciled
+-- in that time, are looked at, counted from the watch's horizon
+-- (watch_state.read_through, when it is earlier than now): a day leaves the
+-- watch only after every date of its watch was read and matched, however
+-- long the reconcile task did not run.
 create or replace view settlement.watch_scope as
-with days as (
+with horizon as (
+  select least(settlement_meta.now(), coalesce((select h.read_through from settlement.watch_state h), '-infinity')) - c.statement_watch - interval '1 day' as since
+  from settlement.config c where c.id and c.statement_watch > interval '0'),
+watched as (
+  -- The reconciled days whose watch can reach past the horizon: the recent
+  -- ones, and older ones reconciled lately (their transfers sent days after
+  -- their date: a pause, a retry): a day is reconciled after its last send.
+  select r.business_date, r.kind
+  from horizon h
+  join settlement.stage_runs r
+    on r.stage = 'reconcile' and r.state in ('done', 'blocked')
+   and (r.business_date >= (h.since at time zone 'Asia/Seoul')::date or r.updated_at >= h.since)),
+days as (
   select s.business_date, s.kind, s.bncd, s.acno, min(s.ymd) as first_ymd, max(s.ymd) as last_ymd
-  from settlement.config c
-  join settlement.reconcile_scope s
-    on c.id and c.statement_watch > interval '0'
-   and s.business_date >= (settlement_meta.now() at time zone 'Asia/Seoul')::date - c.statement_watch - interval '1 day'
-  join settlement.stage_runs r on r.business_date = s.business_date and r.kind = s.kind and r.stage = 'reconcile' and r.state in ('done', 'blocked')
-  where s.role = 'settlement'
+  from watched w
+  cross join lateral (select * from settlement.reconcile_scope s
+                      where s.business_date = w.business_date and s.kind = w.kind and s.role = 'settlement') s
   group by 1, 2, 3, 4)
 select d.business_date, d.kind, d.bncd, d.acno, to_char(g, 'YYYYMMDD') as ymd
 from days d
@@ -825,6 +838,11 @@ comment on function settlement.decide_unresolved is 'Reconcile task: decides unr
 -- with the day and kind that owns it when line_owner knows none: the
 -- watch's), for the day (p_date, p_kind) and for days already reconciled
 -- (late evidence: a break of that day, which breaks_reopen_day reopens).
+-- A line no transfer owns (it matches nothing, names none of ours, cancels a
+-- line nobody can name) is a break at once, whichever day's reconcile finds
+-- it, owned by line_owner's day even if that day has not reconciled yet:
+-- nothing that day does later can explain it, and a day that shares the
+-- statement must not look DONE while the line is in no break.
 create or replace function settlement.detect_line_breaks(p_date date, p_kind settlement.kind) returns void
 language plpgsql as $$
 declare
@@ -843,7 +861,8 @@ begin
                         from settlement.line_owner(l.id) lo) o
     where m.rule in ('reference', 'duplicate', 'unknown')
       and (m.rule <> 'reference' or t.id is null or m.is_tuno <> t.is_tuno or t.state in ('pending', 'failed'))
-      and ((o.business_date = p_date and o.kind = p_kind) or settlement.stage_state_of(o.business_date, o.kind, 'reconcile') in ('done', 'blocked'))
+      and ((o.business_date = p_date and o.kind = p_kind) or t.id is null
+           or settlement.stage_state_of(o.business_date, o.kind, 'reconcile') in ('done', 'blocked'))
       and not exists (select 1 from settlement.breaks b where b.line_id = l.id and b.problem = 'orphan')
       -- a booking recorded as an orphan at once (finish_transfers) already has its entry
       and not exists (select 1 from settlement.breaks b where b.problem = 'orphan' and b.line_id is null and b.is_tuno = m.is_tuno and m.rule = 'reference')
@@ -882,7 +901,8 @@ begin
   cross join lateral (select coalesce(lo.business_date, c.owner_date) as business_date, coalesce(lo.kind, c.owner_kind) as kind
                       from settlement.line_owner(coalesce(ol.id, l.id)) lo) o
   where m.rule = 'cancellation' and o.business_date is not null
-    and ((o.business_date = p_date and o.kind = p_kind) or settlement.stage_state_of(o.business_date, o.kind, 'reconcile') in ('done', 'blocked'))
+    and ((o.business_date = p_date and o.kind = p_kind) or m.transfer_id is null
+         or settlement.stage_state_of(o.business_date, o.kind, 'reconcile') in ('done', 'blocked'))
   on conflict do nothing;
 
 end $$;
@@ -933,7 +953,7 @@ end $$;
 create or replace function settlement.match_watch() returns integer
 language plpgsql as $$
 declare
-  v_n integer;
+  v_n integer := 0;
 begin
   if not pg_try_advisory_xact_lock(settlement.matcher_lock_key()) then
     return 0;
@@ -951,17 +971,25 @@ begin
                     where s.bncd = l.bncd and s.acno = l.acno and l.trdd in (s.ymd, settlement.ymd_add(s.ymd, 1)))
   -- the latest watched day before the line owns it
   order by l.id, w.business_date desc, w.kind;
-  if not found then
-    return 0;
+  if found then
+    create temporary table if not exists pg_temp.rec_lines (id bigint primary key) on commit drop;
+    truncate pg_temp.rec_lines;
+    insert into pg_temp.rec_lines select id from pg_temp.break_lines;
+    v_n := settlement.match_line_set();
+    perform settlement.detect_line_breaks(null, null);
   end if;
-  create temporary table if not exists pg_temp.rec_lines (id bigint primary key) on commit drop;
-  truncate pg_temp.rec_lines;
-  insert into pg_temp.rec_lines select id from pg_temp.break_lines;
-  v_n := settlement.match_line_set();
-  perform settlement.detect_line_breaks(null, null);
+  -- The horizon (watch_state): every watched date that is over was read
+  -- after it was over, and its lines are matched (above): the watch may
+  -- count its days from now.
+  if not exists (select 1 from settlement.watch_scope w
+                 where settlement.bookings_end(w.ymd) <= settlement_meta.now()
+                   and not settlement.read_after(w.bncd, w.acno, w.ymd, settlement.bookings_end(w.ymd))) then
+    insert into settlement.watch_state (id, read_through) values (true, settlement_meta.now())
+    on conflict (id) do update set read_through = greatest(excluded.read_through, settlement.watch_state.read_through);
+  end if;
   return v_n;
 end $$;
-comment on function settlement.match_watch is 'Reconcile task: matches the new lines of the watched statements (settlement.watch_scope) no day matches, and opens the breaks of the reconciled days they belong to (late evidence reopens a day). Returns the lines matched.';
+comment on function settlement.match_watch is 'Reconcile task: matches the new lines of the watched statements (settlement.watch_scope) no day matches, and opens the breaks of the reconciled days they belong to (late evidence reopens a day); moves the watch''s horizon (settlement.watch_state) to now once every watched date that is over was read. Returns the lines matched.';
 
 create or replace function settlement.configure_statement_checks(p_lag interval, p_answer_within interval default null) returns void
 language plpgsql as $$

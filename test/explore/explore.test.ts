@@ -10,6 +10,11 @@
  * (invariants balances / bank-known) — is closed by the statement watch
  * (settlement.watch_scope / match_watch): seeds 9, 11, 21 and 39 of the
  * sweep and B's seed 9 hold every invariant and fail the suite if they stop.
+ * A long run of new seeds (300001 on) then found three more, fixed and kept
+ * here: an unreferenced cancellation left to a day sharing the statement
+ * that had not reconciled (seed 300002), and days leaving the watch before
+ * every date of it was read (300007: no reconcile task for twelve days;
+ * 300208: transfers sent days after their business date).
  * A class found and not fixed yet goes into OPEN_GAPS (a tap `todo`: it
  * shows without failing the suite), named; there is none today.
  */
@@ -23,7 +28,7 @@ const SEEDS = Number(process.env['EXPLORE_SEEDS'] ?? 20);
 const STEPS = Number(process.env['EXPLORE_STEPS'] ?? 40);
 const FROM = Number(process.env['EXPLORE_FROM'] ?? 1);
 
-type Defect = 'A' | 'B' | 'C';
+type Defect = 'A' | 'B' | 'C' | 'watch';
 
 /**
  * Seeds the explorer found on the base without issue 21's fixes (b83cdf6),
@@ -82,6 +87,23 @@ export const KNOWN_DEFECT_SEEDS: { defect: Defect; seed: number; focus?: 'money'
     defect: 'B', seed: 9, schedule: ['settle-day 2030-03-05', 'cancel t1'],
     what: 'both days DONE; the bank cancels a payout of 2030-03-04 on a date no day\'s transfers were sent on: only the statement watch reads it (balances)',
   },
+  // Found by `npm run explore -- --seeds 100000 --from 300001` (60 steps) on 78067a5, after the fixes above.
+  {
+    defect: 'B', seed: 300002,
+    schedule: ['stage record 2030-03-04', 'tick 2030-03-06T00:00:03.000+09:00', 'stage pay 2030-03-04', 'stage record 2030-03-05', 'stage pay 2030-03-05',
+      'start t6 a22', 'slot a22.s1', 'bank a22.1', 'drain 1', 'cancel t6'],
+    what: 'both days pay on 20300306; the bank cancels a payout of 2030-03-05 (the cancellation names no original); 2030-03-04 is blocked by a failed chunk and never reconciles, and the line was left for it: 2030-03-05 reconciles DONE with the cancellation in no break (done-complete)',
+  },
+  {
+    defect: 'watch', seed: 300007,
+    schedule: ['tick 2030-03-07T00:00:03.000+09:00', 'settle-day 2030-03-04', 'cancel t5', 'tick 2030-03-19T00:00:03.000+09:00'],
+    what: 'the bank cancels the withdrawal of a reconciled day inside its watch, and no reconcile task runs for twelve days: the day had left the watch (counted from now) before that date was read (balances)',
+  },
+  {
+    defect: 'watch', seed: 300208,
+    schedule: ['tick 2030-03-08T00:00:03.000+09:00', 'settle-day 2030-03-05', 'tick 2030-03-15T00:00:02.000+09:00', 'cancel t5'],
+    what: 'both days pay three days late (20300308); the bank cancels a payout on 20300315, inside the watch of their last date: the watch counted by business date had dropped them (balances)',
+  },
 ];
 
 
@@ -90,7 +112,7 @@ sweep(t, { from: FROM, seeds: SEEDS, steps: STEPS });
 
 for (const k of KNOWN_DEFECT_SEEDS) {
   // Issue 21 is merged and the statement watch landed: each must hold every invariant.
-  t.test(`issue 21 defect ${k.defect}: seed ${k.seed}'s shrunk schedule (${k.what}) holds every invariant`, async (t) => {
+  t.test(`${k.defect === 'watch' ? 'the statement watch' : `issue 21 defect ${k.defect}`}: seed ${k.seed}'s shrunk schedule (${k.what}) holds every invariant`, async (t) => {
     const { db } = await explorerDb(t);
     const r = await runSeed(db, k.seed, { steps: 0 }, k.schedule);
     t.equal(r.violation?.invariant, undefined, `${r.violation ? `${r.violation.invariant}: ${r.violation.detail}` : 'every invariant held'}\n${formatRun(r, `seed ${k.seed} (defect ${k.defect})`)}`);

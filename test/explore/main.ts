@@ -9,6 +9,7 @@
  *   --steps M       scheduled steps per seed before the drain (default 60)
  *   --focus money   the bank never cancels nor books money nobody sent (searches the payment defects)
  *   --no-shrink     print failures as found
+ *   --keep          keep the scratch database after the run (its name is printed) to look at what a schedule left
  *
  * One scratch database per process: DATABASE_URL (a superuser's: the reset
  * between seeds truncates with triggers off) or an embedded Postgres.
@@ -97,7 +98,8 @@ async function main(): Promise<number> {
     }
   } finally {
     await db.end().catch(() => undefined);
-    await admin.query(`drop database if exists ${name} with (force)`).catch(() => undefined);
+    if (process.argv.includes('--keep')) console.log(`kept database ${name}`);
+    else await admin.query(`drop database if exists ${name} with (force)`).catch(() => undefined);
     await admin.end().catch(() => undefined);
     await stop().catch(() => undefined);
     if (tmp) rmSync(tmp, { recursive: true, force: true });
