@@ -127,6 +127,23 @@ export async function installClock(db: pg.Client): Promise<void> {
     create or replace function settlement_meta.now() returns timestamptz language sql stable parallel safe as $$ select at from settlement_meta.explore_clock $$;`);
 }
 
+/**
+ * Every query text the explorer sends runs as a prepared statement of its
+ * connection (one name per text): the invariants' queries are planned once,
+ * not at every step (planning was most of their time). A text of several
+ * statements cannot be prepared and is sent as it is.
+ */
+const statementNames = new Map<string, string>();
+function statementName(text: string): string | undefined {
+  if (/;\s*\S/.test(text)) return undefined;
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    name = `explore_${statementNames.size + 1}`;
+    statementNames.set(text, name);
+  }
+  return name;
+}
+
 /** EXPLORE_PROFILE=1: time per query text (printed by main). */
 export const PROFILE: Map<string, { n: number; ms: number }> | undefined = process.env['EXPLORE_PROFILE'] ? new Map() : undefined;
 
@@ -157,10 +174,11 @@ export class World {
   }
 
   async q<R extends pg.QueryResultRow = any>(text: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
-    if (!PROFILE) return this.db.query<R>(text, params);
+    const query = { name: statementName(text), text, values: params };
+    if (!PROFILE) return this.db.query<R>(query);
     const t0 = performance.now();
     try {
-      return await this.db.query<R>(text, params);
+      return await this.db.query<R>(query);
     } finally {
       const k = text.replace(/\s+/g, ' ').slice(0, 70);
       const p = PROFILE.get(k) ?? { n: 0, ms: 0 };
