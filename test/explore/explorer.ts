@@ -16,7 +16,7 @@
 import pg from 'pg';
 import { recordStatement, type StatementNeed } from '../../src/db/reconcile.js';
 import { kstYmd } from '../../src/nh/contract.js';
-import { KIND, LEASE_MS, LOAN_FUNDS, LOANS, SETTLE, CORP, STRANGER, World, type Attempt, type Call } from './world.js';
+import { KIND, KIND2, LEASE_MS, LOAN_FUNDS, LOANS, SETTLE, SETTLE2, CORP, CORP2, STRANGER, World, type Attempt, type Call } from './world.js';
 
 /** A small, fast, seedable PRNG (mulberry32). */
 export function rng(seed: number): () => number {
@@ -41,24 +41,36 @@ export interface Setup {
   startMs: number;
   reconcileAfter: string;
   reconcileAfterMs: number;
-  accruals: { date: string; loan: number; amount: bigint }[];
+  /** The kinds settled: tax, and with `--kinds 2` platform_fee too (its own settlement and corporate accounts, the same loan accounts). */
+  kinds: string[];
+  accruals: { date: string; loan: number; kind: string; amount: bigint }[];
 }
 
-export function setupOf(seed: number): Setup {
+/** A step's kind suffix: none for tax (the schedules of one kind read as they always did). */
+const ks = (k: string) => (k === KIND ? '' : ` ${k}`);
+
+export function setupOf(seed: number, kinds: 1 | 2 = 1): Setup {
   const r = rng(seed ^ 0x5eed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
   const start = pick(['23:50:00', '23:58:30', '10:00:00']);
   const grace = pick([['0', 0], ['10 minutes', 10 * 60_000], ['2 hours', 2 * HOUR]] as const);
+  const accruals = [
+    { date: D1, loan: 0, kind: KIND, amount: pick([250_000n, 100_000n, 150_000n]) },
+    { date: D1, loan: 1, kind: KIND, amount: pick([100_000n, 50_000n]) },
+    { date: D2, loan: 0, kind: KIND, amount: pick([100_000n, 70_000n]) },
+    { date: D2, loan: 1, kind: KIND, amount: pick([30_000n, 100_000n]) },
+  ];
+  // Drawn after the first kind's, so a seed's first-kind setup is the same either way.
+  if (kinds === 2) {
+    accruals.push({ date: D1, loan: 1, kind: KIND2, amount: pick([60_000n, 100_000n, 130_000n]) });
+    accruals.push({ date: D2, loan: 0, kind: KIND2, amount: pick([40_000n, 100_000n]) });
+  }
   return {
     startMs: Date.parse(`${D2}T${start}+09:00`),
     reconcileAfter: grace[0],
     reconcileAfterMs: grace[1],
-    accruals: [
-      { date: D1, loan: 0, amount: pick([250_000n, 100_000n, 150_000n]) },
-      { date: D1, loan: 1, amount: pick([100_000n, 50_000n]) },
-      { date: D2, loan: 0, amount: pick([100_000n, 70_000n]) },
-      { date: D2, loan: 1, amount: pick([30_000n, 100_000n]) },
-    ],
+    kinds: kinds === 2 ? [KIND, KIND2] : [KIND],
+    accruals,
   };
 }
 
@@ -74,6 +86,7 @@ export interface StepRecord {
 
 export interface RunResult {
   seed: number;
+  kinds: 1 | 2;
   steps: StepRecord[];
   /** The schedule that ran (what a replay needs). */
   schedule: string[];
@@ -88,14 +101,16 @@ interface TransferRow {
   tsymd: string | null;
   date: string;
   purpose: string;
+  kind: string;
   claimed: boolean;
 }
 
 interface Snapshot {
   transfers: TransferRow[];
   attempts: { tid: number; is_tuno: string; outcome: string }[];
+  /** The (day, kind)s reconciled DONE, as 'YYYY-MM-DD/kind'. */
   done: string[];
-  stages: { date: string; stage: string; state: string }[];
+  stages: { date: string; kind: string; stage: string; state: string }[];
   breaks: number[];
   paused: boolean;
 }
@@ -127,6 +142,8 @@ export interface ExploreOptions {
   log?: (line: string) => void;
   /** 'money': the bank never cancels or books money nobody sent (a search for the payment defects, not the evidence ones). */
   focus?: 'all' | 'money';
+  /** 2: a second kind settles beside tax, on the same loan accounts (default 1). */
+  kinds?: 1 | 2;
 }
 
 class Stop extends Error {
@@ -137,12 +154,13 @@ class Stop extends Error {
 
 /** One run of one schedule: generated from the seed, or replayed (`schedule`; steps that cannot happen any more are skipped). */
 export async function runSeed(db: pg.Client, seed: number, opts: ExploreOptions, schedule?: readonly string[]): Promise<RunResult> {
-  const setup = setupOf(seed);
+  const kinds = opts.kinds ?? 1;
+  const setup = setupOf(seed, kinds);
   await resetDatabase(db);
   const w = new World(db, setup.startMs);
   const steps: StepRecord[] = [];
   const ran: string[] = [];
-  const res: RunResult = { seed, steps, schedule: ran };
+  const res: RunResult = { seed, kinds, steps, schedule: ran };
   const pick = rng(seed);
   let prev: Snapshot | undefined;
   /** Every number each transfer has had. */
@@ -155,10 +173,10 @@ export async function runSeed(db: pg.Client, seed: number, opts: ExploreOptions,
 
   try {
     await w.setClock(setup.startMs);
-    await w.setup({ reconcileAfter: setup.reconcileAfter });
+    await w.setup({ reconcileAfter: setup.reconcileAfter, kinds: setup.kinds });
     const watch = String((await w.q(`select greatest(statement_watch, interval '1 day')::text as w from settlement.config where id`)).rows[0].w);
     for (const [i, a] of setup.accruals.entries()) {
-      await db.query(`select settlement.accrue($1, $2, $3, $4, $5)`, [`acc-${i}`, LOANS[a.loan], KIND, a.amount.toString(), `${a.date}T12:00:00+09:00`]);
+      await db.query(`select settlement.accrue($1, $2, $3, $4, $5)`, [`acc-${i}`, LOANS[a.loan], a.kind, a.amount.toString(), `${a.date}T12:00:00+09:00`]);
     }
     prev = await snapshot(w, history);
 
@@ -179,7 +197,7 @@ export async function runSeed(db: pg.Client, seed: number, opts: ExploreOptions,
         text = choose(options, pick);
       }
       const note = text.startsWith('settle-day ')
-        ? await settleDay(w, setup, text.split(' ')[1]!, `a${i + 1}.`, async (sub, n) => {
+        ? await settleDay(w, setup, text.split(' ')[1]!, text.split(' ')[2] ?? KIND, `a${i + 1}.`, async (sub, n) => {
             log({ step: `  [${text}] ${sub}`, note: n });
             await check(sub.split(' ')[0]!);
           })
@@ -282,23 +300,27 @@ function enabled(w: World, s: Snapshot, setup: Setup, label: string): Option[] {
   const final = lastMidnight + setup.reconcileAfterMs + 2_000;
   o.push({ text: to(final > w.clock.ms ? final : midnight + setup.reconcileAfterMs + 2_000), weight: 0.5 });
   // Stages: the next one of each day is the likely one (its job chained), any other may run (the crontab).
-  for (const d of DAYS) {
-    const st = (stage: string) => s.stages.find((x) => x.date === d && x.stage === stage)?.state ?? 'pending';
-    const next = STAGES.find((x) => st(x) !== 'done');
-    for (const stage of STAGES) o.push({ text: `stage ${stage} ${d}`, weight: stage === next ? 2 : 0.1 });
+  for (const k of setup.kinds) {
+    for (const d of DAYS) {
+      const st = (stage: string) => s.stages.find((x) => x.date === d && x.kind === k && x.stage === stage)?.state ?? 'pending';
+      const next = STAGES.find((x) => st(x) !== 'done');
+      for (const stage of STAGES) o.push({ text: `stage ${stage} ${d}${ks(k)}`, weight: stage === next ? 2 : 0.1 });
+    }
   }
   o.push({ text: 'reconcile-task', weight: 1 });
-  for (const d of DAYS) {
-    const rec = s.stages.find((x) => x.date === d && x.stage === 'reconcile')?.state;
-    if (rec !== 'done' && rec !== 'blocked') o.push({ text: `settle-day ${d}`, weight: 0.25 });
+  for (const k of setup.kinds) {
+    for (const d of DAYS) {
+      const rec = s.stages.find((x) => x.date === d && x.kind === k && x.stage === 'reconcile')?.state;
+      if (rec !== 'done' && rec !== 'blocked') o.push({ text: `settle-day ${d}${ks(k)}`, weight: 0.25 });
+    }
   }
   o.push({ text: 'decide', weight: 0.4 });
   const ymds = [...new Set([w.clock.ymd(), ...s.transfers.map((t) => t.tsymd).filter((x): x is string => x !== null)])];
-  for (const acno of [SETTLE, CORP]) for (const y of ymds) o.push({ text: `read ${acno} ${y}`, weight: 0.15 });
+  for (const acno of setup.kinds.length > 1 ? [SETTLE, CORP, SETTLE2, CORP2] : [SETTLE, CORP]) for (const y of ymds) o.push({ text: `read ${acno} ${y}`, weight: 0.15 });
   // Operators.
   for (const d of DAYS) {
     const failed = s.transfers.some((t) => t.date === d && t.state === 'failed');
-    o.push({ text: `retry-failed ${d}`, weight: failed ? 1 : 0.05 });
+    for (const k of setup.kinds) o.push({ text: `retry-failed ${d}${ks(k)}`, weight: s.transfers.some((t) => t.date === d && t.kind === k && t.state === 'failed') ? 1 : 0.05 });
     o.push({ text: `retry-day ${d}`, weight: failed ? 0.5 : 0.02 });
   }
   for (const b of s.breaks) o.push({ text: `resolve b${b}`, weight: 0.3 });
@@ -386,7 +408,7 @@ function findCall(w: World, id: string): Call | undefined {
 
 /** Runs one step; null when it cannot happen now (a replayed step whose subject is gone). */
 async function exec(w: World, text: string, setup: Setup): Promise<string | null> {
-  const [op, a1, a2] = text.split(' ') as [string, string | undefined, string | undefined];
+  const [op, a1, a2, a3] = text.split(' ') as [string, string | undefined, string | undefined, string | undefined];
   switch (op) {
     case 'start': {
       const tid = Number(a1!.slice(1));
@@ -434,7 +456,7 @@ async function exec(w: World, text: string, setup: Setup): Promise<string | null
       return `${new Date(w.clock.ms + 9 * HOUR).toISOString().slice(0, 19).replace('T', ' ')} KST${notes.length ? `; ${notes.join(', ')}` : ''}`;
     }
     case 'stage':
-      return sqlStep(w, `select outcome, detail from settlement.run_stage($1, $2::date, $3)`, [a1, a2, KIND]);
+      return sqlStep(w, `select outcome, detail from settlement.run_stage($1, $2::date, $3)`, [a1, a2, a3 ?? KIND]);
     case 'reconcile-task':
       return reconcileTask(w);
     case 'decide':
@@ -446,7 +468,7 @@ async function exec(w: World, text: string, setup: Setup): Promise<string | null
       return readOne(w, { bncd: '011', acno: a1!, ymd: a2!, to_ymd: to, asked_at: asked.rows[0].asked_at } as StatementNeed);
     }
     case 'retry-failed':
-      return sqlStep(w, `select settlement.retry_failed($1::date, $2)`, [a1, KIND]);
+      return sqlStep(w, `select settlement.retry_failed($1::date, $2)`, [a1, a2 ?? KIND]);
     case 'retry-day':
       return sqlStep(w, `select * from settlement.retry_day($1::date)`, [a1]);
     case 'resolve':
@@ -566,15 +588,17 @@ async function drain(w: World, setup: Setup, step: (text: string, note: string) 
       (select json_agg(json_build_object(t.state, t.is_tuno) order by t.id) from settlement.transfers t) as t`)).rows);
     const before = await state();
     // Each day's stages in order, from its first one not done, until one is not done now (what the chained jobs do).
-    const runs = await w.q(`select business_date::text as d, stage::text as stage from settlement.stage_runs where state <> 'done' and stage <> 'reconcile' order by business_date, stage_runs.stage`);
+    const runs = await w.q(`select business_date::text as d, kind::text as k, stage::text as stage from settlement.stage_runs where state <> 'done' and stage <> 'reconcile' order by business_date, kind, stage_runs.stage`);
     const todo = new Map<string, string[]>();
-    for (const r of runs.rows) todo.set(r.d, [...(todo.get(r.d) ?? []), r.stage]);
+    for (const r of runs.rows) todo.set(`${r.d}/${r.k}`, [...(todo.get(`${r.d}/${r.k}`) ?? []), r.stage]);
     for (const d of DAYS) {
-      // (accrue created each day with its stage rows)
-      for (const stage of todo.get(d) ?? []) {
-        const note = await sqlStep(w, `select outcome, detail from settlement.run_stage($1, $2::date, $3)`, [stage, d, KIND]);
-        await step(`stage ${stage} ${d}`, note);
-        if (!/^\[\["(done|already_done)"/.test(note)) break;
+      for (const k of setup.kinds) {
+        // (accrue created each day with its stage rows)
+        for (const stage of todo.get(`${d}/${k}`) ?? []) {
+          const note = await sqlStep(w, `select outcome, detail from settlement.run_stage($1, $2::date, $3)`, [stage, d, k]);
+          await step(`stage ${stage} ${d}${ks(k)}`, note);
+          if (!/^\[\["(done|already_done)"/.test(note)) break;
+        }
       }
     }
     await step('reconcile-task', await reconcileTask(w));
@@ -624,10 +648,10 @@ async function drain(w: World, setup: Setup, step: (text: string, note: string) 
  * day `d` is reconciled (done or blocked), or nothing more can happen without
  * an operator. Each sub-step is checked like any other.
  */
-async function settleDay(w: World, setup: Setup, d: string, label: string, step: (text: string, note: string) => Promise<void>): Promise<string> {
-  const state = async () => (await w.q(`select state::text as s from settlement.stage_runs where business_date = $1 and stage = 'reconcile'`, [d])).rows[0]?.s as string | undefined;
+async function settleDay(w: World, setup: Setup, d: string, kind: string, label: string, step: (text: string, note: string) => Promise<void>): Promise<string> {
+  const state = async () => (await w.q(`select state::text as s from settlement.stage_runs where business_date = $1 and kind = $2 and stage = 'reconcile'`, [d, kind])).rows[0]?.s as string | undefined;
   await drain(w, setup, step, { label, operator: false, until: async () => ['done', 'blocked'].includes((await state()) ?? '') });
-  return `reconcile of ${d}: ${(await state()) ?? 'no day'}`;
+  return `reconcile of ${d}${ks(kind)}: ${(await state()) ?? 'no day'}`;
 }
 
 // -----------------------------------------------------------------------------
@@ -643,10 +667,10 @@ async function snapshot(w: World, history: Map<number, Set<string>>): Promise<Sn
   w.clock.ms += 250;
   const r = await w.q(`with tick as (update settlement_meta.explore_clock set at = $1) select json_build_object(
     'transfers', (select coalesce(json_agg(json_build_object('id', t.id, 'state', t.state, 'is_tuno', t.is_tuno, 'attempt', t.attempt, 'tsymd', t.tsymd,
-                   'date', t.business_date::text, 'purpose', t.purpose, 'claimed', coalesce(t.claimed_until >= settlement_meta.now(), false)) order by t.id), '[]') from settlement.transfers t),
+                   'date', t.business_date::text, 'purpose', t.purpose, 'kind', t.kind, 'claimed', coalesce(t.claimed_until >= settlement_meta.now(), false)) order by t.id), '[]') from settlement.transfers t),
     'attempts', (select coalesce(json_agg(json_build_object('tid', a.transfer_id, 'is_tuno', a.is_tuno, 'outcome', a.outcome)), '[]') from settlement.transfer_attempts a),
-    'done', (select coalesce(json_agg(r.business_date::text), '[]') from settlement.stage_runs r where r.stage = 'reconcile' and r.state = 'done'),
-    'stages', (select coalesce(json_agg(json_build_object('date', r.business_date::text, 'stage', r.stage, 'state', r.state)), '[]') from settlement.stage_runs r),
+    'done', (select coalesce(json_agg(r.business_date::text || '/' || r.kind), '[]') from settlement.stage_runs r where r.stage = 'reconcile' and r.state = 'done'),
+    'stages', (select coalesce(json_agg(json_build_object('date', r.business_date::text, 'kind', r.kind, 'stage', r.stage, 'state', r.state)), '[]') from settlement.stage_runs r),
     'breaks', (select coalesce(json_agg(b.id order by b.id), '[]') from settlement.breaks b where b.resolved_at is null),
     'paused', (select exists (select 1 from settlement.pauses p where p.resumed_at is null))) as s`, [w.clock.iso()]);
   const s = r.rows[0].s as Snapshot;
@@ -715,11 +739,11 @@ async function checkStep(w: World, prev: Snapshot, cur: Snapshot, op: string, hi
   // 4. A day is DONE only if every line of its statements is matched and every transfer settled.
   if (cur.done.length > 0) {
     for (const d of cur.done) {
-      const open = cur.transfers.filter((t) => t.date === d && t.state !== 'succeeded');
+      const open = cur.transfers.filter((t) => `${t.date}/${t.kind}` === d && t.state !== 'succeeded');
       if (open.length > 0) return { invariant: 'done-complete', detail: `${d} is DONE with transfer(s) ${open.map((t) => `${t.id} ${t.state}`).join(', ')}` };
     }
     // The bank's truth: a payout of a DONE day that the bank cancelled, once the product has read the cancellation, is a break.
-    const cancelled = cur.transfers.filter((t) => cur.done.includes(t.date) && t.state === 'succeeded')
+    const cancelled = cur.transfers.filter((t) => cur.done.includes(`${t.date}/${t.kind}`) && t.state === 'succeeded')
       .map((t) => ({ t, bt: w.ledger.transfers.find((b) => b.isTuno === t.is_tuno && b.cancelTuno !== null) }))
       .filter((x) => x.bt !== undefined);
     for (const { t, bt } of cancelled) {
@@ -733,12 +757,12 @@ async function checkStep(w: World, prev: Snapshot, cur: Snapshot, op: string, hi
       }
     }
     const r = await w.q(`
-      select l.id, l.acno, l.trdd, l.txtm, l.ccyn, l.tram::text as tram, m.rule, m.is_tuno, t.id as tid, t.is_tuno as cur, t.state::text as state, t.business_date::text as d
+      select l.id, l.acno, l.trdd, l.txtm, l.ccyn, l.tram::text as tram, m.rule, m.is_tuno, t.id as tid, t.is_tuno as cur, t.state::text as state, t.business_date::text || '/' || t.kind as d
       from settlement.line_matches m
       join settlement.statement_lines l on l.id = m.line_id
       left join settlement.line_matches om on om.line_id = m.cancels_line_id
       join settlement.transfers t on t.id = coalesce(m.transfer_id, om.transfer_id)
-      where t.business_date = any($1::date[])
+      where t.business_date::text || '/' || t.kind = any($1::text[])
         and not (m.rule in ('reference', 'fallback') and m.is_tuno = t.is_tuno and t.state = 'succeeded')
         and not exists (select 1 from settlement.breaks b where b.line_id = l.id or (b.problem = 'orphan' and b.line_id is null and b.is_tuno = m.is_tuno))
       order by l.id limit 1`, [cur.done]);
@@ -782,7 +806,7 @@ async function checkSettled(w: World, history: Map<number, Set<string>>, watch: 
     cross join lateral generate_series(to_date(f.first, 'YYYYMMDD')::timestamp,
       least(to_date(settlement.bank_ymd(), 'YYYYMMDD')::timestamp, to_date(f.last, 'YYYYMMDD') + $1::interval), interval '1 day') g`, [watch]);
   const dates = new Set<string>(sent.rows.map((r) => r.ymd as string));
-  for (const acno of [SETTLE, CORP, ...LOANS]) {
+  for (const acno of [SETTLE, CORP, SETTLE2, CORP2, ...LOANS]) {
     const bank = w.bankMovement(acno, dates);
     const ledger = BigInt(s.journal[acno] ?? '0');
     if (bank === ledger) continue;
@@ -814,7 +838,7 @@ export async function shrink(db: pg.Client, seed: number, failing: RunResult, op
   let budget = opts.budget ?? 400;
   const fails = async (cand: string[]): Promise<RunResult | undefined> => {
     budget--;
-    const r = await runSeed(db, seed, { steps: 0 }, cand);
+    const r = await runSeed(db, seed, { steps: 0, kinds: failing.kinds }, cand);
     return r.violation?.invariant === want ? r : undefined;
   };
   for (let size = Math.max(1, Math.floor(steps.length / 2)); size >= 1 && budget > 0; ) {
@@ -833,14 +857,14 @@ export async function shrink(db: pg.Client, seed: number, failing: RunResult, op
   return best;
 }
 
-export function formatSetup(seed: number): string {
-  const s = setupOf(seed);
-  return `days ${D1} and ${D2} (kind ${KIND}); clock starts ${new Date(s.startMs + 9 * HOUR).toISOString().slice(0, 19).replace('T', ' ')} KST; ` +
-    `reconcile_after ${s.reconcileAfter}; accruals ${s.accruals.map((a) => `${a.date} loan${a.loan} ${a.amount}`).join(', ')}`;
+export function formatSetup(seed: number, kinds: 1 | 2 = 1): string {
+  const s = setupOf(seed, kinds);
+  return `days ${D1} and ${D2} (kind ${s.kinds.join(', ')}); clock starts ${new Date(s.startMs + 9 * HOUR).toISOString().slice(0, 19).replace('T', ' ')} KST; ` +
+    `reconcile_after ${s.reconcileAfter}; accruals ${s.accruals.map((a) => `${a.date} loan${a.loan}${ks(a.kind)} ${a.amount}`).join(', ')}`;
 }
 
 export function formatRun(r: RunResult, title: string): string {
-  const lines = [title, `  setup: ${formatSetup(r.seed)}`];
+  const lines = [title, `  setup: ${formatSetup(r.seed, r.kinds)}`];
   r.steps.forEach((s, i) => lines.push(`  ${String(i + 1).padStart(3)}. ${s.step}${s.note ? `  -> ${s.note}` : ''}`));
   if (r.violation) lines.push(`  VIOLATED ${r.violation.invariant} (${r.violation.during}): ${r.violation.detail}`);
   return lines.join('\n');

@@ -8,6 +8,7 @@
  *                   the first failure is shrunk and printed, and the run goes on (--stop-at-first to stop)
  *   --steps M       scheduled steps per seed before the drain (default 60)
  *   --focus money   the bank never cancels nor books money nobody sent (searches the payment defects)
+ *   --kinds 2       a second kind (platform_fee) settles beside tax, on the same loan accounts
  *   --no-shrink     print failures as found
  *   --keep          keep the scratch database after the run (its name is printed) to look at what a schedule left
  *
@@ -55,15 +56,16 @@ async function main(): Promise<number> {
   try {
     const steps = Number(arg('steps') ?? 60);
     const focus = arg('focus') === 'money' ? 'money' : 'all';
+    const kinds = arg('kinds') === '2' ? 2 : 1;
     const one = arg('seed');
     if (one !== undefined) {
       const schedule = arg('schedule')?.split(';').map((x) => x.trim()).filter(Boolean);
       const quiet = process.argv.includes('--shrink');
-      let r = await runSeed(db, Number(one), { steps, focus, log: quiet ? undefined : (l) => console.log(l) }, schedule);
+      let r = await runSeed(db, Number(one), { steps, focus, kinds, log: quiet ? undefined : (l) => console.log(l) }, schedule);
       if (quiet && r.violation) {
         r = await shrink(db, Number(one), r, { budget: Number(arg('budget') ?? 400) });
         console.log(formatRun(r, `seed ${one}: ${r.violation!.invariant} (shrunk to ${r.schedule.length} scheduled steps)`));
-        console.log(`  replay: npm run explore -- --seed ${one} --schedule "${r.schedule.join('; ')}"`);
+        console.log(`  replay: npm run explore -- --seed ${one}${kinds === 2 ? ' --kinds 2' : ''} --schedule "${r.schedule.join('; ')}"`);
       }
       console.log(r.violation ? `seed ${one}: VIOLATED ${r.violation.invariant}: ${r.violation.detail}` : `seed ${one}: every invariant held (${r.steps.length} steps)`);
       code = r.violation ? 1 : 0;
@@ -75,12 +77,12 @@ async function main(): Promise<number> {
       let last = t0;
       const failures: RunResult[] = [];
       for (let s = from; s < from + count; s++) {
-        const r = await runSeed(db, s, { steps, focus });
+        const r = await runSeed(db, s, { steps, focus, kinds });
         if (r.violation) {
           const small = process.argv.includes('--no-shrink') ? r : await shrink(db, s, r);
           failures.push(small);
           console.log(formatRun(small, `seed ${s}: ${r.violation.invariant} (shrunk from ${r.schedule.length} to ${small.schedule.length} scheduled steps)`));
-          console.log(`  replay: npm run explore -- --seed ${s} --schedule "${small.schedule.join('; ')}"`);
+          console.log(`  replay: npm run explore -- --seed ${s}${kinds === 2 ? ' --kinds 2' : ''} --schedule "${small.schedule.join('; ')}"`);
           code = 1;
           if (stopAtFirst) break;
         }

@@ -15,8 +15,10 @@ function openGap(r: RunResult): string | undefined {
   return Object.keys(OPEN_GAPS).find((k) => OPEN_GAPS[k]!(r));
 }
 
-export function sweep(tap: Test, o: { from: number; seeds: number; steps: number }): void {
-  tap.test(`${o.seeds} random schedules (seeds ${o.from}..${o.from + o.seeds - 1}, ${o.steps} steps each, then the drain) hold every invariant`, async (t) => {
+export function sweep(tap: Test, o: { from: number; seeds: number; steps: number; kinds?: 1 | 2 }): void {
+  const kinds = o.kinds ?? 1;
+  const also = kinds === 2 ? ' --kinds 2' : '';
+  tap.test(`${o.seeds} random schedules (seeds ${o.from}..${o.from + o.seeds - 1}, ${o.steps} steps each, ${kinds === 2 ? 'two kinds on the same loan accounts, ' : ''}then the drain) hold every invariant`, async (t) => {
     const { db } = await explorerDb(t);
     const t0 = Date.now();
     let clean = 0;
@@ -24,7 +26,7 @@ export function sweep(tap: Test, o: { from: number; seeds: number; steps: number
       // Every other seed without cancellations and strays (focus money): the evidence defects would
       // otherwise end most schedules before the payment ones can show.
       const focus = s % 2 === 0 ? 'money' : 'all';
-      const r = await runSeed(db, s, { steps: o.steps, focus });
+      const r = await runSeed(db, s, { steps: o.steps, focus, kinds });
       if (!r.violation) {
         clean++;
         continue;
@@ -32,12 +34,12 @@ export function sweep(tap: Test, o: { from: number; seeds: number; steps: number
       const gap = openGap(r);
       if (gap) {
         // Known and open: named, not shrunk here (npm run explore shrinks it).
-        t.fail(`seed ${s}: ${r.violation.invariant}: ${r.violation.detail}\n  replay: npm run explore -- --seed ${s} --steps ${o.steps} --focus ${focus}`, { todo: `open: ${gap}` });
+        t.fail(`seed ${s}: ${r.violation.invariant}: ${r.violation.detail}\n  replay: npm run explore -- --seed ${s} --steps ${o.steps} --focus ${focus}${also}`, { todo: `open: ${gap}` });
         continue;
       }
       const small = await shrink(db, s, r, { budget: 150 });
       t.fail(formatRun(small, `seed ${s}: ${r.violation.invariant} (shrunk from ${r.schedule.length} to ${small.schedule.length} steps)`) +
-        `\n  replay: npm run explore -- --seed ${s} --steps ${o.steps} --focus ${focus} --schedule "${small.schedule.join('; ')}"`);
+        `\n  replay: npm run explore -- --seed ${s} --steps ${o.steps} --focus ${focus}${also} --schedule "${small.schedule.join('; ')}"`);
     }
     t.ok(clean > 0, `${clean} of ${o.seeds} seeds clean, ${(o.seeds / ((Date.now() - t0) / 1000)).toFixed(1)} seeds/s`);
   });

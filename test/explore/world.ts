@@ -32,6 +32,11 @@ export const KIND = 'tax';
 export const APSNO = '001';
 export const SETTLE = '3020000000100';
 export const CORP = '3020000000200';
+/** A second kind (`--kinds 2`): its own settlement and corporate accounts, the same loan accounts. */
+export const KIND2 = 'platform_fee';
+export const APSNO2 = '002';
+export const SETTLE2 = '3020000000101';
+export const CORP2 = '3020000000201';
 export const LOANS = ['3010000000001', '3010000000002'] as const;
 /** An account of another customer at NH: where money nobody sent comes from. */
 export const STRANGER = '3990000000999';
@@ -195,7 +200,7 @@ export class World {
   }
 
   /** The bank's accounts and our books' reference data, as a real institution has them. */
-  async setup(opts: { reconcileAfter: string }): Promise<void> {
+  async setup(opts: { reconcileAfter: string; kinds: readonly string[] }): Promise<void> {
     const now = this.clock.date();
     const open = (bncd: string, acno: string, balance: bigint): SimAccount => {
       const a = this.ledger.setAccount(bncd, acno, balance, now);
@@ -216,6 +221,15 @@ export class World {
     await this.q(`insert into settlement.contracts (fintech_apsno, settlement_account) values ($1, $2)`, [APSNO, SETTLE]);
     await this.q(`insert into settlement.kind_accounts (kind, settlement_account, corporate_account, fintech_apsno) values ($1, $2, $3, $4)`,
       [KIND, SETTLE, CORP, APSNO]);
+    if (opts.kinds.includes(KIND2)) {
+      open('011', SETTLE2, 0n);
+      open('011', CORP2, 0n);
+      this.ledger.setContract(ISCD, APSNO2, '011', SETTLE2);
+      await this.q(`insert into settlement.accounts (account_no, role, bank_code) values ($1, 'settlement', '011'), ($2, 'corporate', '011')`, [SETTLE2, CORP2]);
+      await this.q(`insert into settlement.contracts (fintech_apsno, settlement_account) values ($1, $2)`, [APSNO2, SETTLE2]);
+      await this.q(`insert into settlement.kind_accounts (kind, settlement_account, corporate_account, fintech_apsno) values ($1, $2, $3, $4)`,
+        [KIND2, SETTLE2, CORP2, APSNO2]);
+    }
     const codes = simCodeRows();
     await this.q(`insert into settlement.bank_codes (rpcd, api, class, note) select * from unnest($1::text[], $2::text[], $3::text[], $4::text[])`,
       [codes.map((c) => c.rpcd), codes.map((c) => c.api), codes.map((c) => c.class), codes.map((c) => c.meaning)]);
