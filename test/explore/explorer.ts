@@ -793,21 +793,26 @@ async function checkSettled(w: World, history: Map<number, Set<string>>, watch: 
     return { invariant: 'bank-known', detail: `the bank booked ${bt.amount} KRW under ${bt.isTuno} (transfer ${tid}, now ${t.state} under ${t.is_tuno}); no succeeded transfer and no break knows it` };
   }
   // Bank balances = ledger balances + suspense, to the won (a difference only where a break says why).
-  // The dates the product answers for: every date from the first a transfer of ours was sent on to
-  // today (the days' own dates, the day after each, and the statement watch's dates after them);
-  // Up to today, but not past the watch the product promises (config.statement_watch as the seed's setup
-  // left it, 7 days; a hand-written `watch` step does not shrink the promise): money the bank moves later
-  // than that after the last date a day's transfers were sent on, on a date no other day's transfers were
-  // sent on either, is out of the product's sight (README, the statement watch).
-  const sent = await w.q(`select distinct to_char(g, 'YYYYMMDD') as ymd
-    from (select t.business_date, min(x.ymd) as first, max(x.ymd) as last from settlement.transfers t
-          cross join lateral (select t.tsymd as ymd union select a.tsymd from settlement.transfer_attempts a where a.transfer_id = t.id) x
-          where x.ymd is not null group by t.business_date) f
-    cross join lateral generate_series(to_date(f.first, 'YYYYMMDD')::timestamp,
-      least(to_date(settlement.bank_ymd(), 'YYYYMMDD')::timestamp, to_date(f.last, 'YYYYMMDD') + $1::interval), interval '1 day') g`, [watch]);
-  const dates = new Set<string>(sent.rows.map((r) => r.ymd as string));
+  // The dates the product answers for, per account: for each day and kind whose transfers touch the
+  // account, every date from the first its transfers were sent on to today (the day's own dates, the day
+  // after each, and the statement watch's dates after them), but not past the watch the product promises
+  // (config.statement_watch as the seed's setup left it, 7 days; a hand-written `watch` step does not
+  // shrink the promise). Money the bank moves on an account on a date no day of ours that touches it
+  // covers (before its first send, or later than the watch after its last) is out of the product's sight
+  // (README, the statement watch).
+  const sent = await w.q(`with d as (
+      select t.business_date, t.kind, min(x.ymd) as first, max(x.ymd) as last from settlement.transfers t
+      cross join lateral (select t.tsymd as ymd union select a.tsymd from settlement.transfer_attempts a where a.transfer_id = t.id) x
+      where x.ymd is not null group by 1, 2),
+    acc as (select distinct t.business_date, t.kind, v.acno from settlement.transfers t cross join lateral (values (t.from_account), (t.to_account)) v(acno))
+    select distinct acc.acno, to_char(g, 'YYYYMMDD') as ymd
+    from d join acc on acc.business_date = d.business_date and acc.kind = d.kind
+    cross join lateral generate_series(to_date(d.first, 'YYYYMMDD')::timestamp,
+      least(to_date(settlement.bank_ymd(), 'YYYYMMDD')::timestamp, to_date(d.last, 'YYYYMMDD') + $1::interval), interval '1 day') g`, [watch]);
+  const dates = new Map<string, Set<string>>();
+  for (const r of sent.rows) dates.set(r.acno, (dates.get(r.acno) ?? new Set()).add(r.ymd));
   for (const acno of [SETTLE, CORP, SETTLE2, CORP2, ...LOANS]) {
-    const bank = w.bankMovement(acno, dates);
+    const bank = w.bankMovement(acno, dates.get(acno) ?? new Set());
     const ledger = BigInt(s.journal[acno] ?? '0');
     if (bank === ledger) continue;
     const touches = (tid: number | null) => tid !== null && (tById.get(tid)?.from === acno || tById.get(tid)?.to === acno);
