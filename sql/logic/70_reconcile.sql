@@ -83,7 +83,10 @@ comment on view settlement.reconcile_scope is 'The (account, date) statements ea
 -- long the reconcile task did not run.
 create or replace view settlement.watch_scope as
 with horizon as (
-  select least(settlement_meta.now(), coalesce((select h.read_through from settlement.watch_state h), '-infinity')) - c.statement_watch - interval '1 day' as since
+  -- (the grace too: a day's last date is read once it is over, which is
+  -- the grace after its end)
+  select least(settlement_meta.now(), coalesce((select h.read_through from settlement.watch_state h), '-infinity'))
+         - c.statement_watch - interval '1 day' - greatest(c.reconcile_after, interval '0') as since
   from settlement.config c where c.id and c.statement_watch > interval '0'),
 watched as (
   -- The reconciled days whose watch can reach past the horizon: the recent
