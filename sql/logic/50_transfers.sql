@@ -314,6 +314,8 @@ declare
   v_lease interval := make_interval(secs => p_lease_ms / 1000.0);
   v_quiet timestamptz;
   v_quiet_ids bigint[] := '{}';
+  v_pause_all boolean;
+  v_paused_kinds settlement.kind[];
 begin
   -- A malformed batch is refused before anything is taken (no slot, no lock).
   if cardinality(coalesce(p_ids, '{}')) <> cardinality(coalesce(p_holders, '{}')) then
@@ -333,6 +335,12 @@ begin
     perform pg_advisory_unlock_shared(settlement.bank_slot_lock_class(), 0);
   end if;
 
+  -- settlement.pause, read once for the batch (per row it would be a
+  -- function call planned anew with every claim).
+  select coalesce(bool_or(p.kind is null), false), coalesce(array_agg(p.kind) filter (where p.kind is not null), '{}')
+  into v_pause_all, v_paused_kinds
+  from settlement.pauses p where p.resumed_at is null;
+
   -- The row locks first (id order), then the decision on what they hold.
   with l as (
     select t.id, t.state, t.kind, t.tsymd, t.claim_key, t.claimed_until
@@ -340,7 +348,7 @@ begin
   d as (
     select l.id, l.tsymd,
            case when l.state not in ('pending', 'sending') then 'done'
-                when settlement.is_paused(l.kind) then 'paused'
+                when v_pause_all or l.kind = any(v_paused_kinds) then 'paused'
                 when l.claimed_until is null or l.claimed_until < settlement_meta.now() then 'send'
                 -- a live claim: only its own holder string (the same process) takes it again
                 when l.claim_key = settlement.holder_key(r.holder) then 'send'
@@ -408,7 +416,7 @@ begin
   return json_build_object('claims', coalesce(v_claims, '[]'::json), 'slots', v_slots, 'others_waiting', v_others,
                            'workers', v_workers, 'max_in_flight', v_max);
 end $$
-  set enable_seqscan = off set enable_hashjoin = off set enable_mergejoin = off;
+  set enable_seqscan = off set enable_hashjoin = off set enable_mergejoin = off set plan_cache_mode = force_generic_plan;
 comment on function settlement.claim_transfers is 'Worker (bank desk): claims a batch of transfers (a lease each; paused, send, settled, busy or missing) in one transaction, plus up to p_want bank-call slots for this connection; returns json {claims, slots, others_waiting, workers, max_in_flight}.';
 
 ------------------------------------------------------------------------------
@@ -545,7 +553,7 @@ begin
   end loop;
   return v_out;
 end $$
-  set enable_seqscan = off set enable_hashjoin = off set enable_mergejoin = off;
+  set enable_seqscan = off set enable_hashjoin = off set enable_mergejoin = off set plan_cache_mode = force_generic_plan;
 comment on function settlement.finish_transfers is 'Worker (bank desk): records the bank''s answers for a batch of transfers (+ attempts, journal, what follows) once each, in one transaction, after giving back the bank-call slots p_give of this connection; failed and unresolved only from the attempt holding the live claim (p_tokens), succeeded always (the bank''s evidence); returns each result in input order (succeeded, failed, unresolved, stale, already_settled).';
 
 -- Safety net run by the crontab: an unsettled transfer without a live job gets

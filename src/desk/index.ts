@@ -68,6 +68,8 @@ export interface DeskOptions {
   /** The desk connection's statement_timeout (DESK_STATEMENT_TIMEOUT_MS); unset: none. */
   statementTimeoutMs?: number;
   maxBatch?: number;
+  /** How long a round trip that nothing urgent waits for waits for more to join it (default 10 ms; 0: never). */
+  batchWindowMs?: number;
   fallbackMs?: number;
   lingerMs?: number;
   flagLingerMs?: number;
@@ -97,6 +99,7 @@ export function createBankDesk(o: DeskOptions): BankDesk {
     holder: o.holder,
     claimLeaseMs: o.claimLeaseMs,
     maxBatch: o.maxBatch ?? 64,
+    batchWindowMs: o.batchWindowMs ?? Number(process.env.DESK_BATCH_WINDOW_MS ?? 10),
     fallbackMs: o.fallbackMs ?? 250,
     hand: (w, token) => {
       clearTimeout(w.timer);

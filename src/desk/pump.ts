@@ -22,6 +22,8 @@ export interface PumpOptions<W> {
   holder: () => string;
   claimLeaseMs: number;
   maxBatch: number;
+  /** How long a round trip nothing urgent waits for waits for more claims and outcomes to join it (0: never). */
+  batchWindowMs: number;
   /** A waiting call looks again this often (nothing depends on a notification arriving). */
   fallbackMs: number;
   /** A slot goes to a call that waits for it. */
@@ -58,8 +60,35 @@ export function createPump<W>(o: PumpOptions<W>): Pump<W> {
   let again: NodeJS.Timeout | undefined;
   let againAt = 0;
 
+  /**
+   * A round trip starts in the check phase (setImmediate), not in the
+   * callback that asked for it: every bank answer already read in this turn
+   * of the event loop hands its slot on (the next send) before the desk
+   * writes to Postgres, and their outcomes go in one round trip.
+   */
+  let kicked = false;
+  /** Whether the round trip about to start has waited its batch window. */
+  let windowed = false;
+  /** Ends the batch window now (something urgent came up). */
+  let endWindow: (() => void) | undefined;
+  /**
+   * A round trip is urgent unless calls here already wait for slots (then
+   * every slot this process gets has a claimed transfer to go to) and all
+   * that is queued is claims and outcomes: slots to give back, a slot that
+   * may have been freed elsewhere for the waiting calls, the "waiting" lock
+   * to let go, a full batch, or no call waiting (a slot might stand idle, or
+   * the cap does not bind) are urgent.
+   */
+  const urgent = (unflag = false) =>
+    book.waiting === 0 || book.hasGiving() || wake || unflag || claimQ.length + finishQ.length >= o.maxBatch;
   const kick = () => {
-    if (!busy && !closed) void pump();
+    if (endWindow && urgent()) endWindow();
+    if (busy || closed || kicked) return;
+    kicked = true;
+    setImmediate(() => {
+      kicked = false;
+      void pump();
+    });
   };
 
   /** Looks again later (a waiter's fallback, a kept slot's linger, a lost connection); an earlier look replaces a later one. */
@@ -135,14 +164,31 @@ export function createPump<W>(o: PumpOptions<W>): Pump<W> {
   async function pump(): Promise<void> {
     if (busy || closed) return;
     busy = true;
+    windowed = false;
     try {
-      for (;;) {
+      for (let turn = 0; ; turn++) {
+        // The next round trip, too, waits for the answers read meanwhile (see kick).
+        if (turn > 0) await new Promise<void>((r) => setImmediate(r));
         if (book.expire(Date.now())) later(book.lingerMs);
         book.noteIdle(Date.now());
         const unflag = book.unflagDue(Date.now());
         const finishes = finishQ.length > 0 || book.hasGiving();
         const claims = claimQ.length > 0 || (book.waiting > 0 && wake) || unflag;
         if (!finishes && !claims) break;
+        // Nothing here is in a hurry: calls wait for slots, so every slot has
+        // a claimed transfer behind it, and outcomes only let jobs end. The
+        // round trip waits a moment for more to join it (batchWindowMs), and
+        // stops waiting as soon as something is (see urgent).
+        if (!windowed && o.batchWindowMs > 0 && !urgent(unflag)) {
+          windowed = true;
+          await new Promise<void>((r) => {
+            endWindow = r;
+            setTimeout(r, o.batchWindowMs);
+          });
+          endWindow = undefined;
+          continue;
+        }
+        windowed = false;
         let c: pg.Client;
         try {
           c = await conn.get();

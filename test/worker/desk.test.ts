@@ -185,3 +185,44 @@ t.test('claim_transfers and finish_transfers refuse malformed batches and change
   t.equal((await c.query('select settlement.bank_slot_lock_class() as k')).rows[0].k, BANK_SLOT_LOCK_CLASS, 'bank_slot_lock_class() = BANK_SLOT_LOCK_CLASS');
   t.same((await c.query(SLOTS_OF_THIS_CONNECTION)).rows.map((r: { slot: number }) => r.slot).sort(), [...(s.rows[0].r as { slots: number[] }).slots].sort(), 'the slots this connection holds are found under that class');
 });
+
+t.test('while calls wait for slots, outcomes that come in within the batch window are recorded in one transaction; with no window, each in its own', async (t) => {
+  const { url, db } = await freshDb(t, { poolSize: 4 });
+  const sim = await startSim(t, { latencyMs: 0, jitterMs: 0 });
+  await seed(db, { date: D, accounts: 8, kinds: ['tax'] });
+  await prepareSim(db, sim);
+  await registerAtSimulator(db, sim.url);
+  t.equal((await runStage(db, 'record', D, 'tax')).outcome, 'done');
+  t.equal((await runStage(db, 'pay', D, 'tax')).outcome, 'done');
+  // One slot for the whole database: a call that holds it makes every other call wait.
+  await db.query(sql.unsafe`select settlement.configure('Asia/Seoul', 100000, 1)`);
+  const ids = await db.anyFirst(sql.type(z.object({ id: z.number() }))`select id::int as id from settlement.transfers where purpose = 'payout' order by id limit 6`);
+  t.equal(ids.length, 6, 'six chunks to work with');
+
+  /** Three outcomes 40 ms apart while a call of this desk waits for the slot another holds; how many transactions recorded them. */
+  const transactionsFor = async (name: string, windowMs: number, three: number[]): Promise<number> => {
+    // No periodic look for slots ends the window early (fallbackMs), nor
+    // letting go of the "waiting" lock (flagLingerMs).
+    const d = desk(t, url, name, { batchWindowMs: windowMs, fallbackMs: 60_000, flagLingerMs: 60_000, maxWaitMs: 60_000 });
+    let letGo!: () => void;
+    const holding = d.gate().run(() => new Promise<void>((r) => (letGo = r)));
+    await waitFor('the slot held', async () => (await slotsInUse(db)) === 1n, 5_000, 10);
+    const waiting = d.gate().run(async () => undefined);
+    await sleep(100); // the waiting call's own round trip (it asks for a slot) is over
+    const claims: Claim[] = [];
+    const done = three.map((id, i) => d.withAttempt(id, async (a) => {
+      const c = await a.claim();
+      claims[i] = c;
+      await sleep(40 * i);
+      return a.finish(c.is_tuno, { outcome: 'succeeded', processedAt: `${D.replaceAll('-', '')}120000` });
+    }));
+    t.same(await Promise.all(done), ['succeeded', 'succeeded', 'succeeded'], `${name}: every outcome recorded`);
+    letGo();
+    await holding;
+    await waiting;
+    return db.oneFirst(sql.type(z.object({ n: z.number() }))`
+      select count(distinct settled_at)::int as n from settlement.transfers where id = any(${sql.array(three, 'int8')})`);
+  };
+  t.equal(await transactionsFor('desk-window', 500, ids.slice(0, 3)), 1, 'a 500 ms window: the three outcomes in one transaction');
+  t.equal(await transactionsFor('desk-no-window', 0, ids.slice(3, 6)), 3, 'no window: each outcome in a transaction of its own');
+});
