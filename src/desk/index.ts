@@ -99,7 +99,7 @@ export function createBankDesk(o: DeskOptions): BankDesk {
     holder: o.holder,
     claimLeaseMs: o.claimLeaseMs,
     maxBatch: o.maxBatch ?? 64,
-    batchWindowMs: o.batchWindowMs ?? Number(process.env.DESK_BATCH_WINDOW_MS ?? 10),
+    batchWindowMs: o.batchWindowMs ?? 10,
     fallbackMs: o.fallbackMs ?? 250,
     hand: (w, token) => {
       clearTimeout(w.timer);
