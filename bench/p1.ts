@@ -6,6 +6,7 @@ import { runDay, type PayoutTiming } from './payday.js';
 import { FLOOD_CONSOLE_TOKEN, freePort, startFloodProcess, type FloodCounts } from './flood.js';
 import { startCpuBurner, startSettleWorkers } from './procs.js';
 import { timedDay, type PayoutProfile } from './timed.js';
+import { timelineRecorder, type Timeline } from './timeline.js';
 
 export interface P1Result extends PayoutTiming {
   latencyMs: number;
@@ -20,6 +21,8 @@ export interface P1Result extends PayoutTiming {
   cpu: CpuSplit;
   /** Warnings/errors the workers logged during the timed run (job errors are retried with backoff). */
   problems: { count: number; top: string[] };
+  /** Where the wall went, from the bank's side (timeline.ts). */
+  timeline?: Timeline;
   profile?: PayoutProfile;
   /** --flood: the same day again while 64 scrapers and 64 page readers hit worker 0's HTTP port (issue 23). */
   flood?: {
@@ -39,6 +42,7 @@ export interface P1Result extends PayoutTiming {
     simBusy: number;
     cpu: CpuSplit;
     problems: { count: number; top: string[] };
+    timeline?: Timeline;
   };
 }
 
@@ -49,7 +53,8 @@ export interface P1Result extends PayoutTiming {
  */
 export async function runP1(ctx: BenchContext): Promise<{ result: P1Result; sim: BankSimulator }> {
   const { chunks: n, latencyMs: L, maxInFlight: M, workers: W, concurrency } = ctx.o;
-  const sim = await startBankSimulator({ accessToken: TOKEN, latencyMs: L, jitterMs: 0, maxInFlight: M });
+  const recorder = timelineRecorder();
+  const sim = await startBankSimulator({ accessToken: TOKEN, latencyMs: L, jitterMs: 0, maxInFlight: M }, recorder.hooks);
   try {
     await fundSimulator(ctx.ctl, sim, Math.max(n, WARMUP_CHUNKS));
     ctx.say(`P1: starting ${W} settle worker(s), concurrency ${concurrency} each, BANK_MAX_IN_FLIGHT=${M}, bank latency ${L} ms`);
@@ -66,7 +71,7 @@ export async function runP1(ctx: BenchContext): Promise<{ result: P1Result; sim:
       const warm = await runDay(ctx.ctl, ctx.nextDate(), WARMUP_CHUNKS, 120_000);
       ctx.say(`P1: warm-up day of ${WARMUP_CHUNKS} chunks paid in ${(warm.confirmMs / 1000).toFixed(2)} s`);
       const idealMs = Math.ceil(n / M) * L;
-      const { timing, cpu, stats, profile, problems } = await timedDay(ctx, workers.map((w) => w.pid), sim, n, Math.max(120_000, idealMs * 20));
+      const { timing, cpu, stats, profile, problems, timeline } = await timedDay(ctx, workers.map((w) => w.pid), sim, n, Math.max(120_000, idealMs * 20), undefined, recorder);
       let flood: P1Result['flood'];
       if (floodPort !== undefined) {
         // The flood starts once the day is made (the readers load its page) and before it is paid.
@@ -87,7 +92,7 @@ export async function runP1(ctx: BenchContext): Promise<{ result: P1Result; sim:
       const burner = startCpuBurner();
       let loadedDay: Awaited<ReturnType<typeof timedDay>>;
       try {
-        loadedDay = await timedDay(ctx, workers.map((w) => w.pid), sim, n, Math.max(120_000, idealMs * 20));
+        loadedDay = await timedDay(ctx, workers.map((w) => w.pid), sim, n, Math.max(120_000, idealMs * 20), undefined, recorder);
       } finally {
         await burner.stop();
       }
@@ -104,6 +109,7 @@ export async function runP1(ctx: BenchContext): Promise<{ result: P1Result; sim:
         simCalls: stats.calls,
         cpu,
         problems,
+        ...(timeline ? { timeline } : {}),
         ...(profile ? { profile } : {}),
         ...(flood ? { flood } : {}),
         loaded: {
@@ -113,6 +119,7 @@ export async function runP1(ctx: BenchContext): Promise<{ result: P1Result; sim:
           simBusy: loadedDay.stats.rejected.busy,
           cpu: loadedDay.cpu,
           problems: loadedDay.problems,
+          ...(loadedDay.timeline ? { timeline: loadedDay.timeline } : {}),
         },
       };
       return { result, sim };

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import type { CpuSplit } from './cpu.js';
 import type { P1Result } from './p1.js';
+import type { Timeline } from './timeline.js';
 import type { P2Result } from './p2.js';
 import type { P3Result } from './p3.js';
 import type { P4Result, RecordRun } from './p4.js';
@@ -43,6 +44,7 @@ export function p1Lines(r: P1Result): string[] {
       `${r.workers} workers × concurrency ${r.concurrency}`,
     `   bank in flight at most ${r.simMaxInFlight} (cap ${r.maxInFlight}) ${capOk ? 'OK' : 'FAIL: CAP EXCEEDED'}; busy rejections ${r.simBusy}; ` +
       `bank calls ${r.simCalls}; pay stage txn ${r.payStageMs.toFixed(0)} ms; all chunks succeeded at ${s(r.succeededMs)}`,
+    ...(r.timeline ? [timelineLine(r.timeline, r.payStageMs)] : []),
     cpuLine(r.cpu, r.confirmMs, r.chunks, 'chunk'),
     ...problemLines(r.problems),
   ];
@@ -64,10 +66,22 @@ export function p1Lines(r: P1Result): string[] {
     head('P1 beside a CPU-bound process', l.ratio.toFixed(3), '≤ 1.10', targets.p1Loaded(r)),
     `   the same ${r.chunks} chunks again with one busy-loop process running beside them (started and stopped by the benchmark): ` +
       `wall ${s(l.confirmMs)} / ideal ${s(r.idealMs)}; bank in flight at most ${l.simMaxInFlight} (cap ${r.maxInFlight}) ${loadedCapOk ? 'OK' : 'FAIL: CAP EXCEEDED'}; busy rejections ${l.simBusy}`,
+    ...(l.timeline ? [timelineLine(l.timeline)] : []),
     cpuLine(l.cpu, l.confirmMs, r.chunks, 'chunk') + ' — "other processes" includes the busy loop',
     ...problemLines(l.problems),
   );
   return lines;
+}
+
+/** P1's wall taken apart from the bank's side (bench/timeline.ts). */
+function timelineLine(t: Timeline, payStageMs?: number): string {
+  const ms = (x: number) => `${x.toFixed(0)} ms`;
+  return (
+    `   where the wall went (at the bank): first call at ${ms(t.firstCallMs)}${payStageMs === undefined ? '' : ` (pay stage txn ${ms(payStageMs)})`}` +
+    ` + calls N·L/M ${s(t.callsMs)} + the simulator's own lateness ${ms(t.bankLateMs)} + the cap idle ${ms(t.idleMs)}` +
+    ` (an answer's slot waited ${t.handoverMeanMs.toFixed(2)} ms on average for the next call; the rest is the first round filling and the last emptying)` +
+    ` + after the last answer ${ms(t.afterLastMs)}`
+  );
 }
 
 function problemLines(p: { count: number; top: string[] }): string[] {

@@ -69,6 +69,13 @@ export interface BankSimulator {
 export interface SimHooks {
   /** The simulator's clock: booking and processing times, and "today" for the statement's one-year rule (default: real time). */
   now?: () => Date;
+  /**
+   * Every API request once it has ended (answered, refused, dropped):
+   * when it arrived and when it ended, in this process's performance.now()
+   * ms, and whether it counted against the in-flight cap. The benchmark
+   * reads P1's timeline from it.
+   */
+  onCall?: (c: { api: ApiNm; admitted: boolean; arrivedAt: number; endedAt: number }) => void;
 }
 
 const API_PATH = /^\/([A-Za-z]+)\.nh$/;
@@ -153,7 +160,9 @@ export async function startBankSimulator(input: SimOptionsInput = {}, hooks: Sim
       if (stats.inFlight > stats.maxInFlight) stats.maxInFlight = stats.inFlight;
     }
     // 'close' fires once the response is finished or the connection is gone.
+    const arrivedAt = hooks.onCall ? performance.now() : 0;
     res.once('close', () => {
+      hooks.onCall?.({ api, admitted, arrivedAt, endedAt: performance.now() });
       stats.arrivals--;
       if (admitted) stats.inFlight--;
     });

@@ -134,6 +134,22 @@ t.test('busy (S0001) processes nothing; the same IsTuno is then accepted', async
   tt.equal((await w.call('DrawingTransfer', { FinAcno: w.finAcno, Tram: '10' }, { IsTuno: isTuno })).header['Rpcd'], '00000', 'resent under the same IsTuno');
 });
 
+t.test('onCall reports every request once it has ended: when it arrived and ended, and whether it counted against the cap', async (tt) => {
+  const seen: Array<{ api: string; admitted: boolean; arrivedAt: number; endedAt: number }> = [];
+  const w = await world(tt, { maxInFlight: 1, latencyMs: 120 }, { onCall: (c) => seen.push(c) });
+  const before = performance.now();
+  const first = w.call('DrawingTransfer', { FinAcno: w.finAcno, Tram: '10' });
+  while (w.sim.state.stats.inFlight === 0) await new Promise((r) => setTimeout(r, 2));
+  tt.equal((await w.call('InquireBalance', { FinAcno: w.finAcno })).header['Rpcd'], SIM.BUSY, 'the second call, while the first holds the only slot: busy');
+  tt.equal((await first).header['Rpcd'], '00000');
+  while (seen.length < 2) await new Promise((r) => setTimeout(r, 2));
+  const [busy, paid] = seen;
+  tt.match(busy, { api: 'InquireBalance', admitted: false }, 'the refused call, reported first (it ended first), not counted against the cap');
+  tt.match(paid, { api: 'DrawingTransfer', admitted: true }, 'the paid one, counted');
+  tt.ok(paid!.arrivedAt >= before && paid!.endedAt - paid!.arrivedAt >= 119, `it took the latency (${(paid!.endedAt - paid!.arrivedAt).toFixed(1)} ms)`);
+  tt.ok(busy!.arrivedAt > paid!.arrivedAt && busy!.endedAt < paid!.endedAt, 'times on one clock: the refusal came and went while the payout was in flight');
+});
+
 t.test('result checks: booked, refused for funds, never received, mismatched', async (tt) => {
   const w = await world(tt);
   const check = (ortr: Reply, fields: Json) => w.call('CheckOnDrawingTransfer', { OrtrYmd: ortr.header['Tsymd'], OrtrIsTuno: ortr.header['IsTuno'], ...fields });

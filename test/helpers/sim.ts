@@ -4,7 +4,7 @@
  * test/nh-conformance.test.ts. No database.
  */
 import { simAdminClient, type SimAdminClient } from '../../src/bank-sim/sim-admin-client.js';
-import { startBankSimulator, type BankSimulator, type SimOptionsInput } from '../../src/bank-sim/simulator.js';
+import { startBankSimulator, type BankSimulator, type SimHooks, type SimOptionsInput } from '../../src/bank-sim/simulator.js';
 import { defaultApiSvcCodes, kstHms, kstYmd, type ApiNm } from '../../src/nh/contract.js';
 
 export const TOKEN = 'sim-token';
@@ -69,9 +69,9 @@ export async function post(url: string, path: string, body: unknown): Promise<Re
   return { status: res.status, body: parsed, header: (parsed['Header'] ?? {}) as Json };
 }
 
-export async function world(tt: { teardown(fn: () => unknown): void }, opts: SimOptionsInput = {}): Promise<World> {
+export async function world(tt: { teardown(fn: () => unknown): void }, opts: SimOptionsInput = {}, hooks: Omit<SimHooks, 'now'> = {}): Promise<World> {
   const clock = { now: START };
-  const sim = await startBankSimulator({ accessToken: TOKEN, ...opts }, { now: () => clock.now });
+  const sim = await startBankSimulator({ accessToken: TOKEN, ...opts }, { ...hooks, now: () => clock.now });
   tt.teardown(() => sim.close());
   const admin = simAdminClient(sim.url, opts.adminToken);
   await admin.openAccounts([
