@@ -19,13 +19,12 @@ export function engineSettings(concurrency: number, pollIntervalMs: number): Eng
     concurrency,
     maxPoolSize: concurrency + 4,
     pollInterval: pollIntervalMs,
-    // No local queue: graphile-worker 0.17.3's LocalQueue, released while it
-    // holds jobs no worker has taken, throws ("Cannot background something
-    // when the queue is already released"); the pool's graceful shutdown then
-    // fails the jobs still running and leaves the held ones locked. Each job is
-    // fetched on its own (one get_job round trip); completions still go in
-    // batches. A crash can re-run a job that had finished; every task is
-    // idempotent, so that costs a no-op.
+    // Jobs are fetched in batches into a local queue as large as the
+    // concurrency (one get_jobs round trip for many), and completions go in
+    // batches. 0.17.3's LocalQueue throws when it is released while it holds
+    // jobs; our stop does not rest on graphile's shutdown (runner.ts,
+    // SHUTDOWN_ERRORS). A crash can re-run a job that had finished; every
+    // task is idempotent, so that costs a no-op.
     preset: { worker: { localQueue: { size: concurrency }, completeJobBatchDelay: 0 } },
   };
 }
