@@ -33,6 +33,7 @@ const schema = z
     json: z.boolean().default(false),
     profile: z.boolean().default(false),
     flood: z.boolean().default(false),
+    floor: z.boolean().default(false),
   })
   .strict();
 
@@ -49,7 +50,7 @@ export type BenchOptions = Omit<z.output<typeof schema>, 'only'> & {
 };
 
 export const USAGE = `usage: npm run bench -- [--chunks N] [--latency-ms N] [--max-in-flight N] [--workers N] [--concurrency N]
-                        [--only P1,P2,P3,P4] [--large] [--json] [--profile] [--flood]
+                        [--only P1,P2,P3,P4] [--large] [--json] [--profile] [--flood] [--floor]
   --chunks N         chunks paid in P1 and P3, jobs in P3's no-op run (default 2000)
   --latency-ms N     bank latency L for P1/P2 (default 250; jitter 0)
   --max-in-flight N  in-flight cap M, on the simulator and BANK_MAX_IN_FLIGHT (default 50)
@@ -59,7 +60,8 @@ export const USAGE = `usage: npm run bench -- [--chunks N] [--latency-ms N] [--m
   --large            P4 also at 10,000,000 accruals (minutes of seeding)
   --json             results as one JSON object on stdout; the prose goes to stderr
   --profile          pg_stat_statements in the benchmark's own embedded Postgres: per-chunk statements and round trips
-  --flood            P1 also pays the day while 64 scrapers read one worker's /metrics and 64 signed-in readers load its console's page of the day (issue 23: target ≤ 1.10 of the quiet wall)`;
+  --flood            P1 also pays the day while 64 scrapers read one worker's /metrics and 64 signed-in readers load its console's page of the day (issue 23: target ≤ 1.10 of the quiet wall)
+  --floor            P1 also runs its N calls from W bare HTTP clients (no database, nothing between calls) against the same simulator: the ratio this machine allows before any of our work`;
 
 /** Strict `--kebab-case` flags validated with zod; any problem is one BenchUsageError line. */
 export function parseOptions(argv: string[]): BenchOptions {
@@ -81,6 +83,7 @@ export function parseOptions(argv: string[]): BenchOptions {
         json: { type: 'boolean' },
         profile: { type: 'boolean' },
         flood: { type: 'boolean' },
+        floor: { type: 'boolean' },
       },
     }).values;
   } catch (e) {

@@ -7,6 +7,7 @@ import { FLOOD_CONSOLE_TOKEN, freePort, startFloodProcess, type FloodCounts } fr
 import { startCpuBurner, startSettleWorkers } from './procs.js';
 import { timedDay, type PayoutProfile } from './timed.js';
 import { timelineRecorder, type Timeline } from './timeline.js';
+import { runFloor, type Floor } from './floor.js';
 
 export interface P1Result extends PayoutTiming {
   latencyMs: number;
@@ -23,6 +24,8 @@ export interface P1Result extends PayoutTiming {
   problems: { count: number; top: string[] };
   /** Where the wall went, from the bank's side (timeline.ts). */
   timeline?: Timeline;
+  /** --floor: the same calls from bare HTTP clients, no database (floor.ts). */
+  floor?: Floor;
   profile?: PayoutProfile;
   /** --flood: the same day again while 64 scrapers and 64 page readers hit worker 0's HTTP port (issue 23). */
   flood?: {
@@ -67,6 +70,7 @@ export async function runP1(ctx: BenchContext): Promise<{ result: P1Result; sim:
       ...(floodPort !== undefined && i === 0 ? { HTTP_PORT: String(floodPort), CONSOLE_TOKEN: FLOOD_CONSOLE_TOKEN, CONSOLE_DATABASE_URL: ctx.payUrl } : {}),
     });
     const workers = await startSettleWorkers(W, env, registered(ctx));
+    let result: P1Result;
     try {
       const warm = await runDay(ctx.ctl, ctx.nextDate(), WARMUP_CHUNKS, 120_000);
       ctx.say(`P1: warm-up day of ${WARMUP_CHUNKS} chunks paid in ${(warm.confirmMs / 1000).toFixed(2)} s`);
@@ -96,7 +100,7 @@ export async function runP1(ctx: BenchContext): Promise<{ result: P1Result; sim:
       } finally {
         await burner.stop();
       }
-      const result: P1Result = {
+      result = {
         ...timing,
         latencyMs: L,
         maxInFlight: M,
@@ -122,10 +126,15 @@ export async function runP1(ctx: BenchContext): Promise<{ result: P1Result; sim:
           ...(loadedDay.timeline ? { timeline: loadedDay.timeline } : {}),
         },
       };
-      return { result, sim };
     } finally {
       await stopSettleWorkers(ctx, 'P1', workers);
     }
+    // With the workers gone: nothing but the clients and the simulator runs.
+    if (ctx.o.floor) {
+      ctx.say(`P1: the floor: ${n} calls from ${W} bare HTTP clients, no database`);
+      result.floor = await runFloor(sim.url, recorder, n, L, M, W);
+    }
+    return { result, sim };
   } catch (e) {
     await sim.close();
     throw e;

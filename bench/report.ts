@@ -60,6 +60,14 @@ export function p1Lines(r: P1Result): string[] {
       ...problemLines(f.problems),
     );
   }
+  if (r.floor) {
+    const f = r.floor;
+    lines.push(
+      `   floor (--floor): the same ${r.chunks} calls from ${r.workers} bare HTTP clients against the same simulator, no database, nothing between calls: ` +
+        `wall ${s(f.wallMs)} / ideal ${s(r.idealMs)} = ${f.ratio.toFixed(3)}`,
+      ...(f.timeline ? [timelineLine(f.timeline)] : []),
+    );
+  }
   const l = r.loaded;
   const loadedCapOk = l.simMaxInFlight <= r.maxInFlight;
   lines.push(
