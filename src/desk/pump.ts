@@ -4,6 +4,8 @@
  * settlement.finish_transfers: one transaction each), one round trip at a
  * time on the desk's connection. Outcomes (and slots to give back) go first.
  * Under load a round trip carries many transfers; alone, each goes at once.
+ * While calls wait for slots (the cap binds), a round trip of claims and
+ * outcomes alone waits up to batchWindowMs for more to join it.
  * A round trip that fails as a whole is retried item by item, so one
  * transfer's error is that transfer's alone.
  */
@@ -181,10 +183,12 @@ export function createPump<W>(o: PumpOptions<W>): Pump<W> {
         // stops waiting as soon as something is (see urgent).
         if (!windowed && o.batchWindowMs > 0 && !urgent(unflag)) {
           windowed = true;
+          let timer: NodeJS.Timeout | undefined;
           await new Promise<void>((r) => {
             endWindow = r;
-            setTimeout(r, o.batchWindowMs);
+            timer = setTimeout(r, o.batchWindowMs);
           });
+          clearTimeout(timer);
           endWindow = undefined;
           continue;
         }

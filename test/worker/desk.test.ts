@@ -24,6 +24,18 @@ function desk(t: { teardown(fn: () => unknown): void }, url: string, name: strin
   return d;
 }
 
+/** A fresh database with a day of `accounts` chunks recorded and paid at a zero-latency simulator (jobs enqueued, no worker running). */
+async function paidDay(t: Parameters<typeof freshDb>[0] & { equal: Function }, accounts: number, poolSize?: number) {
+  const { url, db } = await freshDb(t, poolSize === undefined ? {} : { poolSize });
+  const sim = await startSim(t, { latencyMs: 0, jitterMs: 0 });
+  await seed(db, { date: D, accounts, kinds: ['tax'] });
+  await prepareSim(db, sim);
+  await registerAtSimulator(db, sim.url);
+  t.equal((await runStage(db, 'record', D, 'tax')).outcome, 'done');
+  t.equal((await runStage(db, 'pay', D, 'tax')).outcome, 'done');
+  return { url, db };
+}
+
 t.test('three desks (three processes) never have more calls in flight than the cap, and give every slot back', async (t) => {
   const { url, db } = await freshDb(t);
   await db.query(sql.unsafe`select settlement.configure('Asia/Seoul', 100000, 3)`);
@@ -78,13 +90,7 @@ t.test('a desk whose connection dies frees its slots with it, and carries on wit
 });
 
 t.test('claims and outcomes in batches give each transfer the answers one by one would', async (t) => {
-  const { url, db } = await freshDb(t, { poolSize: 4 });
-  const sim = await startSim(t, { latencyMs: 0, jitterMs: 0 });
-  await seed(db, { date: D, accounts: 6, kinds: ['tax'] });
-  await prepareSim(db, sim);
-  await registerAtSimulator(db, sim.url);
-  t.equal((await runStage(db, 'record', D, 'tax')).outcome, 'done');
-  t.equal((await runStage(db, 'pay', D, 'tax')).outcome, 'done');
+  const { url, db } = await paidDay(t, 6, 4);
   const ids = await db.anyFirst(sql.type(z.object({ id: z.number() }))`select id::int as id from settlement.transfers where purpose = 'payout' order by id limit 5`);
   t.equal(ids.length, 5, 'five chunks to work with');
   const [ok, no, later, stale, twice] = ids as [number, number, number, number, number];
@@ -152,13 +158,7 @@ t.test('claims and outcomes in batches give each transfer the answers one by one
 });
 
 t.test('claim_transfers and finish_transfers refuse malformed batches and change nothing', async (t) => {
-  const { url, db } = await freshDb(t);
-  const sim = await startSim(t, { latencyMs: 0, jitterMs: 0 });
-  await seed(db, { date: D, accounts: 2, kinds: ['tax'] });
-  await prepareSim(db, sim);
-  await registerAtSimulator(db, sim.url);
-  await runStage(db, 'record', D, 'tax');
-  await runStage(db, 'pay', D, 'tax');
+  const { url, db } = await paidDay(t, 2);
   const id = await db.oneFirst(sql.type(z.object({ id: z.number() }))`select id::int as id from settlement.transfers where purpose = 'payout' order by id limit 1`);
   const c = await pgClient(t, url);
   const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code);
@@ -187,13 +187,7 @@ t.test('claim_transfers and finish_transfers refuse malformed batches and change
 });
 
 t.test('while calls wait for slots, outcomes that come in within the batch window are recorded in one transaction; with no window, each in its own', async (t) => {
-  const { url, db } = await freshDb(t, { poolSize: 4 });
-  const sim = await startSim(t, { latencyMs: 0, jitterMs: 0 });
-  await seed(db, { date: D, accounts: 8, kinds: ['tax'] });
-  await prepareSim(db, sim);
-  await registerAtSimulator(db, sim.url);
-  t.equal((await runStage(db, 'record', D, 'tax')).outcome, 'done');
-  t.equal((await runStage(db, 'pay', D, 'tax')).outcome, 'done');
+  const { url, db } = await paidDay(t, 8, 4);
   // One slot for the whole database: a call that holds it makes every other call wait.
   await db.query(sql.unsafe`select settlement.configure('Asia/Seoul', 100000, 1)`);
   const ids = await db.anyFirst(sql.type(z.object({ id: z.number() }))`select id::int as id from settlement.transfers where purpose = 'payout' order by id limit 6`);
